@@ -1,0 +1,255 @@
+"""Turn whatever a client sends into the 28x28 ink image MNIST was built from.
+
+This is the one implementation used by the TorchServe handler and by every evaluation (tests, benchmarks).
+
+MNIST digits were made by cropping the ink, scaling it so the longer side is 20 px (keeping the aspect
+ratio, antialiased) and placing it in 28x28 with its centre of mass at the centre. A drawing on a canvas
+is nothing like that until it gets the same treatment, and on top of MNIST's recipe we normalise the
+stroke thickness, because a 20 px brush on a small digit becomes a blob after scaling and a thin brush
+on a large digit nearly vanishes.
+
+Output: float32 array (28, 28) of ink intensity in [0, 1], white ink on black, as ToTensor() gives MNIST.
+The model normalises (mean/std) itself, inside the TorchScript file.
+"""
+
+import base64
+import binascii
+import io
+import json
+import re
+
+import numpy as np
+from PIL import Image, ImageFilter, UnidentifiedImageError
+
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+MAX_PIXELS = 4096 * 4096  # a canvas is at most a few megapixels; beyond this it is a decompression bomb
+MIN_SIDE = 8  # smaller than this is not a drawing
+WORK_SIDE = 512  # larger canvases are box-downscaled to this first: same ink, far less work
+INK_THRESHOLD = 0.25  # share of full contrast that counts as ink when finding the digit's box
+MIN_CONTRAST = 0.15  # below this the whole image is one colour: nothing drawn
+BOX = 20  # MNIST's box for the longer side
+FINE = 4  # thickness is adjusted at FINE x the final scale, where it can be done in whole pixels
+# Stroke width, in 28x28 pixels, of a typical MNIST digit (measured with stroke_width() on MNIST).
+TARGET_WIDTH = 2.4
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*),", re.IGNORECASE)
+_IMAGE_MIME = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif", "image/bmp"}
+
+
+class InputError(ValueError):
+    """Bad client input: becomes a 4xx answer with this message, never a server error."""
+
+    status = 400
+
+
+class UnsupportedMediaError(InputError):
+    status = 415
+
+
+class TooLargeError(InputError):
+    status = 413
+
+
+class NoDigitError(InputError):
+    """Nothing (or only a speck) was drawn: answered as 'no digit drawn', never guessed."""
+
+    status = 422
+
+
+def payload_to_bytes(payload) -> bytes:
+    """Image bytes from any accepted request body.
+
+    Accepted: raw PNG/JPEG/... bytes; a data URL as canvas.toDataURL() gives it; bare base64; JSON
+    {"image": "<data URL or base64>"} (as text, or already parsed into a dict by TorchServe).
+    """
+    if isinstance(payload, dict):
+        return _image_field(payload)
+    if isinstance(payload, (bytes, bytearray)):
+        payload = bytes(payload)
+        if _looks_like_image(payload):
+            return payload
+        try:
+            payload = payload.decode("ascii")
+        except UnicodeDecodeError:
+            raise UnsupportedMediaError("the body is neither an image nor text (a data URL or base64)")
+    if not isinstance(payload, str):
+        raise InputError(f"unsupported body of type {type(payload).__name__}")
+    text = payload.strip()
+    if not text:
+        raise InputError("empty body: send the canvas as a data URL (canvas.toDataURL())")
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"the body looks like JSON but does not parse: {e.msg}")
+        if not isinstance(doc, dict):
+            raise InputError('JSON body must be an object like {"image": "<data URL>"}')
+        return _image_field(doc)
+    return _text_to_bytes(text)
+
+
+def _image_field(doc: dict) -> bytes:
+    image = doc.get("image")
+    if not isinstance(image, str):
+        raise InputError('JSON body must be {"image": "<data URL or base64 string>"}')
+    return _text_to_bytes(image.strip())
+
+
+def _text_to_bytes(text: str) -> bytes:
+    match = _DATA_URL.match(text)
+    if match:
+        mime = (match["mime"] or "text/plain").lower()
+        if mime not in _IMAGE_MIME:
+            raise UnsupportedMediaError(f"data URL of type {mime}: send an image (image/png, image/jpeg)")
+        if ";base64" not in match["params"].lower():
+            raise InputError("data URL is not base64-encoded")
+        text = text[match.end() :]
+    elif text.startswith("data:"):
+        raise InputError("malformed data URL")
+    # Form encoding may have turned '+' into ' '; URL-safe base64 uses '-' and '_'.
+    text = re.sub(r"\s", "", text.replace(" ", "+")).replace("-", "+").replace("_", "/")
+    if not text:
+        raise InputError("the data URL carries no data")
+    try:
+        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("not a data URL, and not valid base64 either")
+    if not data:
+        raise InputError("the data URL carries no data")
+    return data
+
+
+def _looks_like_image(data: bytes) -> bool:
+    return data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff" or data[:4] in (b"GIF8", b"RIFF")
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Decode safely: known formats only, one frame, bounded size, fully read (so truncation shows)."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise UnsupportedMediaError(
+            "the data is not an image in a supported format (PNG, JPEG, WebP, GIF, BMP)"
+        )
+    except Image.DecompressionBombError:
+        raise TooLargeError("image dimensions are too large")
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise TooLargeError(f"image of {width}x{height} pixels is too large (at most {MAX_PIXELS} pixels)")
+    if min(width, height) < MIN_SIDE:
+        raise InputError(f"image of {width}x{height} pixels is too small to hold a drawing")
+    if getattr(image, "n_frames", 1) > 1:
+        raise InputError("animated or multi-frame images are not accepted: send a single frame")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"the image is damaged or truncated ({e})")
+    return image
+
+
+def ink_map(image: Image.Image) -> np.ndarray:
+    """Ink intensity in [0, 1] (float32, HxW), whatever the polarity or transparency of the drawing."""
+    if max(image.size) > WORK_SIDE:
+        image = image.copy()
+        image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"))
+        alpha = rgba[..., 3]
+        # An unfilled canvas: the background is transparent and the ink is wherever paint is.
+        if _border(alpha).mean() < 128:
+            return alpha.astype(np.float32) / 255.0
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA"))
+    gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    # The background is what the border mostly is: dark for white-on-black, light for black-on-white.
+    ink = np.abs(gray - np.median(_border(gray)))
+    peak = float(ink.max())
+    if peak < MIN_CONTRAST:
+        return np.zeros_like(ink)
+    return np.minimum(ink / peak, 1.0)
+
+
+def _border(a: np.ndarray) -> np.ndarray:
+    return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width in pixels: area over half the outline (a stroke of width w and length L has
+    area w*L and an outline of about 2L)."""
+    area = int(mask.sum())
+    if area == 0:
+        return 0.0
+    padded = np.pad(mask, 1)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    outline = area - int((mask & inner).sum())
+    return 2.0 * area / max(outline, 1)
+
+
+def _bbox(mask: np.ndarray):
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+
+
+def to_mnist(ink: np.ndarray) -> np.ndarray:
+    """Crop, normalise stroke width, scale into 20x20 keeping aspect, centre by mass in 28x28."""
+    mask = ink > INK_THRESHOLD
+    if not mask.any():
+        raise NoDigitError("no digit drawn: the canvas is blank")
+    top, bottom, left, right = _bbox(mask)
+    height, width = bottom - top, right - left
+    pen = stroke_width(mask[top:bottom, left:right])
+    # A speck: a dot or a tiny scribble no longer than a couple of brush widths.
+    if max(height, width) < max(2.5 * pen, 0.04 * max(ink.shape)):
+        raise NoDigitError("no digit drawn: only a speck on the canvas")
+
+    # Work at FINE x the final size, where thickness can be adjusted by whole pixels.
+    fine_side = BOX * FINE
+    scale = fine_side / max(height, width)
+    crop = Image.fromarray((ink[top:bottom, left:right] * 255).astype(np.uint8))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    fine = crop.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    fine = _normalise_thickness(fine, pen * scale)
+
+    # Re-crop (thickness changed the extent), then MNIST's 20 px box and centre of mass.
+    fine_arr = np.asarray(fine)
+    top, bottom, left, right = _bbox(fine_arr > INK_THRESHOLD * 255)
+    fine = fine.crop((left, top, right, bottom))
+    w, h = fine.size
+    scale = BOX / max(w, h)
+    small = fine.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+    return _centre_by_mass(np.asarray(small, dtype=np.float32) / 255.0)
+
+
+def _normalise_thickness(fine: Image.Image, width: float) -> Image.Image:
+    """Grow or shrink strokes so that after the final scaling they are as wide as MNIST's."""
+    target = TARGET_WIDTH * FINE
+    steps = int(round((target - width) / 2))  # each 3x3 max/min filter changes the width by 2 px
+    if steps == 0:
+        return fine
+    if steps > 0:
+        padded = Image.new("L", (fine.width + 2 * steps, fine.height + 2 * steps))
+        padded.paste(fine, (steps, steps))
+        return padded.filter(ImageFilter.MaxFilter(2 * steps + 1))
+    # Never thin a stroke below half the target: erosion must not break it apart.
+    steps = min(-steps, int((width - target / 2) / 2))
+    return fine.filter(ImageFilter.MinFilter(2 * steps + 1)) if steps > 0 else fine
+
+
+def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
+    total = digit.sum()
+    h, w = digit.shape
+    ys, xs = np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32)
+    cy = (digit.sum(axis=1) @ ys) / total
+    cx = (digit.sum(axis=0) @ xs) / total
+    top, left = int(round(13.5 - cy)), int(round(13.5 - cx))
+    out = np.zeros((28, 28), dtype=np.float32)
+    # Paste with clipping: a lopsided digit may be pushed partly past the edge, as in MNIST.
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + h, 28), min(left + w, 28)
+    out[y0:y1, x0:x1] = digit[y0 - top : y1 - top, x0 - left : x1 - left]
+    return out
+
+
+def preprocess(payload) -> np.ndarray:
+    """Request body -> (28, 28) float32 ink image, or InputError with a message for the client."""
+    return to_mnist(ink_map(open_image(payload_to_bytes(payload))))

@@ -1,0 +1,314 @@
+"""Start, stop and manage the TorchServe that serves the digit model (the Makefile's serve/stop/register...).
+
+    python -m scripts.tsctl start|stop|status
+    python -m scripts.tsctl register|unregister|set-default VERSION
+    python -m scripts.tsctl versions
+
+TorchServe runs with its working directory in RUN_DIR (default run/): key_file.json, logs/, config
+snapshots and the pid file ($TMPDIR/.model_server.pid, with TMPDIR=RUN_DIR/tmp) all live there, so two
+instances (yours and the tests') never meet. PORT_BASE moves the five ports together (tests use it).
+Management calls use the management key from key_file.json and renew it with the API key if it expired.
+"""
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from web.registry import latest_snapshot, read_properties, snapshot_models
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "mnist"
+PORT_KEYS = ("inference_address", "management_address", "metrics_address")
+
+
+class Fail(Exception):
+    """A failure with a message for the person at the terminal (no stack trace)."""
+
+
+class TorchServe:
+    def __init__(self, run_dir: Path, config: Path, model_store: Path, port_base: int | None = None):
+        self.run_dir = run_dir.resolve()
+        self.config_file = config.resolve()
+        self.model_store = model_store.resolve()
+        self.port_base = port_base
+        self.tmp = self.run_dir / "tmp"
+        self.pid_file = self.tmp / ".model_server.pid"
+        self.properties = self._properties()
+
+    # ---- configuration ----
+    def _properties(self) -> dict:
+        props = read_properties(self.config_file)
+        if self.port_base:
+            for offset, key in enumerate(PORT_KEYS):
+                props[key] = f"http://127.0.0.1:{self.port_base + offset}"
+            props["grpc_inference_port"] = str(self.port_base + 3)
+            props["grpc_management_port"] = str(self.port_base + 4)
+            # Workers talk to the frontend over /tmp/.ts.sock.<port>: keep instances apart there too.
+            props["initial_worker_port"] = str(self.port_base + 100)
+        props["model_store"] = str(self.model_store)
+        return props
+
+    def url(self, kind: str) -> str:
+        return self.properties[f"{kind}_address"]
+
+    def _runtime_config(self, version: str) -> Path:
+        """config.properties plus, when TorchServe ran here before, its last model snapshot: the same
+        versions and the same default come back after a restart."""
+        props = dict(self.properties)
+        props["load_models"] = f"{MODEL}-{version}.mar"
+        snapshot = latest_snapshot(self.run_dir)
+        if snapshot and snapshot_models(snapshot).get("models"):
+            props["model_snapshot"] = json.dumps(snapshot_models(snapshot))
+        path = self.run_dir / "config.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        return path
+
+    # ---- lifecycle ----
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return None
+
+    def start(self, version: str, timeout: float) -> None:
+        check_java()
+        if self.pid():
+            print(f"TorchServe is already running (pid {self.pid()}); `make stop` first to restart it")
+            self.wait(timeout)
+            return
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.pid_file.unlink(missing_ok=True)
+        (self.run_dir / "key_file.json").unlink(missing_ok=True)
+        if not latest_snapshot(self.run_dir) and not (self.model_store / f"{MODEL}-{version}.mar").exists():
+            raise Fail(f"{self.model_store}/{MODEL}-{version}.mar is missing: run `make archive` first")
+        config = self._runtime_config(version)
+        command = [str(Path(sys.executable).parent / "torchserve"), "--start", "--ts-config", str(config)]
+        command += ["--model-store", str(self.model_store)]
+        env = {**os.environ, "TMPDIR": str(self.tmp), "LOG_LOCATION": str(self.run_dir / "logs")}
+        env["METRICS_LOCATION"] = str(self.run_dir / "logs")
+        started = time.monotonic()
+        log = open(self.run_dir / "torchserve.out", "ab")
+        subprocess.run(command, cwd=self.run_dir, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+        self.wait(timeout)
+        print(f"TorchServe answers at {self.url('inference')} ({time.monotonic() - started:.1f} s)")
+
+    def wait(self, timeout: float) -> None:
+        """Return once the default model answers a real drawing; fail with the log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pid() and self.pid_file.exists():
+                break
+            try:
+                status, _ = self.call("inference", "POST", f"/predictions/{MODEL}", probe_png())
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise Fail(f"TorchServe did not answer within {timeout:.0f} s. Last log lines:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if not pid:
+            self.pid_file.unlink(missing_ok=True)
+            print("TorchServe is not running")
+            return
+        children = descendants(pid)
+        os.kill(pid, signal.SIGTERM)  # the frontend's shutdown hook stops its workers
+        for _ in range(100):
+            if not alive(pid):
+                break
+            time.sleep(0.1)
+        for leftover in [pid, *children]:  # whatever ignored SIGTERM: no orphans left behind
+            if alive(leftover):
+                os.kill(leftover, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        (self.run_dir / "key_file.json").unlink(missing_ok=True)
+        print("TorchServe stopped")
+
+    def log_tail(self, lines: int = 30) -> str:
+        log = self.run_dir / "logs" / "ts_log.log"
+        text = log.read_text(errors="replace") if log.exists() else "(no log yet)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ---- HTTP ----
+    def call(self, api: str, method: str, path: str, body: bytes | None = None, renew: bool = True):
+        kind = "inference" if api == "inference" else "management"
+        request = urllib.request.Request(self.url(api) + path, data=body, method=method)
+        key = self.key(kind)
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        if body is not None:
+            request.add_header("Content-Type", "application/octet-stream")
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            answer = e.read()
+            # An expired key is answered 400 InvalidKeyException: renew it once with the API key.
+            if b"InvalidKeyException" in answer and renew and key:
+                self.renew(kind)
+                return self.call(api, method, path, body, renew=False)
+            return e.code, answer
+
+    def key(self, kind: str) -> str | None:
+        try:
+            return json.loads((self.run_dir / "key_file.json").read_text())[kind]["key"]
+        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+            return None
+
+    def renew(self, kind: str) -> None:
+        request = urllib.request.Request(f"{self.url('management')}/token?type={kind}")
+        request.add_header("Authorization", f"Bearer {self.key('API')}")
+        urllib.request.urlopen(request, timeout=10).read()
+
+    def manage(self, method: str, path: str) -> dict | list:
+        if not self.pid():
+            raise Fail("TorchServe is not running: `make serve` first")
+        status, body = self.call("management", method, path)
+        try:
+            doc = json.loads(body or b"{}")
+        except json.JSONDecodeError:
+            doc = {"message": body.decode(errors="replace")}
+        if status >= 400:
+            raise Fail(
+                f"TorchServe answered {status}: {doc.get('message', doc) if isinstance(doc, dict) else doc}"
+            )
+        return doc
+
+
+def check_java() -> None:
+    java = shutil.which("java")
+    help_text = (
+        "TorchServe needs Java 17 or newer. Install it with: sudo apt-get install -y openjdk-17-jre-headless"
+    )
+    if not java:
+        raise Fail(f"Java was not found. {help_text}")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)', out)
+    if not match or int(match.group(1)) < 17:
+        raise Fail(f"Found {out.splitlines()[0] if out else 'an unknown Java'}. {help_text}")
+
+
+def probe_png() -> bytes:
+    """A drawn '1' on a white 280x280 canvas: what the readiness check sends."""
+    image = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(image).line([(140, 50), (140, 230)], fill=0, width=16)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    children = {}
+    for line in out.splitlines():
+        child, parent = map(int, line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def register(ts: TorchServe, version: str) -> None:
+    mar = f"{MODEL}-{version}.mar"
+    if not (ts.model_store / mar).exists():
+        raise Fail(f"{ts.model_store}/{mar} not found: run `make archive VERSION={version}` first")
+    doc = ts.manage("POST", f"/models?url={mar}&synchronous=true&initial_workers=0")
+    ts.manage("PUT", f"/models/{MODEL}/{version}?min_worker={workers(ts, mar)}&synchronous=true")
+    print(doc.get("status", doc))
+
+
+def workers(ts: TorchServe, mar: str) -> int:
+    """minWorkers from the archive's model-config.yaml (registration alone would start none)."""
+    import zipfile
+
+    import yaml
+
+    with zipfile.ZipFile(ts.model_store / mar) as archive:
+        names = [n for n in archive.namelist() if n.endswith("model-config.yaml")]
+        config = yaml.safe_load(archive.read(names[0])) if names else {}
+    return int(config.get("minWorkers", 1))
+
+
+def versions(ts: TorchServe) -> None:
+    default = ts.manage("GET", f"/models/{MODEL}")[0]["modelVersion"]
+    for model in ts.manage("GET", f"/models/{MODEL}/all"):
+        ready = sum(w.get("status") == "READY" for w in model.get("workers", []))
+        mark = "*" if model["modelVersion"] == default else " "
+        suffix = " (default)" if mark == "*" else ""
+        print(f"{mark} {model['modelVersion']:<12} {model['modelUrl']:<24} workers ready: {ready}{suffix}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "command", choices=["start", "stop", "status", "register", "unregister", "set-default", "versions"]
+    )
+    parser.add_argument("version", nargs="?", default=os.environ.get("VERSION", "1.0"))
+    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("TS_RUN_DIR", ROOT / "run")))
+    parser.add_argument("--config", type=Path, default=ROOT / "config.properties")
+    parser.add_argument(
+        "--model-store", type=Path, default=Path(os.environ.get("MODEL_STORE", ROOT / "model_store"))
+    )
+    parser.add_argument("--port-base", type=int, default=int(os.environ.get("PORT_BASE", 0)) or None)
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args()
+    ts = TorchServe(args.run_dir, args.config, args.model_store, args.port_base)
+    try:
+        if args.command == "start":
+            ts.start(args.version, args.timeout)
+        elif args.command == "stop":
+            ts.stop()
+        elif args.command == "status":
+            print(f"running (pid {ts.pid()})" if ts.pid() else "not running")
+            return 0 if ts.pid() else 1
+        elif args.command == "register":
+            register(ts, args.version)
+        elif args.command == "unregister":
+            print(ts.manage("DELETE", f"/models/{MODEL}/{args.version}")["status"])
+        elif args.command == "set-default":
+            print(ts.manage("PUT", f"/models/{MODEL}/{args.version}/set-default")["status"])
+        elif args.command == "versions":
+            versions(ts)
+    except Fail as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except urllib.error.URLError as e:
+        print(f"error: cannot reach TorchServe ({e.reason}): is it running? `make serve`", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
