@@ -1,0 +1,54 @@
+"""Shared fixtures: a model trained for the tests, and the real stack (TorchServe + web app) serving it.
+
+The model is trained here, quickly (TEST_ARCH, default lenet, a short run), unless TEST_MODEL_DIR
+points at a trained one (a directory with model.pt and metrics.json), e.g. build/convnet.
+MNIST comes from MNIST_DIR (CI: ../shared/mnist); pen digits from PEN_DIGITS (default
+../shared/pen-digits/pendigits-orig.tra). Both are required: a missing one is an error, not a skip.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.stack import ROOT, Stack, archive
+
+MNIST_DIR = Path(os.environ.get("MNIST_DIR", ROOT / "data"))
+QUICK_TRAINING = {"ARCH": os.environ.get("TEST_ARCH", "lenet"), "EPOCHS": "1", "SEED": "0"}
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    if os.environ.get("TEST_MODEL_DIR"):
+        return Path(os.environ["TEST_MODEL_DIR"]).resolve()
+    out = tmp_path_factory.mktemp("model")
+    env = {**os.environ, **QUICK_TRAINING, "MNIST_DIR": str(MNIST_DIR), "OUT_DIR": str(out)}
+    subprocess.run([sys.executable, "-m", "train.train"], cwd=ROOT, env=env, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_store(model_dir, tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("model_store")
+    archive(model_dir, store, "1.0")
+    return store
+
+
+@pytest.fixture(scope="session")
+def stack(model_store, tmp_path_factory):
+    """The shared stack: tests that use it must leave it as they found it (running, version 1.0)."""
+    running = Stack(tmp_path_factory.mktemp("run"), model_store).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def own_stack(model_dir, tmp_path):
+    """A stack of the test's own, for tests that stop, kill or re-register things."""
+    store = tmp_path / "model_store"
+    archive(model_dir, store, "1.0")
+    running = Stack(tmp_path / "run", store).start()
+    yield running
+    running.stop()

@@ -1,0 +1,111 @@
+"""The real stack for tests and benchmarks: a TorchServe process and the aiohttp web app process.
+
+Each Stack has its own run directory and its own block of ports (PORT_BASE...+4 for TorchServe, +5 for
+the web app, +100 for its workers' sockets), so tests never meet a `make serve` that is running.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port_base(span: int = 6) -> int:
+    """A block of `span` free loopback ports (and the worker port at +100)."""
+    for base in range(20000 + (os.getpid() % 200) * 100, 60000, 150):
+        if all(_free(base + i) for i in [*range(span), 100, 101, 102, 103]):
+            return base
+    raise RuntimeError("no free port block")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def archive(model_dir: Path, model_store: Path, version: str) -> Path:
+    """`make archive` for a trained model directory (model.pt + metrics.json)."""
+    args = [f"MODEL_DIR={model_dir}", f"MODEL_STORE={model_store}", f"VERSION={version}"]
+    subprocess.run(["make", "-s", "archive", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return model_store / f"mnist-{version}.mar"
+
+
+class Stack:
+    def __init__(self, run_dir: Path, model_store: Path, port_base: int | None = None):
+        self.run_dir = Path(run_dir)
+        self.model_store = Path(model_store)
+        self.port_base = port_base or free_port_base()
+        self.inference_url = f"http://127.0.0.1:{self.port_base}"
+        self.management_url = f"http://127.0.0.1:{self.port_base + 1}"
+        self.metrics_url = f"http://127.0.0.1:{self.port_base + 2}"
+        self.web_port = self.port_base + 5
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
+        self.web = None
+
+    def tsctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [PYTHON, "-m", "scripts.tsctl", *args, "--run-dir", str(self.run_dir)]
+        command += ["--model-store", str(self.model_store), "--port-base", str(self.port_base)]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"tsctl {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def start_torchserve(self, version: str = "1.0") -> None:
+        self.tsctl("start", version)
+
+    def stop_torchserve(self) -> None:
+        self.tsctl("stop")
+
+    def start_web(self, **env: str) -> None:
+        environment = {
+            **os.environ,
+            "WEB_PORT": str(self.web_port),
+            "TS_INFERENCE_URL": self.inference_url,
+            "TS_MANAGEMENT_URL": self.management_url,
+            "TS_RUN_DIR": str(self.run_dir),
+            **env,
+        }
+        log = open(self.run_dir / "web.log", "ab")
+        self.web = subprocess.Popen(
+            [PYTHON, "-m", "web.app"], cwd=ROOT, env=environment, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.web_url + "/", timeout=1).read()
+                return
+            except OSError:
+                if self.web.poll() is not None:
+                    break
+                time.sleep(0.1)
+        raise RuntimeError(f"web app did not start: {(self.run_dir / 'web.log').read_text()}")
+
+    def stop_web(self) -> None:
+        if self.web and self.web.poll() is None:
+            self.web.terminate()
+            self.web.wait(10)
+
+    def start(self) -> "Stack":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.start_torchserve()
+        self.start_web()
+        return self
+
+    def stop(self) -> None:
+        self.stop_web()
+        self.stop_torchserve()
+
+    def key(self, kind: str) -> str:
+        import json
+
+        return json.loads((self.run_dir / "key_file.json").read_text())[kind]["key"]

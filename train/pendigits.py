@@ -1,0 +1,113 @@
+"""Real pen-stroke digits (UCI pendigits, UNIPEN format) rendered the way a browser canvas draws them.
+
+The file holds 7,494 digits by 30 writers: `.SEGMENT DIGIT ... "<label>"`, `.COMMENT <label> <writer>
+<n>`, then strokes as `.PEN_DOWN`, "x y" lines, `.PEN_UP`; coordinates 0..500 with the y axis up.
+Evaluation holds out whole writers (HELD_OUT_WRITERS) so a score says how the app reads people it has
+never seen.
+
+A drawing is laid out like a person would on a 280x280 canvas: a random brush of 8-20 px, a digit
+height of 35-85% of the canvas, a random position (fixed seed), round caps and joins, antialiased.
+"""
+
+import io
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent.parent / "shared" / "pen-digits" / "pendigits-orig.tra"
+PATH = Path(os.environ.get("PEN_DIGITS", DEFAULT_PATH))
+HELD_OUT_WRITERS = set(range(21, 31))  # writers 21..30: never trained on, the benchmark's part
+CANVAS = 280
+SUPERSAMPLE = 4  # draw 4x larger and shrink: the antialiasing a canvas does
+
+
+@dataclass(frozen=True)
+class PenDigit:
+    label: int
+    writer: int
+    strokes: tuple  # tuple of strokes, each a tuple of (x, y) in the file's coordinates (y up)
+
+
+@dataclass(frozen=True)
+class Drawing:
+    label: int
+    strokes: list  # strokes in canvas pixels (y down)
+    brush: float  # line width in canvas pixels
+
+
+def load(path: Path = PATH) -> list[PenDigit]:
+    digits, strokes, stroke, label, writer = [], [], None, None, None
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(".SEGMENT"):
+            if label is not None:
+                digits.append(PenDigit(label, writer, tuple(strokes)))
+            label, writer, strokes = int(re.search(r'"(\d)"', line).group(1)), None, []
+        elif line.startswith(".COMMENT") and label is not None:
+            writer = int(line.split()[2])
+        elif line.startswith(".PEN_DOWN"):
+            stroke = []
+        elif line.startswith(".PEN_UP"):
+            if stroke:
+                strokes.append(tuple(stroke))
+            stroke = None
+        elif stroke is not None and line.strip():
+            x, y = line.split()
+            stroke.append((int(x), int(y)))
+    if label is not None:
+        digits.append(PenDigit(label, writer, tuple(strokes)))
+    return digits
+
+
+def held_out(digits: list[PenDigit]) -> list[PenDigit]:
+    return [d for d in digits if d.writer in HELD_OUT_WRITERS]
+
+
+def trainable(digits: list[PenDigit]) -> list[PenDigit]:
+    return [d for d in digits if d.writer not in HELD_OUT_WRITERS]
+
+
+def layout(digit: PenDigit, rng: random.Random, canvas: int = CANVAS) -> Drawing:
+    """Place a digit on the canvas as a person might: random brush, size and position."""
+    brush = rng.uniform(8, 20)
+    xs = [x for s in digit.strokes for x, _ in s]
+    ys = [y for s in digit.strokes for _, y in s]
+    width, height = max(xs) - min(xs), max(ys) - min(ys)
+    scale = rng.uniform(0.35, 0.85) * canvas / max(height, 1)
+    scale = min(scale, (canvas - brush - 4) / max(width, 1))  # a wide digit must still fit
+    left = rng.uniform(brush / 2 + 2, canvas - brush / 2 - 2 - width * scale)
+    top = rng.uniform(brush / 2 + 2, canvas - brush / 2 - 2 - height * scale)
+    strokes = [
+        [(left + (x - min(xs)) * scale, top + (max(ys) - y) * scale) for x, y in stroke]
+        for stroke in digit.strokes
+    ]
+    return Drawing(digit.label, strokes, brush)
+
+
+def render(drawing: Drawing, canvas: int = CANVAS, transparent: bool = False) -> Image.Image:
+    """Black ink on white (the page's canvas), or on a transparent canvas: round caps/joins, antialiased."""
+    k = SUPERSAMPLE
+    image = Image.new("L", (canvas * k, canvas * k), 0)
+    draw = ImageDraw.Draw(image)
+    radius = drawing.brush * k / 2
+    for stroke in drawing.strokes:
+        points = [(x * k, y * k) for x, y in stroke]
+        if len(points) > 1:
+            draw.line(points, fill=255, width=round(drawing.brush * k))
+        for x, y in points:  # round caps and joins
+            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
+    ink = image.resize((canvas, canvas), Image.Resampling.BOX)
+    if transparent:
+        rgba = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
+        rgba.putalpha(ink)
+        return rgba
+    return Image.eval(ink, lambda v: 255 - v)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
