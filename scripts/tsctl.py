@@ -239,24 +239,11 @@ def descendants(pid: int) -> list[int]:
 
 
 def register(ts: TorchServe, version: str) -> None:
+    """Register an archived version and wait for its workers (as many as its model-config.yaml asks)."""
     mar = f"{MODEL}-{version}.mar"
     if not (ts.model_store / mar).exists():
         raise Fail(f"{ts.model_store}/{mar} not found: run `make archive VERSION={version}` first")
-    doc = ts.manage("POST", f"/models?url={mar}&synchronous=true&initial_workers=0")
-    ts.manage("PUT", f"/models/{MODEL}/{version}?min_worker={workers(ts, mar)}&synchronous=true")
-    print(doc.get("status", doc))
-
-
-def workers(ts: TorchServe, mar: str) -> int:
-    """minWorkers from the archive's model-config.yaml (registration alone would start none)."""
-    import zipfile
-
-    import yaml
-
-    with zipfile.ZipFile(ts.model_store / mar) as archive:
-        names = [n for n in archive.namelist() if n.endswith("model-config.yaml")]
-        config = yaml.safe_load(archive.read(names[0])) if names else {}
-    return int(config.get("minWorkers", 1))
+    print(ts.manage("POST", f"/models?url={mar}&synchronous=true")["status"])
 
 
 def versions(ts: TorchServe) -> None:

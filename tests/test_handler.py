@@ -1,0 +1,97 @@
+"""The TorchServe handler in-process, with TorchServe's own MockContext (no Java, no frontend)."""
+
+import base64
+import random
+
+import numpy as np
+import pytest
+import torchvision
+from PIL import Image
+from ts.torch_handler.unit_tests.test_utils.mock_context import MockContext
+
+from handler.mnist_handler import MnistHandler
+from tests.conftest import MNIST_DIR
+from train import pendigits
+
+
+class Context(MockContext):
+    """MockContext plus what TorchServe's real Context offers for per-item status codes."""
+
+    def __init__(self, model_dir):
+        super().__init__(model_pt_file="model.pt", model_dir=str(model_dir), model_file=None)
+        self.manifest["model"]["modelVersion"] = "3.1"
+        self.statuses = {}
+
+    def set_response_status(self, code=200, phrase="", idx=0):
+        self.statuses[idx] = (code, phrase)
+
+
+@pytest.fixture(scope="module")
+def handler_and_context(model_dir):
+    context = Context(model_dir)
+    handler = MnistHandler()
+    handler.initialize(context)
+    return handler, context
+
+
+def canvas_data_url(image: Image.Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(pendigits.png_bytes(image)).decode()
+
+
+def mnist_canvas(digit: np.ndarray) -> Image.Image:
+    """An MNIST test digit as a person's 280x280 drawing: black ink on white, 10x larger."""
+    ink = Image.fromarray(digit).resize((200, 200), Image.Resampling.BILINEAR)
+    canvas = Image.new("L", (280, 280), 0)
+    canvas.paste(ink, (40, 30))
+    return Image.eval(canvas, lambda v: 255 - v)
+
+
+def test_runs_on_the_cpu_without_a_gpu(handler_and_context):
+    handler, _ = handler_and_context
+    assert str(handler.device) == "cpu"
+    assert next(handler.model.parameters()).device.type == "cpu"
+
+
+def test_batch_answers_each_item_and_marks_bad_ones(handler_and_context):
+    handler, context = handler_and_context
+    mnist = torchvision.datasets.MNIST(MNIST_DIR, train=False, download=True)
+    digits = [(mnist.data[i].numpy(), int(mnist.targets[i])) for i in range(20)]
+    blank = canvas_data_url(Image.new("L", (280, 280), 255))
+    batch = [{"data": canvas_data_url(mnist_canvas(image)).encode()} for image, _ in digits]
+    batch.insert(3, {"body": blank})
+    batch.insert(7, {"data": b"hello, world!"})
+
+    answers = handler.handle(batch, context)
+
+    assert len(answers) == len(batch)
+    assert set(context.statuses) == {3, 7}
+    assert context.statuses[3][0] == 422 and "no digit" in answers[3]["error"]
+    assert context.statuses[7][0] == 400 and "base64" in answers[7]["error"]
+    good = [a for i, a in enumerate(answers) if i not in (3, 7)]
+    assert all(a["version"] == "3.1" for a in good)
+    assert all(abs(sum(a["probabilities"]) - 1) < 1e-4 and len(a["probabilities"]) == 10 for a in good)
+    assert all(a["digit"] == int(np.argmax(a["probabilities"])) for a in good)
+    correct = sum(a["digit"] == label for a, (_, label) in zip(good, digits, strict=True))
+    assert correct >= 18, f"{correct}/20 MNIST digits read right"
+
+
+def test_answer_carries_the_image_the_model_saw(handler_and_context):
+    handler, context = handler_and_context
+    drawing = pendigits.layout(pendigits.load()[0], random.Random(1))
+    answer = handler.handle([{"data": canvas_data_url(pendigits.render(drawing))}], context)[0]
+    seen = np.frombuffer(base64.b64decode(answer["input_28x28"]), dtype=np.uint8).reshape(28, 28)
+    rows, cols = np.nonzero(seen > 64)
+    # MNIST's form: the longer side of the ink is 20 px, and the rest of the 28x28 is black.
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in range(18, 23)
+    assert seen[0].max() == 0 and seen[-1].max() == 0
+
+
+def test_json_and_raw_png_bodies_give_the_same_answer(handler_and_context):
+    handler, context = handler_and_context
+    drawing = pendigits.layout(pendigits.load()[5], random.Random(2))
+    png = pendigits.png_bytes(pendigits.render(drawing))
+    url = canvas_data_url(pendigits.render(drawing))
+    bodies = [{"body": png}, {"body": {"image": url}}, {"data": url}, {"data": url.split(",", 1)[1]}]
+    answers = handler.handle(bodies, context)
+    assert len({a["digit"] for a in answers}) == 1
+    assert np.allclose([a["probabilities"] for a in answers], answers[0]["probabilities"], atol=1e-6)

@@ -1,0 +1,110 @@
+"""The whole product end to end: a trained model, archived, served by a real TorchServe, behind the real
+web app, answering real MNIST test digits drawn onto a 280x280 canvas and sent as data URLs."""
+
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+import torchvision
+from PIL import Image
+
+from tests.conftest import MNIST_DIR
+from train import pendigits
+
+
+def post(url: str, body: bytes, content_type: str | None = "text/plain", headers: dict | None = None):
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def as_canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """An MNIST digit drawn the way a person fills a 280x280 canvas: black on white, some size, somewhere."""
+    side = int(rng.integers(120, 260))
+    ink = Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC)
+    canvas = Image.new("L", (280, 280), 0)
+    canvas.paste(ink, tuple(int(v) for v in rng.integers(0, 280 - side + 1, size=2)))
+    return pendigits.png_bytes(Image.eval(canvas, lambda v: 255 - v))
+
+
+def data_url(png: bytes) -> bytes:
+    return b"data:image/png;base64," + base64.b64encode(png)
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    return torchvision.datasets.MNIST(MNIST_DIR, train=False, download=True)
+
+
+def test_mnist_test_digits_drawn_on_a_canvas_are_read_right(stack, mnist_test, model_dir):
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(mnist_test), size=300, replace=False)
+    correct = 0
+    for i in picks:
+        status, answer = post(stack.web_url + "/predict", data_url(as_canvas(mnist_test.data[i].numpy(), rng)))
+        assert status == 200, answer
+        correct += answer["digit"] == int(mnist_test.targets[i])
+    # The model's own MNIST test accuracy, less a little for the trip through a canvas.
+    expected = json.loads((model_dir / "metrics.json").read_text())["test_accuracy"]
+    assert correct / len(picks) >= min(expected, 0.99) - 0.05, f"{correct}/{len(picks)}"
+
+
+@pytest.mark.parametrize(
+    "content_type, wrap",
+    [
+        ("text/plain", lambda url: url),
+        (None, lambda url: url),
+        # jQuery's $.post(url, dataURL): a form content type around the raw data URL...
+        ("application/x-www-form-urlencoded", lambda url: url),
+        # ...or $.post(url, {image: dataURL}): a real form field.
+        ("application/x-www-form-urlencoded", lambda url: b"image=" + urllib.parse.quote_plus(url).encode()),
+        ("application/json", lambda url: json.dumps({"image": url.decode()}).encode()),
+    ],
+)
+def test_every_accepted_body_gives_the_same_answer(stack, mnist_test, content_type, wrap):
+    url = data_url(as_canvas(mnist_test.data[0].numpy(), np.random.default_rng(1)))
+    status, answer = post(stack.web_url + "/predict", wrap(url), content_type)
+    assert status == 200, answer
+    assert answer["digit"] == int(mnist_test.targets[0])
+    assert answer["version"] == "1.0"
+    assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-4
+
+
+def test_torchserve_answers_directly_with_the_inference_key(stack, mnist_test):
+    url = data_url(as_canvas(mnist_test.data[1].numpy(), np.random.default_rng(2)))
+    auth = {"Authorization": f"Bearer {stack.key('inference')}"}
+    status, answer = post(stack.inference_url + "/predictions/mnist", url, "text/plain", auth)
+    assert status == 200 and answer["digit"] == int(mnist_test.targets[1])
+
+
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        (b"", 400, "empty"),
+        (b"hello there", 415, "not an image"),
+        (b"data:text/html;base64,PGgxPmhpPC9oMT4=", 415, "text/html"),
+        (b"data:image/png;base64,!!!!", 400, "base64"),
+        (data_url(b"GIF89a not really"), 415, "image"),
+        (b'{"picture": "data:image/png;base64,AAAA"}', 400, "image"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx_and_the_next_request_works(stack, mnist_test, body, status, words):
+    got, answer = post(stack.web_url + "/predict", body)
+    assert got == status and words in answer["error"], answer
+    good = data_url(as_canvas(mnist_test.data[2].numpy(), np.random.default_rng(3)))
+    assert post(stack.web_url + "/predict", good)[0] == 200
+
+
+def test_blank_canvas_is_no_digit(stack):
+    blank = pendigits.png_bytes(Image.new("L", (280, 280), 255))
+    status, answer = post(stack.web_url + "/predict", data_url(blank))
+    assert status == 422 and "no digit drawn" in answer["error"]
