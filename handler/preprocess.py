@@ -19,7 +19,7 @@ import json
 import re
 
 import numpy as np
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 MAX_PIXELS = 4096 * 4096  # a canvas is at most a few megapixels; beyond this it is a decompression bomb
@@ -153,13 +153,16 @@ def ink_map(image: Image.Image) -> np.ndarray:
         image = image.copy()
         image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = np.asarray(image.convert("RGBA"))
-        alpha = rgba[..., 3]
+        image = image if image.mode == "RGBA" else image.convert("RGBA")
+        alpha = np.asarray(image.getchannel("A"))
         # An unfilled canvas: the background is transparent and the ink is wherever paint is.
         if _border(alpha).mean() < 128:
             return alpha.astype(np.float32) / 255.0
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, image.convert("RGBA"))
+        # Compositing an opaque image (what the page sends: a filled canvas) onto white changes nothing;
+        # skipping it saves ~0.3 ms per request.
+        if alpha.min() < 255:
+            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, image)
     gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     # The background is what the border mostly is: dark for white-on-black, light for black-on-white.
     ink = np.abs(gray - np.median(_border(gray)))
@@ -176,12 +179,13 @@ def _border(a: np.ndarray) -> np.ndarray:
 def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width in pixels: area over half the outline (a stroke of width w and length L has
     area w*L and an outline of about 2L)."""
-    area = int(mask.sum())
+    area = np.count_nonzero(mask)
     if area == 0:
         return 0.0
-    padded = np.pad(mask, 1)
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=bool)  # np.pad costs more than this
+    padded[1:-1, 1:-1] = mask
     inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    outline = area - int((mask & inner).sum())
+    outline = area - np.count_nonzero(mask & inner)
     return 2.0 * area / max(outline, 1)
 
 
@@ -227,12 +231,27 @@ def _normalise_thickness(fine: Image.Image, width: float) -> Image.Image:
     if steps == 0:
         return fine
     if steps > 0:
-        padded = Image.new("L", (fine.width + 2 * steps, fine.height + 2 * steps))
-        padded.paste(fine, (steps, steps))
-        return padded.filter(ImageFilter.MaxFilter(2 * steps + 1))
+        padded = np.pad(np.asarray(fine), steps)
+        return Image.fromarray(_square_filter(padded, 2 * steps + 1, np.maximum))
     # Never thin a stroke below half the target: erosion must not break it apart.
     steps = min(-steps, int((width - target / 2) / 2))
-    return fine.filter(ImageFilter.MinFilter(2 * steps + 1)) if steps > 0 else fine
+    return Image.fromarray(_square_filter(np.asarray(fine), 2 * steps + 1, np.minimum)) if steps > 0 else fine
+
+
+def _square_filter(a: np.ndarray, size: int, op) -> np.ndarray:
+    """PIL's MaxFilter/MinFilter(size) (op np.maximum/np.minimum, edges replicated), pixel for pixel, as a
+    row pass then a column pass: a square's max is the max of its rows' maxima. PIL's rank filter sorts
+    size*size values per pixel and took ~0.3 ms of a ~1 ms request."""
+    r = size // 2
+    h, w = a.shape
+    p = np.pad(a, r, mode="edge")
+    rows = p[:, :w]
+    for i in range(1, size):
+        rows = op(rows, p[:, i : i + w])
+    out = rows[:h]
+    for i in range(1, size):
+        out = op(out, rows[i : i + h])
+    return out
 
 
 def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
