@@ -1,0 +1,58 @@
+"""The CNNs. Every model takes (N, 1, 28, 28) ink in [0, 1] (white digit on black, as ToTensor() gives
+MNIST) and returns logits (N, 10). Normalisation is the model's first op, so the exported TorchScript
+file is the single source of truth for it: serving feeds [0, 1] ink and nothing else."""
+
+import torch
+from torch import nn
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class Normalize(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(MNIST_MEAN))
+        self.register_buffer("std", torch.tensor(MNIST_STD))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+def lenet() -> nn.Module:
+    """The original network: conv 1->6 5x5, conv 6->16 5x5 (ReLU + 2x2 max-pool each), fc 256->120->84->10."""
+    return nn.Sequential(
+        Normalize(),
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(256, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, 10),
+    )  # fmt: skip
+
+
+def conv_bn(c_in: int, c_out: int, **kw) -> list:
+    return [nn.Conv2d(c_in, c_out, 3, bias=False, **kw), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def convnet() -> nn.Module:
+    """Default: 3x3 convs with BatchNorm. On a CPU the cost is at full resolution, so only one thin
+    layer works at 28x28 and a strided conv halves it; widths grow as the maps shrink."""
+    return nn.Sequential(
+        Normalize(),
+        *conv_bn(1, 24, padding=1),                                   # 28x28
+        *conv_bn(24, 32, stride=2, padding=1),                        # 14x14
+        *conv_bn(32, 64, padding=1), nn.MaxPool2d(2),                 # 7x7
+        *conv_bn(64, 128), *conv_bn(128, 128),                        # 3x3
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(128, 10),
+    )  # fmt: skip
+
+
+ARCHS = {"convnet": convnet, "lenet": lenet}
+
+
+def build_model(arch: str) -> nn.Module:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown ARCH {arch!r}: choose one of {', '.join(ARCHS)}")
+    return ARCHS[arch]()

@@ -1,0 +1,183 @@
+"""Train a digit CNN on MNIST and export it for TorchServe.
+
+    python -m train.train            # or: make train [ARCH=lenet] [SEED=1] ...
+
+Configuration comes from the environment; every knob and its default is right below. The validation
+split is carved from the 60k training images (seeded) and picks the best checkpoint; the test set is
+looked at once, at the end. Writes OUT_DIR/model.pt (TorchScript), metrics.json and curves.png.
+"""
+
+import copy
+import json
+import math
+import os
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from tqdm import tqdm
+
+from model import build_model
+from train.augment import augment
+
+# ---- configuration (env var overrides) -------------------------------------------------------------
+ARCH = os.environ.get("ARCH", "convnet")
+MNIST_DIR = os.environ.get("MNIST_DIR", "data")
+OUT_DIR = os.environ.get("OUT_DIR", f"build/{ARCH}")
+SEED = int(os.environ.get("SEED", 0))
+EPOCHS = float(os.environ.get("EPOCHS", 10))  # fractional is fine: EPOCHS=0.2 for a smoke run
+BATCH_SIZE = int(os.environ.get("BATCH_SIZE", 128))
+LR = float(os.environ.get("LR", 0.1))  # peak of the one-cycle schedule (SGD, Nesterov)
+WEIGHT_DECAY = float(os.environ.get("WEIGHT_DECAY", 5e-4))
+LABEL_SMOOTHING = float(os.environ.get("LABEL_SMOOTHING", 0.1))
+EMA_DECAY = float(os.environ.get("EMA_DECAY", 0.999))  # evaluate and export the weights' moving average
+EVAL_EVERY = int(os.environ.get("EVAL_EVERY", 1000))  # steps; also at the end of every epoch
+VAL_SIZE = int(os.environ.get("VAL_SIZE", 5000))
+# -----------------------------------------------------------------------------------------------------
+
+# TorchScript is deprecated upstream (torch 2.14) and says so on script/save; we use it knowingly.
+warnings.filterwarnings(
+    "ignore", message=r"`torch\.jit\.(script|save)` is deprecated", category=FutureWarning
+)
+
+
+def load_mnist(device):
+    """All of MNIST as uint8 tensors in memory: no DataLoader, no per-sample transforms."""
+    train = torchvision.datasets.MNIST(MNIST_DIR, train=True, download=True)
+    test = torchvision.datasets.MNIST(MNIST_DIR, train=False, download=True)
+    order = torch.randperm(len(train.data), generator=torch.Generator().manual_seed(SEED))
+    val, fit = order[:VAL_SIZE], order[VAL_SIZE:]
+    x, y = train.data.to(device), train.targets.to(device)
+    return (x[fit], y[fit]), (x[val], y[val]), (test.data.to(device), test.targets.to(device))
+
+
+def as_input(images_u8, memory_format):
+    return (images_u8.unsqueeze(1).float() / 255).contiguous(memory_format=memory_format)
+
+
+@torch.no_grad()
+def accuracy(model, data, memory_format, batch=2000):
+    model.eval()
+    x, y = data
+    correct = sum(
+        (model(as_input(x[i : i + batch], memory_format)).argmax(1) == y[i : i + batch]).sum().item()
+        for i in range(0, len(x), batch)
+    )
+    return correct / len(x)
+
+
+def main():
+    torch.manual_seed(SEED)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    # channels_last is what oneDNN's CPU convolutions (and tensor cores) run fastest on.
+    memory_format = torch.channels_last
+    started = time.time()
+    fit, val, test = load_mnist(device)
+
+    model = build_model(ARCH).to(device).to(memory_format=memory_format)
+    ema = copy.deepcopy(model).eval()
+    steps_per_epoch = len(fit[0]) // BATCH_SIZE
+    total_steps = max(1, math.ceil(EPOCHS * steps_per_epoch))
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=LR, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=LR, total_steps=total_steps, pct_start=0.25
+    )
+    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+
+    best = {"val_accuracy": -1.0}
+    curves = {"step": [], "loss": [], "val_step": [], "val_accuracy": []}
+    generator = torch.Generator(device=device).manual_seed(SEED)
+    step, running = 0, None
+    bar = tqdm(total=total_steps, desc=f"train {ARCH}", unit="step", dynamic_ncols=True, mininterval=1.0)
+    while step < total_steps:
+        order = torch.randperm(len(fit[0]), generator=generator, device=device)
+        for start in range(0, steps_per_epoch * BATCH_SIZE, BATCH_SIZE):
+            index = order[start : start + BATCH_SIZE]
+            x = augment(as_input(fit[0][index], torch.contiguous_format), generator).contiguous(
+                memory_format=memory_format
+            )
+            model.train()
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                loss = F.cross_entropy(model(x), fit[1][index], label_smoothing=LABEL_SMOOTHING)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step()
+            update_ema(ema, model, step)
+            step += 1
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            curves["step"].append(step)
+            curves["loss"].append(running)
+            bar.update()
+            bar.set_postfix(loss=f"{running:.3f}")
+            end_of_epoch = start + 2 * BATCH_SIZE > steps_per_epoch * BATCH_SIZE
+            if step % EVAL_EVERY == 0 or end_of_epoch or step == total_steps:
+                val_accuracy = accuracy(ema, val, memory_format)
+                curves["val_step"].append(step)
+                curves["val_accuracy"].append(val_accuracy)
+                tqdm.write(
+                    f"step {step:6d}  epoch {step / steps_per_epoch:5.2f}  loss {running:.4f}  "
+                    f"val {val_accuracy:.4%}  {time.time() - started:6.1f} s"
+                )
+                if val_accuracy > best["val_accuracy"]:
+                    best = {"val_accuracy": val_accuracy, "step": step, "state": _copy(ema)}
+            if step == total_steps:
+                break
+    bar.close()
+
+    ema.load_state_dict(best["state"])
+    test_accuracy = accuracy(ema, test, memory_format)  # the one look at the test set
+    seconds = time.time() - started
+    print(
+        f"best val {best['val_accuracy']:.4%} at step {best['step']}; MNIST test accuracy {test_accuracy:.4%}"
+    )
+    export(ema, curves, test_accuracy, best, step / steps_per_epoch, seconds)
+
+
+@torch.no_grad()
+def update_ema(ema, model, step):
+    """Moving average of the weights (and BatchNorm statistics); warms up so short runs work too."""
+    decay = min(EMA_DECAY, (1 + step) / (10 + step))
+    for average, current in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+        if average.dtype.is_floating_point:
+            average.lerp_(current, 1 - decay)
+        else:
+            average.copy_(current)
+
+
+def _copy(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def export(model, curves, test_accuracy, best, epochs, seconds):
+    from train.report import plot_curves
+
+    os.makedirs(OUT_DIR, exist_ok=True)
+    model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+    torch.jit.script(model).save(os.path.join(OUT_DIR, "model.pt"))
+    metrics = {
+        "arch": ARCH,
+        "test_accuracy": test_accuracy,
+        "val_accuracy": best["val_accuracy"],
+        "best_step": best["step"],
+        "epochs": round(epochs, 3),
+        "seconds": round(seconds, 1),
+        "seed": SEED,
+        "torch": torch.__version__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    with open(os.path.join(OUT_DIR, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    plot_curves(curves, os.path.join(OUT_DIR, "curves.png"), title=f"{ARCH}: test {test_accuracy:.2%}")
+    print(f"wrote {OUT_DIR}/model.pt, metrics.json, curves.png")
+
+
+if __name__ == "__main__":
+    main()
