@@ -17,6 +17,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from tests.stack import ROOT
+from tests.test_integration import data_url, post
 from train import pendigits
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -40,11 +41,14 @@ PHONE = {
     "has_touch": True,
 }
 PEN_DIGITS = 30
-# The quick test model (lenet, one epoch) read 28-29 of these 30 held-out pen digits through the page
-# (and the stronger model does better): 26/30 (87%) leaves room for one or two hard digits while still
-# failing if drawing, scaling, sending or preprocessing is off (that drops far below: a digit drawn
-# skewed, clipped or at the wrong scale is misread more often than not).
-PEN_DIGITS_MIN_CORRECT = 26
+# Measured with the quick test model (98.1% on MNIST): 881/1000 held-out pen digits right when rendered
+# in Python and posted; these 30 through the page: 27 right, the same 27 posted directly, 30/30 agreeing.
+# The page uses its own brush, not the layout's, so a borderline digit may flip: allow 2 of 30. A page
+# that draws, scales or sends wrong (say a cropped or mis-scaled image) disagrees on far more than that.
+PEN_DIGITS_MAY_DISAGREE = 2
+# A floor for the product as a whole, whatever model serves (chance is 3/30): a model that reads 88% of
+# pen digits, like the quick one, gets 21 or fewer of 30 right 0.7% of the time; a broken page far more.
+PEN_DIGITS_MIN_RIGHT = 22
 
 INK_PIXELS = """() => {
   const c = document.getElementById("canvas");
@@ -183,35 +187,57 @@ def predict_requests(v: Visit) -> list:
 
 def test_held_out_pen_digits_drawn_with_the_mouse_are_read_right(stack, visit):
     v = visit(stack)
-    wrong = []
+    for old in ARTIFACTS.glob("misread-*.png"):  # only this run's misreads stay
+        old.unlink()
+    page_answers, direct_answers, labels = [], [], []
     for i, drawing in enumerate(pen_drawings(PEN_DIGITS)):
         v.page.click("#clear")
         draw_with_mouse(v.page, drawing)
         shown = settled(v.page)
         assert shown["message"] == "" and shown["digit"] is not None, shown
         assert shown["text"] == shown["digit"]
-        if int(shown["digit"]) != drawing.label:
-            wrong.append((i, drawing.label, int(shown["digit"])))
-            v.screenshot(f"misread-{i}-{drawing.label}-as-{shown['digit']}")
-    correct = PEN_DIGITS - len(wrong)
+        labels.append(drawing.label)
+        page_answers.append(int(shown["digit"]))
+        # The same strokes rendered in Python (the layout's own brush) and posted straight to the app.
+        status, answer = post(
+            stack.web_url + "/predict", data_url(pendigits.png_bytes(pendigits.render(drawing)))
+        )
+        assert status == 200, answer
+        direct_answers.append(answer["digit"])
+        if page_answers[-1] != drawing.label:
+            v.screenshot(f"misread-{i}-{drawing.label}-as-{page_answers[-1]}")
+    right = sum(a == b for a, b in zip(page_answers, labels, strict=True))
+    right_direct = sum(a == b for a, b in zip(direct_answers, labels, strict=True))
+    agree = sum(a == b for a, b in zip(page_answers, direct_answers, strict=True))
     print(
-        f"\npen digits read right through the page: {correct}/{PEN_DIGITS}; wrong (i, label, shown): {wrong}"
+        f"\n{PEN_DIGITS} held-out pen digits: page {right} right, posted directly {right_direct} right, "
+        f"page and direct agree on {agree}; labels {labels}, page {page_answers}"
     )
-    assert correct >= PEN_DIGITS_MIN_CORRECT, f"{correct}/{PEN_DIGITS} right; wrong: {wrong}"
+    # The page must read drawings as well as the server reads them without a browser in between...
+    assert agree >= PEN_DIGITS - PEN_DIGITS_MAY_DISAGREE, f"page and direct answers agree on only {agree}"
+    assert right >= right_direct - PEN_DIGITS_MAY_DISAGREE
+    # ...and the whole product must read people's digits, far above chance (10%).
+    assert right >= PEN_DIGITS_MIN_RIGHT, f"{right}/{PEN_DIGITS} right"
     # Backing store at the screen's density (DPR 2), but what was sent is a 280x280 image.
     pixels = v.page.evaluate(INK_PIXELS)
     assert pixels["width"] == 2 * pixels["cssWidth"]
-    sizes = {sent_image(r).size for r in predict_requests(v)}
-    assert sizes == {(280, 280)}
+    # One request per drawing: strokes in quick succession wait for the last (debounced).
+    sent = predict_requests(v)
+    assert len(sent) == PEN_DIGITS
+    assert {sent_image(r).size for r in sent} == {(280, 280)}
 
 
 def test_answer_shows_bars_preview_and_version(stack, visit):
     v = visit(stack)
-    drawing = pen_drawings(1, seed=5)[0]
-    with v.page.expect_response(lambda r: "/predict" in r.url) as response_info:
-        draw_with_mouse(v.page, drawing)
-    answer = response_info.value.json()
-    shown = settled(v.page)
+    # Any answer will do for the checks; the first drawing read right makes the README's screenshot.
+    for drawing in pen_drawings(5, seed=21):
+        v.page.click("#clear")
+        with v.page.expect_response(lambda r: "/predict" in r.url) as response_info:
+            draw_with_mouse(v.page, drawing)
+        answer = response_info.value.json()
+        shown = settled(v.page)
+        if answer["digit"] == drawing.label:
+            break
     assert shown["digit"] == str(answer["digit"]) and shown["details"]
     assert f"model version {answer['version']}" in shown["summary"]
 
@@ -243,10 +269,9 @@ def test_answer_shows_bars_preview_and_version(stack, visit):
     rendering = v.page.eval_on_selector("#preview", "e => getComputedStyle(e).imageRendering")
     assert rendering == "pixelated"
 
-    if answer["digit"] == drawing.label:
-        shot = v.screenshot("answer")
-        if os.environ.get("UPDATE_SCREENSHOT"):
-            shutil.copy(shot, ROOT / "docs" / "screenshot.png")
+    shot = v.screenshot("answer")
+    if os.environ.get("UPDATE_SCREENSHOT") and answer["digit"] == drawing.label:
+        shutil.copy(shot, ROOT / "docs" / "screenshot.png")
 
 
 def test_finger_drawing_on_a_phone(stack, visit):
@@ -392,3 +417,44 @@ def test_page_loads_nothing_from_outside_its_origin(stack, visit):
     assert v.outside_requests() == []
     csp = v.page.evaluate("fetch('/').then(r => r.headers.get('content-security-policy'))")
     assert "default-src 'none'" in csp and "script-src 'self'" in csp
+
+
+def test_a_new_stroke_cancels_the_answer_still_on_its_way(stack, visit):
+    v = visit(stack)
+    page = v.page
+    # Hold the first request in the network layer, as a slow connection would.
+    held = []
+    page.route("**/predict*", lambda route: held.append(route) if not held else route.continue_())
+    failed = []
+    page.on("requestfailed", lambda request: failed.append(request))
+    first, second = on_screen(page, next(d for d in pen_drawings(40, seed=2) if len(d.strokes) == 2))
+
+    draw_stroke_with_mouse(page, first)
+    for _ in range(100):  # the debounced request leaves a moment after the stroke ends
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert held, "no prediction was asked for after the first stroke"
+    with page.expect_response(lambda r: "/predict" in r.url) as response_info:
+        draw_stroke_with_mouse(page, second)
+    shown = settled(page)
+
+    assert [r.url for r in failed] == [held[0].request.url]  # aborted by the page, not left hanging
+    assert "ERR_ABORTED" in (failed[0].failure or "")
+    assert len(predict_requests(v)) == 2
+    assert shown["digit"] == str(response_info.value.json()["digit"])  # the newer drawing's answer
+
+
+def test_page_is_labelled_for_assistive_technology(stack, visit):
+    page = visit(stack).page
+    for name in ("Predict", "Undo", "Clear"):
+        assert page.get_by_role("button", name=name, exact=True).is_visible()
+    assert page.get_by_role("combobox", name="Model version").is_enabled()
+    assert page.get_by_role("img", name="Drawing area: draw one digit from 0 to 9").is_visible()
+    assert page.get_attribute("#answer", "aria-live") == "polite"
+    assert page.get_attribute("html", "lang") == "en"
+    # Escape clears, from anywhere on the page.
+    draw_with_mouse(page, pen_drawings(1, seed=9)[0])
+    assert settled(page)["digit"] is not None
+    page.keyboard.press("Escape")
+    assert page.evaluate(INK_PIXELS)["ink"] == 0 and settled(page)["digit"] is None
