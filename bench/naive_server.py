@@ -1,0 +1,68 @@
+"""The naive baseline: one aiohttp process that does all of it per request, no TorchServe.
+
+    python -m bench.naive_server --model build/convnet/model.pt --port 5599
+
+POST /predict with the page's body (a canvas data URL) decodes and preprocesses it with the same
+handler/preprocess.py, runs the same TorchScript model and answers the handler's JSON shape. Everything
+runs inline on the event loop of one process: what a first prototype would be. bench/latency.py measures
+it beside the real stack, so the price (or gain) of browser -> aiohttp -> TorchServe -> worker is a ratio.
+"""
+
+import argparse
+import base64
+import warnings
+
+import numpy as np
+import torch
+from aiohttp import web
+
+from handler.preprocess import InputError, preprocess
+
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
+
+MODEL = web.AppKey("model", torch.jit.ScriptModule)
+
+
+async def predict(request: web.Request) -> web.Response:
+    try:
+        image = preprocess(await request.read())
+    except InputError as e:
+        return web.json_response({"error": str(e)}, status=e.status)
+    with torch.inference_mode():
+        probabilities = torch.softmax(request.app[MODEL](torch.from_numpy(image)[None, None]), dim=1)[0]
+    return web.json_response(
+        {
+            "digit": int(probabilities.argmax()),
+            "probabilities": probabilities.tolist(),
+            "input_28x28": base64.b64encode((image * 255).round().astype(np.uint8)).decode(),
+        }
+    )
+
+
+def init_app(model_path: str, threads: int) -> web.Application:
+    torch.set_num_threads(threads)
+    model = torch.jit.load(model_path, map_location="cpu").eval()
+    with torch.inference_mode():
+        model(torch.zeros(1, 1, 28, 28))  # the first call allocates; pay it before serving
+    app = web.Application(client_max_size=1024 * 1024)
+    app[MODEL] = model
+    app.router.add_post("/predict", predict)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, help="TorchScript model.pt")
+    parser.add_argument("--port", type=int, default=5599)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the handler uses 1)")
+    args = parser.parse_args()
+    print(f"naive server on http://127.0.0.1:{args.port}", flush=True)
+    web.run_app(
+        init_app(args.model, args.threads), host="127.0.0.1", port=args.port, print=None, access_log=None
+    )
+
+
+if __name__ == "__main__":
+    main()
