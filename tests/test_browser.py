@@ -458,3 +458,40 @@ def test_page_is_labelled_for_assistive_technology(stack, visit):
     assert settled(page)["digit"] is not None
     page.keyboard.press("Escape")
     assert page.evaluate(INK_PIXELS)["ink"] == 0 and settled(page)["digit"] is None
+
+
+def draw_with_pen(cdp, stroke, force: float) -> None:
+    """A stylus, as Chromium's input pipeline reports one: pointerType "pen" with a pressure."""
+    common = {"pointerType": "pen", "force": force, "button": "left"}
+    x, y = stroke[0]
+    cdp.send("Input.dispatchMouseEvent", {"type": "mousePressed", "x": x, "y": y, "clickCount": 1, **common})
+    for x, y in stroke[1:]:
+        cdp.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y, "buttons": 1, **common})
+    cdp.send("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": x, "y": y, "clickCount": 1, **common})
+
+
+def test_pen_pressure_makes_the_line_heavier(stack, visit):
+    v = visit(stack)
+    page = v.page
+    cdp = v.context.new_cdp_session(page)
+    page.evaluate(
+        """() => { window.pointerTypes = [];
+                   document.getElementById("canvas").addEventListener("pointerdown",
+                     e => window.pointerTypes.push(e.pointerType)); }"""
+    )
+    box = page.evaluate(CANVAS_BOX)
+    line = [(box["x"] + box["side"] * t / 40, box["y"] + box["side"] / 2) for t in range(8, 33)]
+    ink = {}
+    for force in (0.1, 1.0):
+        page.click("#clear")
+        draw_with_pen(cdp, line, force)
+        ink[force] = page.evaluate(INK_PIXELS)["ink"]
+    assert set(page.evaluate("window.pointerTypes")) == {"pen"}
+    assert ink[1.0] > 1.3 * ink[0.1], ink  # the brush is 0.68x at light pressure, 1.4x at full
+
+    page.click("#clear")
+    drawing = pen_drawings(1, seed=5)[0]
+    for stroke in on_screen(page, drawing):
+        draw_with_pen(cdp, stroke, 0.5)
+    shown = settled(page)
+    assert shown["message"] == "" and shown["digit"] is not None, shown
