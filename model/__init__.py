@@ -58,3 +58,25 @@ def build_model(arch: str) -> nn.Module:
     if arch not in ARCHS:
         raise ValueError(f"unknown ARCH {arch!r}: choose one of {', '.join(ARCHS)}")
     return ARCHS[arch]()
+
+
+def count_flops(model: nn.Module) -> int:
+    """FLOPs of one 28x28 image's forward pass: 2 x the multiply-adds of the convolutions and linear
+    layers (the rest, BatchNorm/ReLU/pooling, is a few percent and depends on fusion)."""
+    flops = []
+
+    def hook(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            flops.append(2 * output.numel() * per_output)
+        elif isinstance(module, nn.Linear):
+            flops.append(2 * output.numel() * module.in_features)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    was_training = model.training
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 1, 28, 28, device=next(model.parameters()).device))
+    model.train(was_training)
+    for handle in handles:
+        handle.remove()
+    return sum(flops)
