@@ -1,0 +1,138 @@
+"""The web app in-process (pytest-aiohttp's aiohttp_client), in front of a fake TorchServe that records
+what it is sent: the proxy's own rules, its use of keys, and its answers when the backend misbehaves."""
+
+import asyncio
+import json
+
+import pytest
+from aiohttp import web
+
+from web.app import Config, init_app
+
+INFERENCE_KEY, MANAGEMENT_KEY, API_KEY = "inf-1", "mgmt-1", "api-1"
+GOOD = b"data:image/png;base64,iVBORw0KGgo="
+
+
+def write_keys(path, inference):
+    doc = {
+        "management": {"key": MANAGEMENT_KEY, "expiration time": "2099-01-01T00:00:00Z"},
+        "inference": {"key": inference, "expiration time": "2099-01-01T00:00:00Z"},
+        "API": {"key": API_KEY},
+    }
+    path.write_text(json.dumps(doc))
+
+
+@pytest.fixture
+async def fake_torchserve(aiohttp_server, tmp_path):
+    """Answers predictions with the inference key it currently holds; /token renews it, as TorchServe does."""
+    seen = {"auth": [], "paths": [], "content_types": [], "renewals": 0, "valid": INFERENCE_KEY, "delay": 0}
+    key_file = tmp_path / "key_file.json"
+    write_keys(key_file, INFERENCE_KEY)
+
+    async def predictions(request):
+        seen["auth"].append(request.headers.get("Authorization"))
+        seen["paths"].append(request.path)
+        seen["content_types"].append(request.headers.get("Content-Type"))
+        await asyncio.sleep(seen["delay"])
+        if request.headers.get("Authorization") != f"Bearer {seen['valid']}":
+            return web.json_response(
+                {"code": 400, "type": "InvalidKeyException", "message": "no"}, status=400
+            )
+        if request.match_info.get("version") == "9":
+            return web.json_response({"code": 404, "message": "Model version: 9 does not exist"}, status=404)
+        return web.json_response({"digit": 3, "echo": (await request.read()).decode()})
+
+    async def token(request):
+        assert request.headers.get("Authorization") == f"Bearer {API_KEY}"
+        assert request.query["type"] == "inference"
+        seen["renewals"] += 1
+        seen["valid"] = f"inf-{seen['renewals'] + 1}"
+        write_keys(key_file, seen["valid"])
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/predictions/mnist", predictions)
+    app.router.add_post("/predictions/mnist/{version}", predictions)
+    app.router.add_get("/token", token)
+    server = await aiohttp_server(app)
+    seen["url"] = str(server.make_url("")).rstrip("/")
+    seen["run_dir"] = tmp_path
+    return seen
+
+
+@pytest.fixture
+async def client(aiohttp_client, fake_torchserve):
+    url = fake_torchserve["url"]
+    config = Config(inference_url=url, management_url=url, run_dir=fake_torchserve["run_dir"], timeout=1.0)
+    return await aiohttp_client(init_app(config))
+
+
+async def test_forwards_the_body_with_the_inference_key_and_an_explicit_type(client, fake_torchserve):
+    response = await client.post(
+        "/predict", data=GOOD, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status == 200
+    assert (await response.json())["echo"] == GOOD.decode()
+    assert fake_torchserve["auth"] == [f"Bearer {INFERENCE_KEY}"]
+    assert fake_torchserve["content_types"] == ["application/octet-stream"]
+
+
+async def test_a_renewed_key_is_picked_up_and_never_the_management_key(client, fake_torchserve):
+    fake_torchserve["valid"] = "someone-else-renewed-it"  # the web app's key no longer works
+    response = await client.post("/predict", data=GOOD)
+    assert response.status == 200
+    assert fake_torchserve["renewals"] == 1
+    assert fake_torchserve["auth"] == [f"Bearer {INFERENCE_KEY}", "Bearer inf-2"]
+    assert all(MANAGEMENT_KEY not in (auth or "") for auth in fake_torchserve["auth"])
+
+
+async def test_version_is_routed_and_validated(client, fake_torchserve):
+    assert (await client.post("/predict?version=2.0", data=GOOD)).status == 200
+    assert fake_torchserve["paths"] == ["/predictions/mnist/2.0"]
+    unknown = await client.post("/predict?version=9", data=GOOD)
+    assert unknown.status == 404 and "version 9" in (await unknown.json())["error"]
+    for bad in ["../../models", "a/b", "x" * 65, "%00"]:
+        response = await client.post("/predict", params={"version": bad}, data=GOOD)
+        assert response.status == 400 and "version" in (await response.json())["error"]
+    assert fake_torchserve["paths"] == ["/predictions/mnist/2.0", "/predictions/mnist/9"]
+
+
+async def test_oversize_body_is_413_json(client, fake_torchserve):
+    response = await client.post("/predict", data=b"a" * (1024 * 1024 + 1))
+    assert response.status == 413 and "too large" in (await response.json())["error"]
+    assert fake_torchserve["paths"] == []
+
+
+async def test_empty_body_is_400_json(client, fake_torchserve):
+    response = await client.post("/predict", data=b"")
+    assert response.status == 400 and "empty" in (await response.json())["error"]
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/nope"), ("DELETE", "/predict"), ("POST", "/api/models"),
+                                          ("PUT", "/api/models"), ("POST", "/models"), ("GET", "/predict")])  # fmt: skip
+async def test_unknown_routes_and_methods_are_json_errors(client, method, path, fake_torchserve):
+    response = await client.request(method, path, data=b"{}")
+    assert response.status in (404, 405)
+    assert "error" in await response.json()
+    assert fake_torchserve["paths"] == []
+
+
+async def test_page_has_security_headers(client):
+    response = await client.get("/")
+    assert response.status == 200 and "<canvas" in await response.text()
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_hung_backend_is_504_json(client, fake_torchserve):
+    fake_torchserve["delay"] = 5  # the app's timeout is 1 s
+    response = await client.post("/predict", data=GOOD)
+    assert response.status == 504 and "in time" in (await response.json())["error"]
+
+
+async def test_backend_down_is_503_json(aiohttp_client, unused_tcp_port_factory, tmp_path):
+    dead = f"http://127.0.0.1:{unused_tcp_port_factory()}"
+    client = await aiohttp_client(init_app(Config(inference_url=dead, management_url=dead, run_dir=tmp_path)))
+    response = await client.post("/predict", data=GOOD)
+    assert response.status == 503 and "down" in (await response.json())["error"]
