@@ -1,0 +1,181 @@
+"""Soak: many clients for a while, a mix of digits; count errors and cross-talk, watch memory.
+
+    python -m bench.soak                       # starts its own stack: 16 clients, 60 s
+    python -m bench.soak --clients 16 --duration 60 --url http://127.0.0.1:5500 --run-dir run
+
+Cross-talk: an answer that differs from the answer the same image got when sent alone (another
+request's result delivered to this one). Memory: RSS of the web app and of TorchServe (frontend and
+workers) at the start and the end.
+"""
+
+import argparse
+import base64
+import http.client
+import json
+import random
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from train import pendigits
+
+IMAGES = 24
+
+
+def images() -> list[bytes]:
+    digits = random.Random(0).sample(pendigits.held_out(pendigits.load()), IMAGES)
+    rng = random.Random(1)
+    return [
+        b"data:image/png;base64,"
+        + base64.b64encode(pendigits.png_bytes(pendigits.render(pendigits.layout(d, rng))))
+        for d in digits
+    ]
+
+
+class Client:
+    """One keep-alive connection, like a browser tab."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+    def predict(self, body: bytes) -> tuple[int, dict]:
+        try:
+            self.connection.request("POST", "/predict", body, {"Content-Type": "text/plain"})
+            response = self.connection.getresponse()
+            return response.status, json.loads(response.read())
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            self.connection.close()
+            return 0, {"error": repr(e)}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.get("digit") == b.get("digit") and np.allclose(a["probabilities"], b["probabilities"], atol=1e-4)
+
+
+def run_soak(url: str, clients: int, seconds: float, watch=None) -> dict:
+    bodies = images()
+    solo_client = Client(url)
+    alone = [solo_client.predict(body) for body in bodies]
+    assert all(status == 200 for status, _ in alone), alone
+    counts = {"requests": 0, "errors": 0, "cross_talk": 0}
+    examples, lock = [], threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def run(seed: int) -> None:
+        client, rng = Client(url), random.Random(seed)
+        while time.monotonic() < deadline:
+            i = rng.randrange(len(bodies))
+            status, answer = client.predict(bodies[i])
+            with lock:
+                counts["requests"] += 1
+                if status != 200:
+                    counts["errors"] += 1
+                    examples.append((status, answer))
+                elif not same(answer, alone[i][1]):
+                    counts["cross_talk"] += 1
+                    examples.append((i, answer.get("digit"), alone[i][1]["digit"]))
+
+    memory_start = watch() if watch else {}
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    return {
+        **counts,
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests_per_second": round(counts["requests"] / elapsed, 1),
+        "examples": examples[:5],
+        "memory_start": memory_start,
+        "memory_end": watch() if watch else {},
+    }
+
+
+def time_when_down(url: str, tries: int = 50) -> dict:
+    client, body, times, statuses = Client(url), images()[0], [], set()
+    for _ in range(tries):
+        started = time.perf_counter()
+        status, _ = client.predict(body)
+        times.append((time.perf_counter() - started) * 1000)
+        statuses.add(status)
+    return {"statuses": sorted(statuses), "p50": float(np.median(times)), "max": max(times)}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stack_memory(web_pid: int | None, run_dir: Path):
+    from scripts.tsctl import descendants
+
+    def watch() -> dict:
+        frontend = int((run_dir / "tmp" / ".model_server.pid").read_text())
+        workers = descendants(frontend)
+        memory = {
+            "torchserve frontend": rss_mb(frontend),
+            "torchserve workers": sum(rss_mb(p) for p in workers),
+        }
+        if web_pid:
+            memory["web app"] = rss_mb(web_pid)
+        return {name: round(mb, 1) for name, mb in memory.items()}
+
+    return watch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--url", help="a running web app (default: start a stack of its own)")
+    parser.add_argument("--run-dir", type=Path, default=Path("run"), help="with --url: TorchServe's run dir")
+    parser.add_argument("--web-pid", type=int, help="with --url: the web app's pid, to watch its memory")
+    parser.add_argument("--model-dir", type=Path, default=Path("build/convnet"))
+    args = parser.parse_args()
+
+    stack = None
+    if args.url:
+        url, watch = args.url, stack_memory(args.web_pid, args.run_dir)
+    else:
+        from tests.stack import Stack, archive
+
+        work = Path(tempfile.mkdtemp(prefix="soak-"))
+        archive(args.model_dir.resolve(), work / "model_store", "1.0")
+        stack = Stack(work / "run", work / "model_store").start()
+        url, watch = stack.web_url, stack_memory(stack.web.pid, stack.run_dir)
+    try:
+        report = run_soak(url, args.clients, args.duration, watch)
+        if stack:  # then: how fast the web app says so when TorchServe is gone (target: 100 ms)
+            stack.stop_torchserve()
+            report["down_ms"] = time_when_down(url)
+    finally:
+        if stack:
+            stack.stop()
+    print(f"{report['clients']} clients, {report['seconds']} s: {report['requests']} requests "
+          f"({report['requests_per_second']}/s), {report['errors']} errors, {report['cross_talk']} cross-talk")  # fmt: skip
+    for name, start in report["memory_start"].items():
+        end = report["memory_end"][name]
+        print(f"  RSS {name:<20} {start:8.1f} MB -> {end:8.1f} MB ({end - start:+.1f})")
+    if "down_ms" in report:
+        down = report["down_ms"]
+        print(
+            f"  TorchServe stopped: {down['statuses']} in p50 {down['p50']:.1f} ms, max {down['max']:.1f} ms"
+        )
+    for example in report["examples"]:
+        print("  example:", example)
+
+
+if __name__ == "__main__":
+    main()
