@@ -1,0 +1,91 @@
+"""How well the app reads real drawings: real pen digits of writers never trained on, drawn the way a
+browser canvas draws them, sent as data URLs through the real web app's /predict.
+
+    python -m bench.canvas_accuracy                    # own stack serving build/convnet, all held-out digits
+    python -m bench.canvas_accuracy --url http://127.0.0.1:5500 --limit 500
+
+Each digit of writers 21-30 (train/pendigits.py HELD_OUT_WRITERS: training only ever sees writers 1-20)
+is laid out on a 280x280 canvas with a random brush of 8-20 px, a height of 35-85% of the canvas and
+a random position (fixed seed), rendered with round caps and joins, antialiased, black on white.
+Prints accuracy overall and per digit, and the worst confusions.
+"""
+
+import argparse
+import base64
+import collections
+import random
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.soak import Client
+from train import pendigits
+
+
+def drawings(limit: int | None, seed: int) -> list[tuple[int, bytes]]:
+    digits = pendigits.held_out(pendigits.load())
+    if limit:
+        digits = random.Random(seed).sample(digits, limit)
+    rng = random.Random(seed)
+    return [
+        (d.label, b"data:image/png;base64," + base64.b64encode(pendigits.png_bytes(pendigits.render(pendigits.layout(d, rng)))))
+        for d in digits
+    ]  # fmt: skip
+
+
+def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list[tuple[int, int | None]]:
+    """(label, digit read or None for an error) per drawing."""
+
+    def run(chunk):
+        client = Client(url)
+        return [
+            (label, answer.get("digit"))
+            for label, (status, answer) in ((lbl, client.predict(b)) for lbl, b in chunk)
+        ]
+
+    chunks = [items[i::clients] for i in range(clients)]
+    with ThreadPoolExecutor(clients) as pool:
+        return [pair for part in pool.map(run, chunks) for pair in part]
+
+
+def report(results: list[tuple[int, int | None]]) -> float:
+    right = sum(label == read for label, read in results)
+    print(f"held-out pen digits (writers 21-30): {right}/{len(results)} = {right / len(results):.2%}")
+    per_digit = collections.defaultdict(lambda: [0, 0])
+    for label, read in results:
+        per_digit[label][0] += label == read
+        per_digit[label][1] += 1
+    print("  per digit: " + "  ".join(f"{d}: {r / n:.1%}" for d, (r, n) in sorted(per_digit.items())))
+    confusions = collections.Counter((label, read) for label, read in results if label != read)
+    print("  worst confusions (drawn -> read, count):")
+    for (label, read), count in confusions.most_common(8):
+        print(f"    {label} -> {'error' if read is None else read}: {count}")
+    return right / len(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="a running web app (default: start a stack of its own)")
+    parser.add_argument("--model-dir", type=Path, default=Path("build/convnet"))
+    parser.add_argument("--limit", type=int, help="a random sample of this many digits (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    items = drawings(args.limit, args.seed)
+    if args.url:
+        report(evaluate(args.url, items))
+        return
+    from tests.stack import Stack, archive
+
+    work = Path(tempfile.mkdtemp(prefix="canvas-accuracy-"))
+    archive(args.model_dir.resolve(), work / "model_store", "1.0")
+    stack = Stack(work / "run", work / "model_store").start()
+    try:
+        report(evaluate(stack.web_url, items))
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

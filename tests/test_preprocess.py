@@ -1,0 +1,137 @@
+"""handler/preprocess.py on real drawings: real pen digits rendered as a canvas draws them, and MNIST
+digits drawn onto a canvas. Expectations come from how MNIST was built (ink cropped, longer side 20 px,
+centre of mass at the centre of 28x28), not from stored outputs."""
+
+import random
+
+import numpy as np
+import pytest
+import torchvision
+from PIL import Image
+
+from handler.preprocess import NoDigitError, ink_map, preprocess, stroke_width, to_mnist
+from tests.conftest import MNIST_DIR
+from train import pendigits
+
+DIGITS = pendigits.held_out(pendigits.load())[:40:4]
+
+
+def drawn(digit, seed=0, canvas=280, **changes) -> pendigits.Drawing:
+    drawing = pendigits.layout(digit, random.Random(seed), canvas)
+    return pendigits.Drawing(drawing.label, drawing.strokes, changes.get("brush", drawing.brush))
+
+
+def moved(drawing, dx, dy, scale=1.0) -> pendigits.Drawing:
+    strokes = [[(x * scale + dx, y * scale + dy) for x, y in s] for s in drawing.strokes]
+    return pendigits.Drawing(drawing.label, strokes, drawing.brush * scale)
+
+
+def read(image: Image.Image) -> np.ndarray:
+    return preprocess(pendigits.png_bytes(image))
+
+
+def box_and_centre(digit: np.ndarray):
+    rows, cols = np.nonzero(digit > 0.25)
+    side = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+    ys, xs = np.mgrid[:28, :28]
+    return side, (digit * ys).sum() / digit.sum(), (digit * xs).sum() / digit.sum()
+
+
+@pytest.mark.parametrize("digit", DIGITS, ids=lambda d: str(d.label))
+def test_crop_scale_and_centre_like_mnist(digit):
+    out = read(pendigits.render(drawn(digit)))
+    assert out.shape == (28, 28) and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    side, cy, cx = box_and_centre(out)
+    assert 18 <= side <= 22, f"longer side {side} px, MNIST's is 20"
+    assert abs(cy - 13.5) <= 0.75 and abs(cx - 13.5) <= 0.75, (cy, cx)
+
+
+def test_position_and_size_on_the_canvas_do_not_matter():
+    for digit in DIGITS:
+        base = drawn(digit, seed=3)
+        small = moved(base, 0, 0, 0.5)
+        elsewhere = moved(small, 120, 90)
+        a, b, c = (read(pendigits.render(d)) for d in (base, small, elsewhere))
+        assert np.abs(b - c).max() < 1e-6, "the same drawing moved must give the same 28x28"
+        assert np.abs(a - b).mean() < 0.06, "half the size must give nearly the same 28x28"
+
+
+def test_polarity_and_transparency_give_the_same_image():
+    for digit in DIGITS:
+        image = pendigits.render(drawn(digit, seed=4))
+        black_on_white = read(image)
+        white_on_black = read(Image.eval(image, lambda v: 255 - v))
+        transparent = read(pendigits.render(drawn(digit, seed=4), transparent=True))
+        assert np.abs(black_on_white - white_on_black).max() < 2 / 255
+        assert np.abs(black_on_white - transparent).max() < 2 / 255
+        coloured = Image.merge(
+            "RGB", [Image.eval(image, lambda v: v // 2 + 100)] * 2 + [image]
+        )  # blue-ish ink
+        assert np.abs(black_on_white - read(coloured)).mean() < 0.03
+
+
+def test_any_canvas_size():
+    digit = DIGITS[0]
+    reference = read(pendigits.render(drawn(digit, seed=5)))
+    for canvas in (100, 600, 1500):
+        out = read(pendigits.render(drawn(digit, seed=5, canvas=canvas), canvas=canvas, supersample=2))
+        assert 18 <= box_and_centre(out)[0] <= 22
+        assert np.abs(out - reference).mean() < 0.06, canvas
+
+
+def test_stroke_width_comes_out_like_mnist_whatever_the_brush():
+    mnist = torchvision.datasets.MNIST(MNIST_DIR, train=False, download=True)
+    mnist_width = np.median([stroke_width(mnist.data[i].numpy() > 64) for i in range(300)])
+    widths = {}
+    for brush in (6, 12, 24):
+        outs = [read(pendigits.render(drawn(d, seed=6, brush=brush))) for d in DIGITS]
+        widths[brush] = np.median([stroke_width(o > 0.25) for o in outs])
+    # Raw, a 24 px brush is 4x a 6 px one; after preprocessing all are within 35% of MNIST's width.
+    assert all(abs(w - mnist_width) / mnist_width < 0.35 for w in widths.values()), (mnist_width, widths)
+
+
+def test_an_mnist_digit_drawn_on_a_canvas_comes_back_as_itself():
+    """Up to a pixel of shift and some stroke width: resizing the canvas instead gives a median of 0.7."""
+    mnist = torchvision.datasets.MNIST(MNIST_DIR, train=False, download=True)
+    similarity = []
+    for i in range(20):
+        original = mnist.data[i].numpy().astype(np.float32) / 255
+        canvas = Image.new("L", (280, 280), 0)
+        canvas.paste(
+            Image.fromarray(mnist.data[i].numpy()).resize((224, 224), Image.Resampling.BICUBIC), (30, 20)
+        )
+        out = to_mnist(ink_map(canvas))
+        shifts = [np.roll(out, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        similarity.append(max(np.corrcoef(s.ravel(), original.ravel())[0, 1] for s in shifts))
+    assert np.median(similarity) > 0.88 and min(similarity) > 0.5, np.round(similarity, 2)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("L", (280, 280), 255),  # blank white canvas
+        Image.new("L", (280, 280), 0),  # blank black canvas
+        Image.new("RGBA", (280, 280), (0, 0, 0, 0)),  # unfilled canvas, as toDataURL() gives it
+        Image.effect_noise((280, 280), 4).point(lambda v: 240 + v // 16),  # white canvas, faint noise
+    ],
+    ids=["white", "black", "transparent", "noise"],
+)
+def test_a_blank_canvas_is_no_digit(image):
+    with pytest.raises(NoDigitError, match="no digit drawn"):
+        read(image)
+
+
+@pytest.mark.parametrize("side", [3, 10, 20])
+def test_a_speck_is_no_digit(side):
+    canvas = Image.new("L", (280, 280), 255)
+    canvas.paste(0, (100, 150, 100 + side, 150 + side))
+    with pytest.raises(NoDigitError, match="speck"):
+        read(canvas)
+
+
+def test_a_short_one_is_still_a_digit():
+    """A '1' is a thin line: long in one direction only, and not a speck even if drawn small."""
+    canvas = Image.new("L", (280, 280), 255)
+    canvas.paste(0, (140, 110, 148, 170))
+    side, _, _ = box_and_centre(read(canvas))
+    assert 18 <= side <= 22
