@@ -14,7 +14,8 @@ MODEL_STORE ?= model_store
 MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
-.PHONY: install train archive serve web stop run test lint format register unregister set-default versions bench clean
+.PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
+	bench bench-canvas bench-soak clean
 
 install: $(VENV)/.installed
 
@@ -70,6 +71,16 @@ lint: install
 
 format: install
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
+
+# Benchmarks print figures (each starts a stack of its own serving $(MODEL_DIR)).
+bench: install $(MODEL_DIR)/model.pt
+	$(PY) -m bench.latency --model-dir $(MODEL_DIR)
+
+bench-canvas: install $(MODEL_DIR)/model.pt
+	$(PY) -m bench.canvas_accuracy --model-dir $(MODEL_DIR)
+
+bench-soak: install $(MODEL_DIR)/model.pt
+	$(PY) -m bench.soak --model-dir $(MODEL_DIR)
 
 clean: stop
 	rm -rf build $(MODEL_STORE) run

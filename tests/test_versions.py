@@ -16,9 +16,10 @@ from train import pendigits
 
 @pytest.fixture(scope="module")
 def second_model(tmp_path_factory):
-    """Version 2.0 is trained differently (another seed), so its answers are its own."""
+    """Version 2.0 is trained differently (the original LeNet), so its answers are its own."""
     out = tmp_path_factory.mktemp("model2")
-    env = {**os.environ, **QUICK_TRAINING, "SEED": "7", "MNIST_DIR": str(MNIST_DIR), "OUT_DIR": str(out)}
+    quick = {**QUICK_TRAINING, "ARCH": "lenet", "EPOCHS": "1"}
+    env = {**os.environ, **quick, "MNIST_DIR": str(MNIST_DIR), "OUT_DIR": str(out)}
     subprocess.run([sys.executable, "-m", "train.train"], cwd=ROOT, env=env, check=True, capture_output=True)
     return out
 
@@ -69,7 +70,9 @@ def test_register_set_default_pick_unregister_and_restart(own_stack, second_mode
 
     listing = make(stack, "versions", "")
     assert listing.returncode == 0
-    assert [line.split()[:2] for line in listing.stdout.splitlines() if line.startswith("*")] == [["*", "2.0"]]
+    assert [line.split()[:2] for line in listing.stdout.splitlines() if line.startswith("*")] == [
+        ["*", "2.0"]
+    ]
 
     assert make(stack, "unregister", "1.0").returncode == 0
     status, answer = post(stack.web_url + "/predict?version=1.0", image)
@@ -92,4 +95,6 @@ def test_management_failures_are_clear_messages(own_stack):
     duplicate = make(own_stack, "register", "1.0")
     assert duplicate.returncode != 0 and "already registered" in duplicate.stderr
     status, answer = post(own_stack.web_url + "/predict?version=4.2", drawing())
-    assert status == 404 and answer == {"error": "version 4.2 of model mnist is not registered on the model server"}
+    assert status == 404 and answer == {
+        "error": "version 4.2 of model mnist is not registered on the model server"
+    }

@@ -87,9 +87,11 @@ def layout(digit: PenDigit, rng: random.Random, canvas: int = CANVAS) -> Drawing
     return Drawing(digit.label, strokes, brush)
 
 
-def render(drawing: Drawing, canvas: int = CANVAS, transparent: bool = False) -> Image.Image:
+def render(
+    drawing: Drawing, canvas: int = CANVAS, transparent: bool = False, supersample: int = SUPERSAMPLE
+) -> Image.Image:
     """Black ink on white (the page's canvas), or on a transparent canvas: round caps/joins, antialiased."""
-    k = SUPERSAMPLE
+    k = supersample
     image = Image.new("L", (canvas * k, canvas * k), 0)
     draw = ImageDraw.Draw(image)
     radius = drawing.brush * k / 2

@@ -23,13 +23,14 @@ from tqdm import tqdm
 
 from model import build_model, count_flops
 from train.augment import augment
+from train.pen_data import pen_training_set
 
 # ---- configuration (env var overrides) -------------------------------------------------------------
 ARCH = os.environ.get("ARCH", "convnet")
 MNIST_DIR = os.environ.get("MNIST_DIR", "data")
 OUT_DIR = os.environ.get("OUT_DIR", f"build/{ARCH}")
 SEED = int(os.environ.get("SEED", 0))
-EPOCHS = float(os.environ.get("EPOCHS", 10))  # fractional is fine: EPOCHS=0.2 for a smoke run
+EPOCHS = float(os.environ.get("EPOCHS", 9))  # fractional is fine: EPOCHS=0.2 for a smoke run
 MAX_STEPS = int(os.environ.get("MAX_STEPS", 0))  # > 0: stop after this many steps (smoke runs)
 BATCH_SIZE = int(os.environ.get("BATCH_SIZE", 128))
 LR = float(os.environ.get("LR", 0.1))  # peak of the one-cycle schedule (SGD, Nesterov)
@@ -38,6 +39,9 @@ LABEL_SMOOTHING = float(os.environ.get("LABEL_SMOOTHING", 0.1))
 EMA_DECAY = float(os.environ.get("EMA_DECAY", 0.999))  # evaluate and export the weights' moving average
 EVAL_EVERY = int(os.environ.get("EVAL_EVERY", 1000))  # steps; also at the end of every epoch
 VAL_SIZE = int(os.environ.get("VAL_SIZE", 5000))
+# Mixed precision for the training passes (evaluation and export stay float32): "auto" is float16 on CUDA,
+# bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX: 1.5x faster steps here), off elsewhere.
+AMP = os.environ.get("AMP", "auto")  # auto | bf16 | fp16 | off
 # -----------------------------------------------------------------------------------------------------
 
 # TorchScript is deprecated upstream (torch 2.14) and says so on script/save; we use it knowingly.
@@ -53,7 +57,12 @@ def load_mnist(device):
     order = torch.randperm(len(train.data), generator=torch.Generator().manual_seed(SEED))
     val, fit = order[:VAL_SIZE], order[VAL_SIZE:]
     x, y = train.data.to(device), train.targets.to(device)
-    return (x[fit], y[fit]), (x[val], y[val]), (test.data.to(device), test.targets.to(device))
+    fit_x, fit_y = x[fit], y[fit]
+    pen = pen_training_set(SEED)  # validation and test stay pure MNIST
+    if pen is not None:
+        fit_x, fit_y = torch.cat([fit_x, pen[0].to(device)]), torch.cat([fit_y, pen[1].to(device)])
+        print(f"training on {len(fit)} MNIST + {len(pen[0])} rendered pen digits (writers 1-20)")
+    return (fit_x, fit_y), (x[val], y[val]), (test.data.to(device), test.targets.to(device))
 
 
 def as_input(images_u8, memory_format):
@@ -93,7 +102,8 @@ def main():
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=LR, total_steps=total_steps, pct_start=0.25
     )
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    amp_dtype = autocast_dtype(device)
+    scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)  # bf16 has float32's range
 
     best = {"val_accuracy": -1.0}
     curves = {"step": [], "loss": [], "val_step": [], "val_accuracy": []}
@@ -108,7 +118,7 @@ def main():
                 memory_format=memory_format
             )
             model.train()
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = F.cross_entropy(model(x), fit[1][index], label_smoothing=LABEL_SMOOTHING)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -122,8 +132,7 @@ def main():
             curves["loss"].append(running)
             bar.update()
             bar.set_postfix(loss=f"{running:.3f}")
-            end_of_epoch = start + 2 * BATCH_SIZE > steps_per_epoch * BATCH_SIZE
-            if step % EVAL_EVERY == 0 or end_of_epoch or step == total_steps:
+            if step % EVAL_EVERY == 0 or step == total_steps:
                 val_accuracy = accuracy(ema, val, memory_format)
                 curves["val_step"].append(step)
                 curves["val_accuracy"].append(val_accuracy)
@@ -131,7 +140,7 @@ def main():
                     f"step {step:6d}  epoch {step / steps_per_epoch:5.2f}  loss {running:.4f}  "
                     f"val {val_accuracy:.4%}  {time.time() - started:6.1f} s"
                 )
-                if val_accuracy > best["val_accuracy"]:
+                if val_accuracy >= best["val_accuracy"]:  # on a tie, the longer-trained weights
                     best = {"val_accuracy": val_accuracy, "step": step, "state": _copy(ema)}
             if step == total_steps:
                 break
@@ -144,6 +153,14 @@ def main():
         f"best val {best['val_accuracy']:.4%} at step {best['step']}; MNIST test accuracy {test_accuracy:.4%}"
     )
     export(ema, curves, test_accuracy, best, step, step / steps_per_epoch, seconds)
+
+
+def autocast_dtype(device):
+    if AMP == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[AMP]
 
 
 @torch.no_grad()
@@ -176,6 +193,7 @@ def export(model, curves, test_accuracy, best, steps, epochs, seconds):
         "epochs": round(epochs, 3),
         "steps": steps,
         "batch_size": BATCH_SIZE,
+        "amp": AMP,
         "seconds": round(seconds, 1),
         "seed": SEED,
         "torch": torch.__version__,
