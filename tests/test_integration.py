@@ -50,7 +50,9 @@ def test_mnist_test_digits_drawn_on_a_canvas_are_read_right(stack, mnist_test, m
     picks = rng.choice(len(mnist_test), size=300, replace=False)
     correct = 0
     for i in picks:
-        status, answer = post(stack.web_url + "/predict", data_url(as_canvas(mnist_test.data[i].numpy(), rng)))
+        status, answer = post(
+            stack.web_url + "/predict", data_url(as_canvas(mnist_test.data[i].numpy(), rng))
+        )
         assert status == 200, answer
         correct += answer["digit"] == int(mnist_test.targets[i])
     # The model's own MNIST test accuracy, less a little for the trip through a canvas.
