@@ -39,7 +39,7 @@ def convnet() -> nn.Module:
     """Default: convolutions with BatchNorm, 32-64-128-128 wide. On a CPU the cost is at full
     resolution (elementwise work on 28x28 maps, not multiply-adds), so the first layer is a 5x5 conv
     with stride 2 that sees every pixel but outputs 14x14: 1.6x faster to train than a 3x3 stride-1
-    start of the same width, measured here."""
+    start of the same width, measured here. 279,402 parameters, 17.5 MFLOPs per image (count_flops)."""
     return nn.Sequential(
         Normalize(),
         *conv_bn(1, 32, 5, stride=2, padding=2),                      # 14x14
