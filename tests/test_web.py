@@ -40,6 +40,8 @@ async def fake_torchserve(aiohttp_server, tmp_path):
             )
         if request.match_info.get("version") == "9":
             return web.json_response({"code": 404, "message": "Model version: 9 does not exist"}, status=404)
+        if "raw" in seen:
+            return web.Response(body=seen["raw"], content_type="application/json")
         return web.json_response({"digit": 3, "echo": (await request.read()).decode()})
 
     async def token(request):
@@ -75,6 +77,16 @@ async def test_forwards_the_body_with_the_inference_key_and_an_explicit_type(cli
     assert (await response.json())["echo"] == GOOD.decode()
     assert fake_torchserve["auth"] == [f"Bearer {INFERENCE_KEY}"]
     assert fake_torchserve["content_types"] == ["application/octet-stream"]
+
+
+async def test_the_answer_is_relayed_byte_for_byte_and_a_broken_one_is_a_502(client, fake_torchserve):
+    fake_torchserve["raw"] = b'{"digit": 7,  "probabilities": [0.1, 0.9], "version": "1.0"}'
+    response = await client.post("/predict", data=GOOD)
+    assert response.status == 200 and response.content_type == "application/json"
+    assert await response.read() == fake_torchserve["raw"]
+    fake_torchserve["raw"] = b"<html>not json</html>"
+    broken = await client.post("/predict", data=GOOD)
+    assert broken.status == 502 and "error" in await broken.json()
 
 
 async def test_a_renewed_key_is_picked_up_and_never_the_management_key(client, fake_torchserve):
