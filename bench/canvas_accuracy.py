@@ -59,8 +59,13 @@ def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list
 
 def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> list[tuple[int, int | None]]:
     """The same preprocess() and model without the servers; prints preprocess() time per data URL."""
+    import warnings
+
     import numpy as np
     import torch
+
+    # TorchScript is deprecated upstream and torch.jit.load says so; we use it knowingly.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
 
     from handler.preprocess import InputError, preprocess
 
