@@ -17,7 +17,7 @@ import torch
 from handler.preprocess import ink_map, to_mnist
 from train import pendigits
 
-PEN_COPIES = int(os.environ.get("PEN_COPIES", 2))
+PEN_COPIES = int(os.environ.get("PEN_COPIES", 4))
 
 
 def _to_28x28(args):

@@ -30,7 +30,7 @@ ARCH = os.environ.get("ARCH", "convnet")
 MNIST_DIR = os.environ.get("MNIST_DIR", "data")
 OUT_DIR = os.environ.get("OUT_DIR", f"build/{ARCH}")
 SEED = int(os.environ.get("SEED", 0))
-EPOCHS = float(os.environ.get("EPOCHS", 10))  # fractional is fine: EPOCHS=0.2 for a smoke run
+EPOCHS = float(os.environ.get("EPOCHS", 8.5))  # fractional is fine: EPOCHS=0.2 for a smoke run
 MAX_STEPS = int(os.environ.get("MAX_STEPS", 0))  # > 0: stop after this many steps (smoke runs)
 BATCH_SIZE = int(os.environ.get("BATCH_SIZE", 128))
 LR = float(os.environ.get("LR", 0.1))  # peak of the one-cycle schedule (SGD, Nesterov)
