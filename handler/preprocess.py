@@ -106,17 +106,25 @@ def _text_to_bytes(text: str) -> bytes:
         text = text[match.end() :]
     elif text.startswith("data:"):
         raise InputError("malformed data URL")
-    # Form encoding may have turned '+' into ' '; URL-safe base64 uses '-' and '_'.
+    try:  # what toDataURL() gives decodes as it is
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        data = _lenient_b64decode(text)
+    if not data:
+        raise InputError("the data URL carries no data")
+    return data
+
+
+def _lenient_b64decode(text: str) -> bytes:
+    """Base64 as it arrives after being mangled on the way: form encoding may have turned '+' into ' ',
+    lines may be wrapped, URL-safe base64 uses '-' and '_', padding may be missing."""
     text = re.sub(r"\s", "", text.replace(" ", "+")).replace("-", "+").replace("_", "/")
     if not text:
         raise InputError("the data URL carries no data")
     try:
-        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise InputError("not a data URL, and not valid base64 either")
-    if not data:
-        raise InputError("the data URL carries no data")
-    return data
 
 
 def _looks_like_image(data: bytes) -> bool:
@@ -157,10 +165,11 @@ def ink_map(image: Image.Image) -> np.ndarray:
         image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = image if image.mode == "RGBA" else image.convert("RGBA")
-        alpha = image.getchannel("A")
         # An opaque image (what the page sends: a filled canvas) needs none of this: compositing it onto
-        # white changes nothing, and skipping it saves ~0.3 ms per request.
-        if alpha.getextrema()[0] < 255:
+        # white changes nothing. Checked in numpy, each pixel as one little-endian uint32 whose top
+        # byte is alpha: ~30 us, where PIL's getchannel + getextrema took ~140 us.
+        if (np.asarray(image).view("<u4") < 0xFF000000).any():
+            alpha = image.getchannel("A")
             # An unfilled canvas: the background is transparent and the ink is wherever paint is.
             if _border(np.asarray(alpha)).mean() < 128:
                 return _to_full_contrast(alpha)
