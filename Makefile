@@ -15,7 +15,7 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
-	bench bench-canvas bench-soak clean
+	bench bench-canvas bench-soak bench-hop clean
 
 install: $(VENV)/.installed
 
@@ -81,6 +81,10 @@ bench-canvas: install $(MODEL_DIR)/model.pt
 
 bench-soak: install $(MODEL_DIR)/model.pt
 	$(PY) -m bench.soak --model-dir $(MODEL_DIR)
+
+# The web app's hop alone, in front of a stub backend (no model, no TorchServe).
+bench-hop: install
+	$(PY) -m bench.proxy_hop
 
 clean: stop
 	rm -rf build $(MODEL_STORE) run
