@@ -2,6 +2,7 @@
 digits drawn onto a canvas. Expectations come from how MNIST was built (ink cropped, longer side 20 px,
 centre of mass at the centre of 28x28), not from stored outputs."""
 
+import base64
 import random
 
 import numpy as np
@@ -9,7 +10,15 @@ import pytest
 import torchvision
 from PIL import Image
 
-from handler.preprocess import NoDigitError, ink_map, preprocess, stroke_width, to_mnist
+from handler.preprocess import (
+    InputError,
+    NoDigitError,
+    ink_map,
+    payload_to_bytes,
+    preprocess,
+    stroke_width,
+    to_mnist,
+)
 from tests.conftest import MNIST_DIR
 from train import pendigits
 
@@ -146,3 +155,25 @@ def test_a_short_one_is_still_a_digit():
     canvas.paste(0, (140, 110, 148, 170))
     side, _, _ = box_and_centre(read(canvas))
     assert 18 <= side <= 22
+
+
+def test_base64_mangled_on_the_way_decodes_to_the_same_bytes():
+    """toDataURL's base64 is decoded as it is; what forms, mail-style wrapping and URL-safe encoders do
+    to it on the way still gives the same bytes."""
+    png = pendigits.png_bytes(pendigits.render(drawn(DIGITS[0]))) + bytes(range(256))
+    png += b"x" * ((1 - len(png)) % 3)  # a length of 3n+1: base64 ends in "=="
+    text = base64.b64encode(png).decode()
+    assert {"+", "/", "="} <= set(text)  # every rewrite below changes something
+    url = "data:image/png;base64,"
+    variants = {
+        "as toDataURL gives it": url + text,
+        "form encoding's + as space": url + text.replace("+", " "),
+        "wrapped at 76 columns": url + "\r\n".join(text[i : i + 76] for i in range(0, len(text), 76)),
+        "URL-safe alphabet, no padding": url + base64.urlsafe_b64encode(png).decode().rstrip("="),
+        "bare base64": text,
+    }
+    for name, variant in variants.items():
+        assert payload_to_bytes(variant) == png, name
+        assert payload_to_bytes(variant.encode()) == png, name
+    with pytest.raises(InputError, match="base64"):
+        payload_to_bytes(url + text[:-4] + "*&^%")
