@@ -26,6 +26,9 @@ MAX_PIXELS = 4096 * 4096  # a canvas is at most a few megapixels; beyond this it
 MIN_SIDE = 8  # smaller than this is not a drawing
 WORK_SIDE = 512  # larger canvases are box-downscaled to this first: same ink, far less work
 INK_THRESHOLD = 0.25  # share of full contrast that counts as ink when finding the digit's box
+# Ink cut off from the rest by empty rows or columns and holding less than this share of it is a stray
+# tap or dot, not part of the digit: left out of the crop (see _digit_box).
+STRAY_SHARE = 0.05
 MIN_CONTRAST = 0.15  # below this the whole image is one colour: nothing drawn
 BOX = 20  # MNIST's box for the longer side
 FINE = 4  # thickness is adjusted at FINE x the final scale, where it can be done in whole pixels
@@ -212,12 +215,37 @@ def _bbox(mask: np.ndarray):
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
+def _digit_box(mask: np.ndarray):
+    """The ink's box without stray ink: a tap or dot away from the digit would otherwise widen the crop,
+    and the digit would come out small and off-centre. Ink is stray when empty rows or columns cut it
+    off from the rest and it holds under STRAY_SHARE of the ink; rows, then columns within those rows,
+    then rows again within those columns (a dot off to the side shares rows with the digit)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows[-1] - rows[0] + 1 == len(rows) and cols[-1] - cols[0] + 1 == len(cols):
+        return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1  # no empty row or column inside: most drawings
+    top, bottom = _main_span(mask.sum(axis=1))
+    left, right = _main_span(mask[top:bottom].sum(axis=0))
+    top_in, bottom_in = _main_span(mask[top:bottom, left:right].sum(axis=1))
+    return top + top_in, top + bottom_in, left, right
+
+
+def _main_span(profile: np.ndarray):
+    """First and last+1 index of the runs of ink along one axis that hold at least STRAY_SHARE of it
+    (the heaviest run always counts, so a drawing made only of dots keeps its biggest)."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], profile > 0, [0])).astype(np.int8)))
+    starts, ends = edges[::2], edges[1::2]
+    totals = np.concatenate(([0], np.cumsum(profile)))
+    mass = totals[ends] - totals[starts]
+    keep = np.flatnonzero(mass >= min(STRAY_SHARE * totals[-1], mass.max()))
+    return starts[keep[0]], ends[keep[-1]]
+
+
 def to_mnist(ink: np.ndarray) -> np.ndarray:
     """Crop, normalise stroke width, scale into 20x20 keeping aspect, centre by mass in 28x28."""
     mask = ink > INK_THRESHOLD * 255
     if not mask.any():
         raise NoDigitError("no digit drawn: the canvas is blank")
-    top, bottom, left, right = _bbox(mask)
+    top, bottom, left, right = _digit_box(mask)
     height, width = bottom - top, right - left
     pen = stroke_width(mask[top:bottom, left:right])
     # A speck: a dot or a tiny scribble no longer than a couple of brush widths.

@@ -177,3 +177,38 @@ def test_base64_mangled_on_the_way_decodes_to_the_same_bytes():
         assert payload_to_bytes(variant.encode()) == png, name
     with pytest.raises(InputError, match="base64"):
         payload_to_bytes(url + text[:-4] + "*&^%")
+
+
+def ink_extent(drawing: pendigits.Drawing):
+    xs = [x for stroke in drawing.strokes for x, _ in stroke]
+    ys = [y for stroke in drawing.strokes for _, y in stroke]
+    return min(xs), max(xs), min(ys), max(ys)
+
+
+def with_strokes(drawing: pendigits.Drawing, *strokes) -> pendigits.Drawing:
+    return pendigits.Drawing(drawing.label, [*drawing.strokes, *strokes], drawing.brush)
+
+
+def test_a_stray_tap_away_from_the_digit_changes_nothing():
+    """A tap beside, below or diagonally away from the digit would otherwise widen the crop: the digit
+    would come out small and off-centre."""
+    for digit in DIGITS:
+        small = moved(drawn(digit, seed=5), 10, 10, 0.5)  # leaves room right of and below the digit
+        left, right, top, bottom = ink_extent(small)
+        assert right + 2 * small.brush < 262 and bottom + 2 * small.brush < 262
+        clean = read(pendigits.render(small))
+        for tap in [(265, (top + bottom) / 2), ((left + right) / 2, 265), (265, 265)]:
+            tapped = read(pendigits.render(with_strokes(small, [tap])))
+            assert np.abs(tapped - clean).max() < 1e-6, f"tap at {tap} changed the digit"
+
+
+def test_a_detached_part_with_real_ink_is_kept():
+    """A second stroke cut off from the digit by empty rows but with real ink in it (a bar, a detached
+    top of a 5) is part of the drawing: it stays, with the empty band between."""
+    for digit in DIGITS:
+        small = moved(drawn(digit, seed=6), 10, 10, 0.5)
+        left, right, top, bottom = ink_extent(small)
+        gap = bottom + 4 * small.brush
+        out = read(pendigits.render(with_strokes(small, [(left, gap), (right, gap)])))
+        inked_rows = np.flatnonzero(out.max(axis=1) > 0.25)
+        assert np.diff(inked_rows).max() > 1, "the bar below the digit was dropped or merged"
