@@ -31,15 +31,34 @@ from train import pendigits
 WRITERS = {"held-out": pendigits.held_out, "trainable": pendigits.trainable}
 
 
-def drawings(limit: int | None, seed: int, writers: str = "held-out") -> list[tuple[int, bytes]]:
+def drawings(
+    limit: int | None, seed: int, writers: str = "held-out", stray_tap: bool = False
+) -> list[tuple[int, bytes]]:
     digits = WRITERS[writers](pendigits.load())
     if limit:
         digits = random.Random(seed).sample(digits, limit)
-    rng = random.Random(seed)
-    return [
-        (d.label, b"data:image/png;base64," + base64.b64encode(pendigits.png_bytes(pendigits.render(pendigits.layout(d, rng)))))
-        for d in digits
-    ]  # fmt: skip
+    rng, tap_rng = random.Random(seed), random.Random(seed + 1)  # the same layouts with or without taps
+    items = []
+    for digit in digits:
+        drawing = pendigits.layout(digit, rng)
+        if stray_tap:
+            drawing = with_stray_tap(drawing, tap_rng)
+        png = pendigits.png_bytes(pendigits.render(drawing))
+        items.append((digit.label, b"data:image/png;base64," + base64.b64encode(png)))
+    return items
+
+
+def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.Drawing:
+    """The drawing plus one tap of the brush at a random spot at least two brush widths clear of the
+    digit's extent, left or right or above or below it (unchanged if the digit leaves no such room)."""
+    xs = [x for stroke in drawing.strokes for x, _ in stroke]
+    ys = [y for stroke in drawing.strokes for _, y in stroke]
+    clear, low, high = 2 * drawing.brush, drawing.brush, pendigits.CANVAS - drawing.brush
+    for _ in range(100):
+        x, y = rng.uniform(low, high), rng.uniform(low, high)
+        if x < min(xs) - clear or x > max(xs) + clear or y < min(ys) - clear or y > max(ys) + clear:
+            return pendigits.Drawing(drawing.label, [*drawing.strokes, [(x, y)]], drawing.brush)
+    return drawing
 
 
 def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list[tuple[int, int | None]]:
@@ -117,8 +136,13 @@ def main() -> None:
     parser.add_argument("--writers", choices=sorted(WRITERS), default="held-out")
     parser.add_argument("--limit", type=int, help="a random sample of this many digits (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stray-tap", action="store_true", help="add one tap of the brush clear of each digit"
+    )
     args = parser.parse_args()
-    items = drawings(args.limit, args.seed, args.writers)
+    items = drawings(args.limit, args.seed, args.writers, args.stray_tap)
+    if args.stray_tap:
+        print("each digit with one stray tap of the brush, clear of the digit")
     if args.in_process:
         report(evaluate_in_process(args.in_process, items), args.writers)
         return
