@@ -51,12 +51,11 @@ def drawings(
 def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.Drawing:
     """The drawing plus one tap of the brush at a random spot at least two brush widths clear of the
     digit's extent, left or right or above or below it (unchanged if the digit leaves no such room)."""
-    xs = [x for stroke in drawing.strokes for x, _ in stroke]
-    ys = [y for stroke in drawing.strokes for _, y in stroke]
+    left, right, top, bottom = pendigits.extent(drawing.strokes)
     clear, low, high = 2 * drawing.brush, drawing.brush, pendigits.CANVAS - drawing.brush
     for _ in range(100):
         x, y = rng.uniform(low, high), rng.uniform(low, high)
-        if x < min(xs) - clear or x > max(xs) + clear or y < min(ys) - clear or y > max(ys) + clear:
+        if x < left - clear or x > right + clear or y < top - clear or y > bottom + clear:
             return pendigits.Drawing(drawing.label, [*drawing.strokes, [(x, y)]], drawing.brush)
     return drawing
 

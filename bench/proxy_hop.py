@@ -16,7 +16,6 @@ spends per request. Nothing here asserts.
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,10 @@ import time
 import psutil
 import uvloop
 
-from bench.latency import RawConnection, canvas_data_url
-from tests.stack import ROOT
+from bench.latency import RawConnection, canvas_data_url, wait_until_up
+from tests.stack import ROOT, free_port_base
+
+WARMUP = 300  # rounds per target before measuring
 
 # What the handler answers for one drawing: ten probabilities and the 784-byte input in base64.
 ANSWER = b'{"digit": 7, "probabilities": [' + b"0.1, " * 9 + b'0.1], "version": "1.0", "input_28x28": "'
@@ -97,33 +98,12 @@ async def serve(factory, port: int) -> None:
     await server.serve_forever()
 
 
-def wait_for(port: int, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port)).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on port {port}")
-
-
 def cpu_seconds(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-async def paired(targets: dict, body: bytes, rounds: int, warmup: int = 300) -> dict:
+async def paired(targets: dict, body: bytes, rounds: int, warmup: int = WARMUP) -> dict:
     connections = {
         name: RawConnection(url, body, {"Content-Type": "text/plain"}) for name, url in targets.items()
     }
@@ -144,7 +124,8 @@ async def paired(targets: dict, body: bytes, rounds: int, warmup: int = 300) -> 
 
 
 def measure(delay_ms: float, rounds: int, body: bytes) -> dict:
-    stub_port, forwarder_port, web_port = free_ports(3)
+    base = free_port_base(3)
+    stub_port, forwarder_port, web_port = base, base + 1, base + 2
     python = sys.executable
     run_dir = tempfile.mkdtemp(prefix="proxy-hop-")  # no key file there: the web app sends no key
     env = dict(os.environ, WEB_PORT=str(web_port), TS_INFERENCE_URL=f"http://127.0.0.1:{stub_port}")
@@ -155,19 +136,18 @@ def measure(delay_ms: float, rounds: int, body: bytes) -> dict:
         subprocess.Popen([*me, "--forward", str(forwarder_port), str(stub_port)], cwd=ROOT),
         subprocess.Popen([python, "-m", "web.app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL),
     ]
+    targets = {
+        "direct": f"http://127.0.0.1:{stub_port}/predictions/mnist",
+        "forwarder": f"http://127.0.0.1:{forwarder_port}/predictions/mnist",
+        "web": f"http://127.0.0.1:{web_port}/predict",
+    }
     try:
-        for port in (stub_port, forwarder_port, web_port):
-            wait_for(port)
-        targets = {
-            "direct": f"http://127.0.0.1:{stub_port}/predictions/mnist",
-            "forwarder": f"http://127.0.0.1:{forwarder_port}/predictions/mnist",
-            "web": f"http://127.0.0.1:{web_port}/predict",
-        }
+        for url, process in zip(targets.values(), processes, strict=True):
+            wait_until_up(url, process, seconds=20)
         cpu_before = [cpu_seconds(p.pid) for p in processes]
         p50 = asyncio.run(paired(targets, body, rounds))
         cpu = [(cpu_seconds(p.pid) - before) * 1000 for p, before in zip(processes, cpu_before, strict=True)]
-        # The warm-up rounds are inside the measured span too.
-        per_request = rounds + 300
+        per_request = WARMUP + rounds  # the warm-up rounds are inside the measured span too
         p50["forwarder cpu"] = cpu[1] / per_request
         p50["web cpu"] = cpu[2] / per_request
         return p50

@@ -179,12 +179,6 @@ def test_base64_mangled_on_the_way_decodes_to_the_same_bytes():
         payload_to_bytes(url + text[:-4] + "*&^%")
 
 
-def ink_extent(drawing: pendigits.Drawing):
-    xs = [x for stroke in drawing.strokes for x, _ in stroke]
-    ys = [y for stroke in drawing.strokes for _, y in stroke]
-    return min(xs), max(xs), min(ys), max(ys)
-
-
 def with_strokes(drawing: pendigits.Drawing, *strokes) -> pendigits.Drawing:
     return pendigits.Drawing(drawing.label, [*drawing.strokes, *strokes], drawing.brush)
 
@@ -194,7 +188,7 @@ def test_a_stray_tap_away_from_the_digit_changes_nothing():
     would come out small and off-centre."""
     for digit in DIGITS:
         small = moved(drawn(digit, seed=5), 10, 10, 0.5)  # leaves room right of and below the digit
-        left, right, top, bottom = ink_extent(small)
+        left, right, top, bottom = pendigits.extent(small.strokes)
         assert right + 2 * small.brush < 262 and bottom + 2 * small.brush < 262
         clean = read(pendigits.render(small))
         for tap in [(265, (top + bottom) / 2), ((left + right) / 2, 265), (265, 265)]:
@@ -207,7 +201,7 @@ def test_a_detached_part_with_real_ink_is_kept():
     top of a 5) is part of the drawing: it stays, with the empty band between."""
     for digit in DIGITS:
         small = moved(drawn(digit, seed=6), 10, 10, 0.5)
-        left, right, top, bottom = ink_extent(small)
+        left, right, top, bottom = pendigits.extent(small.strokes)
         gap = bottom + 4 * small.brush
         out = read(pendigits.render(with_strokes(small, [(left, gap), (right, gap)])))
         inked_rows = np.flatnonzero(out.max(axis=1) > 0.25)

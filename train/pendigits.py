@@ -70,19 +70,24 @@ def trainable(digits: list[PenDigit]) -> list[PenDigit]:
     return [d for d in digits if d.writer not in HELD_OUT_WRITERS]
 
 
+def extent(strokes: list) -> tuple[float, float, float, float]:
+    """(left, right, low, high) of the strokes' points: x from left to right, y from low to high."""
+    xs = [x for stroke in strokes for x, _ in stroke]
+    ys = [y for stroke in strokes for _, y in stroke]
+    return min(xs), max(xs), min(ys), max(ys)
+
+
 def layout(digit: PenDigit, rng: random.Random, canvas: int = CANVAS) -> Drawing:
     """Place a digit on the canvas as a person might: random brush, size and position."""
     brush = rng.uniform(8, 20)
-    xs = [x for s in digit.strokes for x, _ in s]
-    ys = [y for s in digit.strokes for _, y in s]
-    width, height = max(xs) - min(xs), max(ys) - min(ys)
+    x0, x1, y0, y1 = extent(digit.strokes)
+    width, height = x1 - x0, y1 - y0
     scale = rng.uniform(0.35, 0.85) * canvas / max(height, 1)
     scale = min(scale, (canvas - brush - 4) / max(width, 1))  # a wide digit must still fit
     left = rng.uniform(brush / 2 + 2, canvas - brush / 2 - 2 - width * scale)
     top = rng.uniform(brush / 2 + 2, canvas - brush / 2 - 2 - height * scale)
     strokes = [
-        [(left + (x - min(xs)) * scale, top + (max(ys) - y) * scale) for x, y in stroke]
-        for stroke in digit.strokes
+        [(left + (x - x0) * scale, top + (y1 - y) * scale) for x, y in stroke] for stroke in digit.strokes
     ]
     return Drawing(digit.label, strokes, brush)
 
