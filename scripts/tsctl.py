@@ -79,6 +79,8 @@ class TorchServe:
     def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().strip())
+            if pid <= 1:  # os.kill(0 or -1, ...) would signal our own group or every process
+                return None
             os.kill(pid, 0)
             return pid
         except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):

@@ -4,6 +4,7 @@ Each Stack has its own run directory and its own block of ports (PORT_BASE...+4 
 the web app, +100 for its workers' sockets), so tests never meet a `make serve` that is running.
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -106,6 +107,29 @@ class Stack:
         self.stop_torchserve()
 
     def key(self, kind: str) -> str:
-        import json
-
         return json.loads((self.run_dir / "key_file.json").read_text())[kind]["key"]
+
+    def workers(self) -> list[dict]:
+        """The default model's workers as the management API describes them."""
+        request = urllib.request.Request(
+            self.management_url + "/models/mnist",
+            headers={"Authorization": f"Bearer {self.key('management')}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())[0]["workers"]
+
+    def ready_worker_pids(self) -> set[int]:
+        # A worker that is still starting is listed with pid -1, and os.kill(-1, ...) would signal
+        # every process we may signal: only READY workers with a real pid count.
+        return {w["pid"] for w in self.workers() if w["status"] == "READY" and w["pid"] > 1}
+
+    def worker_pids(self, timeout: float = 60) -> set[int]:
+        """The workers' pids once every worker is READY (start() returns when the first one answers)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            workers, pids = self.workers(), self.ready_worker_pids()
+            if workers and len(pids) == len(workers):
+                return pids
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers not all ready after {timeout:.0f} s: {workers}")
+            time.sleep(0.1)

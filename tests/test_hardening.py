@@ -62,14 +62,6 @@ def animated_gif() -> bytes:
     return buffer.getvalue()
 
 
-def worker_pids(stack) -> set:
-    request = urllib.request.Request(
-        stack.management_url + "/models/mnist", headers={"Authorization": f"Bearer {stack.key('management')}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return {w["pid"] for w in json.loads(response.read())[0]["workers"]}
-
-
 GOOD_PNG = png(pendigits.render(pendigits.layout(pendigits.load()[0], random.Random(5))))
 BAD_INPUTS = {
     "empty body": (b"", "text/plain", 400),
@@ -94,14 +86,14 @@ BAD_INPUTS["a speck"] = (data_url(png(_speck)), "text/plain", 422)
 
 
 def test_bad_input_is_a_clear_4xx_and_no_worker_restarts(stack):
-    workers = worker_pids(stack)
+    workers = stack.worker_pids()
     for name, (body, content_type, status) in BAD_INPUTS.items():
         got, answer = post(stack.web_url + "/predict", body, content_type)
         assert got == status, f"{name}: {got} {answer}"
         assert isinstance(answer.get("error"), str) and len(answer["error"]) > 10, f"{name}: {answer}"
         ok, good = post(stack.web_url + "/predict", drawing())
         assert ok == 200 and "digit" in good, f"after {name}: {good}"
-    assert worker_pids(stack) == workers, "a bad input restarted a worker"
+    assert stack.worker_pids() == workers, "a bad input restarted a worker"
 
 
 def test_torchserve_stopped_is_a_fast_503_and_heals_without_a_web_restart(own_stack):
@@ -116,19 +108,19 @@ def test_torchserve_stopped_is_a_fast_503_and_heals_without_a_web_restart(own_st
 
 
 def test_a_killed_worker_is_replaced_and_the_service_heals(own_stack):
-    before = worker_pids(own_stack)
-    os.kill(next(iter(before)), signal.SIGKILL)
-    deadline, statuses = time.monotonic() + 90, []
+    before = own_stack.worker_pids()
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         status, answer = post(own_stack.web_url + "/predict", drawing())
         assert status == 200 or "error" in answer
-        statuses.append(status)
-        now = worker_pids(own_stack)
-        if status == 200 and len(now) == len(before) and now != before:
+        now = own_stack.ready_worker_pids()
+        if status == 200 and len(now) == len(before) and victim not in now:
             break
         time.sleep(0.2)
-    after = worker_pids(own_stack)
-    assert len(after) == len(before) and after != before, (before, after)
+    after = own_stack.worker_pids()
+    assert len(after) == len(before) and victim not in after, (before, after)
     assert post(own_stack.web_url + "/predict", drawing())[0] == 200
 
 
@@ -188,7 +180,7 @@ def test_web_app_keeps_working_after_its_key_is_replaced(own_stack):
 
 
 def test_no_web_route_reaches_management(stack):
-    before = worker_pids(stack)
+    before = stack.worker_pids()
     attempts = [
         ("POST", "/models?url=mnist-1.0.mar"),
         ("DELETE", "/models/mnist/1.0"),
@@ -209,7 +201,7 @@ def test_no_web_route_reaches_management(stack):
             assert "error" in json.loads(e.read())
     with urllib.request.urlopen(stack.web_url + "/api/models", timeout=10) as response:
         assert json.loads(response.read()) == {"model": "mnist", "versions": ["1.0"], "default": "1.0"}
-    assert worker_pids(stack) == before
+    assert stack.worker_pids() == before
 
 
 def test_page_has_a_strict_content_security_policy(stack):
