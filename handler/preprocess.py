@@ -219,25 +219,67 @@ def _digit_box(mask: np.ndarray):
     """The ink's box without stray ink: a tap or dot away from the digit would otherwise widen the crop,
     and the digit would come out small and off-centre. Ink is stray when empty rows or columns cut it
     off from the rest and it holds under STRAY_SHARE of the ink; rows, then columns within those rows,
-    then rows again within those columns (a dot off to the side shares rows with the digit)."""
+    then rows again within those columns (a dot off to the side shares rows with the digit).
+    Also says whether the ink is one piece filling its box (no empty row or column inside it)."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows[-1] - rows[0] + 1 == len(rows) and cols[-1] - cols[0] + 1 == len(cols):
-        return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1  # no empty row or column inside: most drawings
+    if rows[-1] - rows[0] + 1 == len(rows) and cols[-1] - cols[0] + 1 == len(cols):  # most drawings
+        return (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1), True
     top, bottom = _main_span(mask.sum(axis=1))
     left, right = _main_span(mask[top:bottom].sum(axis=0))
     top_in, bottom_in = _main_span(mask[top:bottom, left:right].sum(axis=1))
-    return top + top_in, top + bottom_in, left, right
+    return (top + top_in, top + bottom_in, left, right), False
 
 
 def _main_span(profile: np.ndarray):
     """First and last+1 index of the runs of ink along one axis that hold at least STRAY_SHARE of it
     (the heaviest run always counts, so a drawing made only of dots keeps its biggest)."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], profile > 0, [0])).astype(np.int8)))
-    starts, ends = edges[::2], edges[1::2]
+    starts, ends = _runs(profile > 0)
     totals = np.concatenate(([0], np.cumsum(profile)))
     mass = totals[ends] - totals[starts]
     keep = np.flatnonzero(mass >= min(STRAY_SHARE * totals[-1], mass.max()))
     return starts[keep[0]], ends[keep[-1]]
+
+
+def _runs(flags: np.ndarray):
+    """Starts and ends (last+1) of the runs of True."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags, [0])).astype(np.int8)))
+    return edges[::2], edges[1::2]
+
+
+def _pieces(mask: np.ndarray, most: int = 32):
+    """Boxes (top, bottom, left, right) of the pieces of ink that empty rows and columns cut apart, cut
+    again inside each piece until none splits (an XY cut); None when there are more than `most`."""
+    todo, found = [(0, mask.shape[0], 0, mask.shape[1])], []
+    while todo:
+        top, bottom, left, right = todo.pop()
+        piece = mask[top:bottom, left:right]
+        rows = piece.any(axis=1)
+        if not rows.all():  # all() is the common case: one piece filling its box, found in a few us
+            starts, ends = _runs(rows)
+            if len(starts) > 1:
+                todo += [(top + s, top + e, left, right) for s, e in zip(starts, ends, strict=True)]
+                continue
+            top, bottom = top + starts[0], top + ends[0]
+        cols = piece.any(axis=0)
+        if not cols.all():
+            starts, ends = _runs(cols)
+            if len(starts) > 1:
+                todo += [(top, bottom, left + s, left + e) for s, e in zip(starts, ends, strict=True)]
+                continue
+            left, right = left + starts[0], left + ends[0]
+        found.append((top, bottom, left, right))
+        if len(found) > most:
+            return None
+    return found
+
+
+def _is_speck(digit: np.ndarray, piece, pen: float, canvas_side: int) -> bool:
+    """A dot or a tiny scribble no longer than a couple of brush widths. Each piece of the ink is judged
+    on its own, so two taps far apart are specks too, not a digit."""
+    top, bottom, left, right = piece
+    if (bottom - top, right - left) != digit.shape:  # the whole digit's pen is known already
+        pen = stroke_width(digit[top:bottom, left:right])
+    return max(bottom - top, right - left) < max(2.5 * pen, 0.04 * canvas_side)
 
 
 def to_mnist(ink: np.ndarray) -> np.ndarray:
@@ -245,12 +287,16 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     mask = ink > INK_THRESHOLD * 255
     if not mask.any():
         raise NoDigitError("no digit drawn: the canvas is blank")
-    top, bottom, left, right = _digit_box(mask)
+    (top, bottom, left, right), one_piece = _digit_box(mask)
     height, width = bottom - top, right - left
-    pen = stroke_width(mask[top:bottom, left:right])
-    # A speck: a dot or a tiny scribble no longer than a couple of brush widths.
-    if max(height, width) < max(2.5 * pen, 0.04 * max(ink.shape)):
-        raise NoDigitError("no digit drawn: only a speck on the canvas")
+    digit = mask[top:bottom, left:right]
+    pen = stroke_width(digit)
+
+    pieces = [(0, height, 0, width)] if one_piece else _pieces(digit)
+    if pieces is not None and all(_is_speck(digit, piece, pen, max(ink.shape)) for piece in pieces):
+        raise NoDigitError(
+            "no digit drawn: only " + ("a speck" if len(pieces) == 1 else "specks") + " on the canvas"
+        )
 
     # Work at FINE x the final size, where thickness can be adjusted by whole pixels.
     fine_side = BOX * FINE

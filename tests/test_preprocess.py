@@ -149,6 +149,25 @@ def test_a_tap_or_a_tiny_scribble_is_no_digit(brush, transparent):
             read(image)
 
 
+@pytest.mark.parametrize("brush", [8, 20])
+@pytest.mark.parametrize("transparent", [False, True], ids=["white", "transparent"])
+def test_taps_far_apart_are_no_digit(brush, transparent):
+    """Two or three taps spread over the canvas span a digit-sized box, but none of them is a digit."""
+    layouts = {
+        "side by side": [(60, 140), (220, 140)],
+        "one above the other": [(140, 40), (140, 240)],
+        "diagonal": [(50, 50), (230, 230)],
+        "three": [(40, 200), (140, 60), (240, 200)],
+    }
+    for name, taps in layouts.items():
+        image = pendigits.render(
+            pendigits.Drawing(1, [[tap] for tap in taps], brush), transparent=transparent
+        )
+        with pytest.raises(NoDigitError, match="specks"):
+            read(image)
+            pytest.fail(f"{name}: taps were read as a digit")
+
+
 def test_a_short_one_is_still_a_digit():
     """A '1' is a thin line: long in one direction only, and not a speck even if drawn small."""
     canvas = Image.new("L", (280, 280), 255)
