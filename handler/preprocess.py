@@ -26,8 +26,8 @@ MAX_PIXELS = 4096 * 4096  # a canvas is at most a few megapixels; beyond this it
 MIN_SIDE = 8  # smaller than this is not a drawing
 WORK_SIDE = 512  # larger canvases are box-downscaled to this first: same ink, far less work
 INK_THRESHOLD = 0.25  # share of full contrast that counts as ink when finding the digit's box
-# Ink cut off from the rest by empty rows or columns and holding less than this share of it is a stray
-# tap or dot, not part of the digit: left out of the crop (see _digit_box).
+# Ink cut off from the rest by empty rows or columns and holding less than this share of it is stray,
+# not part of the digit: left out of the crop, as are specks of any share (see _digit_pieces).
 STRAY_SHARE = 0.05
 MIN_CONTRAST = 0.15  # below this the whole image is one colour: nothing drawn
 BOX = 20  # MNIST's box for the longer side
@@ -200,44 +200,25 @@ def _border(a: np.ndarray) -> np.ndarray:
 def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width in pixels: area over half the outline (a stroke of width w and length L has
     area w*L and an outline of about 2L)."""
+    area, outline = _area_and_outline(mask)
+    return 2.0 * area / max(outline, 1)
+
+
+def _area_and_outline(mask: np.ndarray) -> tuple[int, int]:
+    """Ink pixels, and those of them with a background 4-neighbour. Both add up over pieces that do not
+    touch, so the stroke width of several pieces comes from their sums."""
     area = np.count_nonzero(mask)
     if area == 0:
-        return 0.0
+        return 0, 0
     padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=bool)  # np.pad costs more than this
     padded[1:-1, 1:-1] = mask
     inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    outline = area - np.count_nonzero(mask & inner)
-    return 2.0 * area / max(outline, 1)
+    return area, area - np.count_nonzero(mask & inner)
 
 
 def _bbox(mask: np.ndarray):
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-
-
-def _digit_box(mask: np.ndarray):
-    """The ink's box without stray ink: a tap or dot away from the digit would otherwise widen the crop,
-    and the digit would come out small and off-centre. Ink is stray when empty rows or columns cut it
-    off from the rest and it holds under STRAY_SHARE of the ink; rows, then columns within those rows,
-    then rows again within those columns (a dot off to the side shares rows with the digit).
-    Also says whether the ink is one piece filling its box (no empty row or column inside it)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows[-1] - rows[0] + 1 == len(rows) and cols[-1] - cols[0] + 1 == len(cols):  # most drawings
-        return (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1), True
-    top, bottom = _main_span(mask.sum(axis=1))
-    left, right = _main_span(mask[top:bottom].sum(axis=0))
-    top_in, bottom_in = _main_span(mask[top:bottom, left:right].sum(axis=1))
-    return (top + top_in, top + bottom_in, left, right), False
-
-
-def _main_span(profile: np.ndarray):
-    """First and last+1 index of the runs of ink along one axis that hold at least STRAY_SHARE of it
-    (the heaviest run always counts, so a drawing made only of dots keeps its biggest)."""
-    starts, ends = _runs(profile > 0)
-    totals = np.concatenate(([0], np.cumsum(profile)))
-    mass = totals[ends] - totals[starts]
-    keep = np.flatnonzero(mass >= min(STRAY_SHARE * totals[-1], mass.max()))
-    return starts[keep[0]], ends[keep[-1]]
 
 
 def _runs(flags: np.ndarray):
@@ -248,13 +229,17 @@ def _runs(flags: np.ndarray):
 
 def _pieces(mask: np.ndarray, most: int = 32):
     """Boxes (top, bottom, left, right) of the pieces of ink that empty rows and columns cut apart, cut
-    again inside each piece until none splits (an XY cut); None when there are more than `most`."""
-    todo, found = [(0, mask.shape[0], 0, mask.shape[1])], []
+    again inside each piece until none splits (an XY cut); None when there are more than `most`. Most
+    drawings are one piece filling its box, which the first two projections show."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows[-1] - rows[0] + 1 == len(rows) and cols[-1] - cols[0] + 1 == len(cols):  # most drawings
+        return [(rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)]
+    todo, found = [(rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)], []
     while todo:
         top, bottom, left, right = todo.pop()
         piece = mask[top:bottom, left:right]
         rows = piece.any(axis=1)
-        if not rows.all():  # all() is the common case: one piece filling its box, found in a few us
+        if not rows.all():  # split at empty rows, or trim empty margins
             starts, ends = _runs(rows)
             if len(starts) > 1:
                 todo += [(top + s, top + e, left, right) for s, e in zip(starts, ends, strict=True)]
@@ -273,13 +258,24 @@ def _pieces(mask: np.ndarray, most: int = 32):
     return found
 
 
-def _is_speck(digit: np.ndarray, piece, pen: float, canvas_side: int) -> bool:
-    """A dot or a tiny scribble no longer than a couple of brush widths. Each piece of the ink is judged
-    on its own, so two taps far apart are specks too, not a digit."""
+def _is_speck(piece, area: int, outline: int, canvas_side: int) -> bool:
+    """A dot or a tiny scribble: no longer than 2.5 of its own stroke widths (a round tap is 2 of them,
+    as the width estimate of a dot is its radius), or under 4% of the canvas."""
     top, bottom, left, right = piece
-    if (bottom - top, right - left) != digit.shape:  # the whole digit's pen is known already
-        pen = stroke_width(digit[top:bottom, left:right])
-    return max(bottom - top, right - left) < max(2.5 * pen, 0.04 * canvas_side)
+    return max(bottom - top, right - left) < max(2.5 * 2.0 * area / max(outline, 1), 0.04 * canvas_side)
+
+
+def _digit_pieces(pieces, stats, specks):
+    """The pieces that make the digit: stray taps and dots away from it are left out, as they would widen
+    the crop and leave the digit small and off-centre. A piece is stray when it is a speck or holds
+    under STRAY_SHARE of the ink; the heaviest piece always stays (a digit made only of dots keeps its
+    biggest)."""
+    total, heaviest = sum(area for area, _ in stats), max(range(len(stats)), key=lambda i: stats[i][0])
+    return [
+        (piece, stat)
+        for i, (piece, stat, speck) in enumerate(zip(pieces, stats, specks, strict=True))
+        if i == heaviest or (stat[0] >= STRAY_SHARE * total and not speck)
+    ]
 
 
 def to_mnist(ink: np.ndarray) -> np.ndarray:
@@ -287,16 +283,18 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     mask = ink > INK_THRESHOLD * 255
     if not mask.any():
         raise NoDigitError("no digit drawn: the canvas is blank")
-    (top, bottom, left, right), one_piece = _digit_box(mask)
-    height, width = bottom - top, right - left
-    digit = mask[top:bottom, left:right]
-    pen = stroke_width(digit)
-
-    pieces = [(0, height, 0, width)] if one_piece else _pieces(digit)
-    if pieces is not None and all(_is_speck(digit, piece, pen, max(ink.shape)) for piece in pieces):
+    pieces = _pieces(mask) or [_bbox(mask)]  # more pieces than that (a spray of dots): judged as one
+    stats = [_area_and_outline(mask[top:bottom, left:right]) for top, bottom, left, right in pieces]
+    specks = [_is_speck(piece, *stat, max(ink.shape)) for piece, stat in zip(pieces, stats, strict=True)]
+    if all(specks):
         raise NoDigitError(
-            "no digit drawn: only " + ("a speck" if len(pieces) == 1 else "specks") + " on the canvas"
+            f"no digit drawn: only {'a speck' if len(pieces) == 1 else 'specks'} on the canvas"
         )
+    kept = _digit_pieces(pieces, stats, specks)
+    top, bottom = min(p[0] for p, _ in kept), max(p[1] for p, _ in kept)
+    left, right = min(p[2] for p, _ in kept), max(p[3] for p, _ in kept)
+    height, width = bottom - top, right - left
+    pen = 2.0 * sum(area for _, (area, _) in kept) / max(sum(outline for _, (_, outline) in kept), 1)
 
     # Work at FINE x the final size, where thickness can be adjusted by whole pixels.
     fine_side = BOX * FINE

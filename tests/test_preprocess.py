@@ -11,6 +11,7 @@ import torchvision
 from PIL import Image
 
 from handler.preprocess import (
+    STRAY_SHARE,
     InputError,
     NoDigitError,
     ink_map,
@@ -213,6 +214,17 @@ def test_a_stray_tap_away_from_the_digit_changes_nothing():
         for tap in [(265, (top + bottom) / 2), ((left + right) / 2, 265), (265, 265)]:
             tapped = read(pendigits.render(with_strokes(small, [tap])))
             assert np.abs(tapped - clean).max() < 1e-6, f"tap at {tap} changed the digit"
+
+
+def test_a_fat_tap_beside_a_small_digit_changes_nothing():
+    """With a fat brush a tap holds more than STRAY_SHARE of a small digit's ink: it is still a tap (a
+    round dot, no longer than a couple of its widths), and left out of the crop."""
+    for digit in DIGITS:
+        small = moved(drawn(digit, seed=7, brush=30), 10, 10, 0.4)
+        tapped = with_strokes(small, [(262, 262)])
+        inked = [np.count_nonzero(ink_map(pendigits.render(d)) > 64) for d in (small, tapped)]
+        assert (inked[1] - inked[0]) / inked[1] > STRAY_SHARE, "the tap is too light to test this"
+        assert np.abs(read(pendigits.render(tapped)) - read(pendigits.render(small))).max() < 1e-6
 
 
 def test_a_detached_part_with_real_ink_is_kept():
