@@ -227,7 +227,7 @@ def _runs(flags: np.ndarray):
     return edges[::2], edges[1::2]
 
 
-def _pieces(mask: np.ndarray, most: int = 32):
+def _pieces(mask: np.ndarray, most: int = 256):
     """Boxes (top, bottom, left, right) of the pieces of ink that empty rows and columns cut apart, cut
     again inside each piece until none splits (an XY cut); None when there are more than `most`. Most
     drawings are one piece filling its box, which the first two projections show."""
@@ -283,7 +283,7 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     mask = ink > INK_THRESHOLD * 255
     if not mask.any():
         raise NoDigitError("no digit drawn: the canvas is blank")
-    pieces = _pieces(mask) or [_bbox(mask)]  # more pieces than that (a spray of dots): judged as one
+    pieces = _pieces(mask) or [_bbox(mask)]  # hundreds of pieces (noise, a spray): judged as one
     stats = [_area_and_outline(mask[top:bottom, left:right]) for top, bottom, left, right in pieces]
     specks = [_is_speck(piece, *stat, max(ink.shape)) for piece, stat in zip(pieces, stats, strict=True)]
     if all(specks):

@@ -169,6 +169,16 @@ def test_taps_far_apart_are_no_digit(brush, transparent):
             pytest.fail(f"{name}: taps were read as a digit")
 
 
+def test_dots_are_no_digit_even_in_the_shape_of_one():
+    """Dots in a row span a digit's box but are still only dots: every piece is judged on its own."""
+    for count in (3, 12, 40):
+        dots = [[(140.0, 30 + 220 * i / (count - 1))] for i in range(count)]
+        image = pendigits.render(pendigits.Drawing(1, dots, 4))
+        with pytest.raises(NoDigitError, match="specks"):
+            read(image)
+            pytest.fail(f"{count} dots were read as a digit")
+
+
 def test_a_short_one_is_still_a_digit():
     """A '1' is a thin line: long in one direction only, and not a speck even if drawn small."""
     canvas = Image.new("L", (280, 280), 255)
