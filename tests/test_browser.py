@@ -356,6 +356,19 @@ def test_blank_canvas_says_no_digit_drawn(stack, visit):
     assert v.page.get_attribute("#message", "role") == "alert"
 
 
+def test_taps_on_the_canvas_say_no_digit_drawn(stack, visit):
+    """Taps spread over the canvas (a slip of the finger, a child poking at it) are not guessed."""
+    v = visit(stack)
+    taps = [(60.0, 70.0), (215.0, 120.0), (120.0, 230.0)]
+    draw_with_mouse(v.page, pendigits.Drawing(1, [[tap] for tap in taps], 12))
+    shown = settled(v.page)
+    assert "no digit drawn" in shown["message"].lower() and shown["digit"] is None, shown
+    # The taps were drawn and sent: a dot of ink at each, on a white canvas.
+    sent = sent_image(predict_requests(v)[-1]).convert("L")
+    assert [sent.getpixel(tap) < 128 for tap in taps] == [True] * len(taps)
+    assert sent.getpixel((140, 140)) > 200
+
+
 def test_version_picker_asks_the_picked_version(own_stack, model_dir, visit):
     from tests.stack import archive
 
