@@ -200,7 +200,10 @@ def _border(a: np.ndarray) -> np.ndarray:
 def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width in pixels: area over half the outline (a stroke of width w and length L has
     area w*L and an outline of about 2L)."""
-    area, outline = _area_and_outline(mask)
+    return _width(*_area_and_outline(mask))
+
+
+def _width(area: int, outline: int) -> float:
     return 2.0 * area / max(outline, 1)
 
 
@@ -262,7 +265,7 @@ def _is_speck(piece, area: int, outline: int, canvas_side: int) -> bool:
     """A dot or a tiny scribble: no longer than 2.5 of its own stroke widths (a round tap is 2 of them,
     as the width estimate of a dot is its radius), or under 4% of the canvas."""
     top, bottom, left, right = piece
-    return max(bottom - top, right - left) < max(2.5 * 2.0 * area / max(outline, 1), 0.04 * canvas_side)
+    return max(bottom - top, right - left) < max(2.5 * _width(area, outline), 0.04 * canvas_side)
 
 
 def _digit_pieces(pieces, stats, specks):
@@ -294,7 +297,7 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     top, bottom = min(p[0] for p, _ in kept), max(p[1] for p, _ in kept)
     left, right = min(p[2] for p, _ in kept), max(p[3] for p, _ in kept)
     height, width = bottom - top, right - left
-    pen = 2.0 * sum(area for _, (area, _) in kept) / max(sum(outline for _, (_, outline) in kept), 1)
+    pen = _width(sum(area for _, (area, _) in kept), sum(outline for _, (_, outline) in kept))
 
     # Work at FINE x the final size, where thickness can be adjusted by whole pixels.
     fine_side = BOX * FINE

@@ -119,17 +119,22 @@ class Stack:
             return json.loads(response.read())[0]["workers"]
 
     def ready_worker_pids(self) -> set[int]:
-        # A worker that is still starting is listed with pid -1, and os.kill(-1, ...) would signal
-        # every process we may signal: only READY workers with a real pid count.
-        return {w["pid"] for w in self.workers() if w["status"] == "READY" and w["pid"] > 1}
+        return _ready_pids(self.workers())
 
     def worker_pids(self, timeout: float = 60) -> set[int]:
         """The workers' pids once every worker is READY (start() returns when the first one answers)."""
         deadline = time.monotonic() + timeout
         while True:
-            workers, pids = self.workers(), self.ready_worker_pids()
+            workers = self.workers()
+            pids = _ready_pids(workers)
             if workers and len(pids) == len(workers):
                 return pids
             if time.monotonic() > deadline:
                 raise TimeoutError(f"workers not all ready after {timeout:.0f} s: {workers}")
             time.sleep(0.1)
+
+
+def _ready_pids(workers: list[dict]) -> set[int]:
+    # A worker that is still starting is listed with pid -1, and os.kill(-1, ...) would signal every
+    # process we may signal: only READY workers with a real pid count.
+    return {w["pid"] for w in workers if w["status"] == "READY" and w["pid"] > 1}
