@@ -40,6 +40,7 @@ class Config:
     def from_env(cls) -> "Config":
         env = os.environ
         return cls(
+            host=env.get("WEB_HOST", cls.host),  # 0.0.0.0 in the container (deploy/Containerfile)
             port=int(env.get("WEB_PORT", cls.port)),
             inference_url=env.get("TS_INFERENCE_URL", cls.inference_url),
             management_url=env.get("TS_MANAGEMENT_URL", cls.management_url),
@@ -131,6 +132,44 @@ def relay(status: int, body: bytes, model: str, version: str) -> web.Response:
     return error(502, f"the model server failed ({status}: {message or 'no details'})")
 
 
+# A blank 28x28 canvas: the handler answers it 422 "no digit drawn" after decoding it, before the model.
+# A 422 (or a 200) proves that a worker of the default model is up and runs our handler; it costs a
+# PNG decode per probe, nothing a probe every few seconds would notice.
+READINESS_PROBE = b"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAFklEQVR42mP8z4AbMDGMSo5KjkpCAQCD/gE3G98i8wAAAABJRU5ErkJggg=="
+# A ready worker answers the probe in milliseconds; one that takes a second is not ready (probes give up
+# after 2 s, deploy/kubernetes.yaml).
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: this process answers. Never asks TorchServe, so its restarts never restart the web app."""
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: TorchServe answers and the default model has a ready worker, shown by a real request
+    to it with the inference key (TorchServe's /ping also needs a key, and says "Healthy" with no
+    worker at all once a model's minimum is 0; the worker list needs the management key, never held here)."""
+    config, session, keys = request.app[CONFIG], request.app[SESSION], request.app[KEYS]
+    url = f"{config.inference_url}/predictions/{config.model}"
+    try:
+        for attempt in range(2):
+            headers = {"Content-Type": "application/octet-stream", **keys.headers("inference")}
+            async with session.post(
+                url, data=READINESS_PROBE, headers=headers, timeout=PROBE_TIMEOUT
+            ) as response:
+                payload = await response.read()
+            if key_refused(response.status, payload) and attempt == 0:
+                await keys.renew(session, config.management_url, "inference")
+                continue
+            break
+    except (TimeoutError, aiohttp.ClientError):
+        return error(503, "the model server does not answer")
+    if response.status in (200, 422):
+        return web.json_response({"status": "ready"})
+    return error(503, f"the model server has no ready worker for the default model ({response.status})")
+
+
 async def models(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     return web.json_response(model_versions(config.run_dir, config.model))
@@ -174,6 +213,8 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_post("/predict", predict)
     app.router.add_get("/api/models", models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_static("/static", STATIC)
     return app
 
