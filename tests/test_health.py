@@ -18,9 +18,8 @@ KEY = "inf-1"
 async def fake_torchserve(aiohttp_server, tmp_path):
     """Answers predictions with the status the test sets; records what it was sent."""
     seen = {"status": 422, "auth": [], "paths": [], "bodies": []}
-    (tmp_path / "key_file.json").write_text(
-        '{"inference": {"key": "%s"}, "management": {"key": "mgmt-1"}, "API": {"key": "api-1"}}' % KEY
-    )
+    keys = {"inference": {"key": KEY}, "management": {"key": "mgmt-1"}, "API": {"key": "api-1"}}
+    (tmp_path / "key_file.json").write_text(json.dumps(keys))
 
     async def predictions(request):
         seen["auth"].append(request.headers.get("Authorization"))
