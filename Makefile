@@ -15,7 +15,7 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
-	bench bench-canvas bench-soak bench-hop clean
+	bench bench-canvas bench-soak bench-hop clean image deploy-local undeploy-local
 
 install: $(VENV)/.installed
 
@@ -85,6 +85,25 @@ bench-soak: install $(MODEL_DIR)/model.pt
 # The web app's hop alone, in front of a stub backend (no model, no TorchServe).
 bench-hop: install
 	$(PY) -m bench.proxy_hop
+
+# Container image and a local pod (README "Deploy"). One image tag per model version: IMAGE:VERSION
+# carries model_store/mnist-VERSION.mar, archived from MODEL_DIR first (nothing is trained in the build).
+IMAGE ?= digit-recognizer
+CONTAINER_TOOL ?= $(shell command -v podman || command -v docker)
+LOCAL_NAME ?= digit-recognizer
+LOCAL_PORT ?= 5500
+
+image: archive
+	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
+	$(CONTAINER_TOOL) build -f deploy/Containerfile --build-arg MODEL_VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
+# podman kube play of deploy/kubernetes.yaml's pod, web port on 127.0.0.1:$(LOCAL_PORT) only; waits for /readyz.
+# Again with another VERSION: the pod is replaced by one running that image.
+deploy-local: install
+	$(PY) -m scripts.local_pod play --image localhost/$(IMAGE):$(VERSION) --name $(LOCAL_NAME) --port $(LOCAL_PORT)
+
+undeploy-local: install
+	$(PY) -m scripts.local_pod down --name $(LOCAL_NAME)
 
 clean: stop
 	rm -rf build $(MODEL_STORE) run
