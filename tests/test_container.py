@@ -1,0 +1,213 @@
+"""The image and the pod, for real: `make image` from this checkout (carrying the test session's model),
+`make deploy-local` (podman kube play of deploy/kubernetes.yaml's pod), real drawings through the pod,
+TorchServe killed from the host and healed by the restart policy, a second model version rolled out over
+the first, `make undeploy-local`.
+
+Everything here has its own names (image digit-recognizer-test, pod digit-recognizer-test-pod-0) and a
+free loopback port, so a `make deploy-local` of yours is never touched; the tests remove only what they
+made. One build and one pod for the whole file (the first build takes minutes, later ones hit the cache);
+the tests run in file order and share that pod.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from bench.canvas_accuracy import drawings, evaluate
+from tests.stack import ROOT, free_port_base
+
+IMAGE, NAME = "digit-recognizer-test", "digit-recognizer-test"
+POD = f"{NAME}-pod-0"
+VERSIONS = ("1.0-test", "2.0-test")
+TORCHSERVE_PORTS = (8080, 8081, 8082, 7070, 7071)
+
+
+def run(*command: str, timeout: float = 1800) -> str:
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
+    return result.stdout
+
+
+def make(target: str, version: str, model_dir, port: int) -> str:
+    settings = [f"IMAGE={IMAGE}", f"VERSION={version}", f"MODEL_DIR={model_dir}", f"LOCAL_NAME={NAME}"]
+    return run("make", "-s", target, *settings, f"LOCAL_PORT={port}")
+
+
+def inspect(container: str, template: str) -> str:
+    return run("podman", "inspect", "--format", template, container).strip()
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def post(url: str, body: bytes, content_type: str = "text/plain") -> tuple[int, str, dict]:
+    request = urllib.request.Request(url + "/predict", data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers["Content-Type"], json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], json.loads(exc.read())
+    except (OSError, http.client.HTTPException) as exc:
+        return 0, "", {"error": repr(exc)}
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {seconds:.0f} s: {what}")
+
+
+def leftovers() -> str:
+    pods = run("podman", "pod", "ps", "--filter", f"name={NAME}", "--format", "{{.Name}}")
+    containers = run("podman", "ps", "-a", "--filter", f"name={NAME}", "--format", "{{.Names}}")
+    return (pods + containers).strip()
+
+
+@pytest.fixture(scope="module")
+def image(model_dir):
+    """`make image` for version 1.0-test of the session's model; the test images are removed at the end."""
+    port = free_port_base(1)
+    try:
+        started = time.monotonic()
+        make("image", VERSIONS[0], model_dir, port)
+        print(f"\nmake image: {time.monotonic() - started:.0f} s")
+        yield f"localhost/{IMAGE}:{VERSIONS[0]}"
+    finally:
+        for version in VERSIONS:
+            subprocess.run(["podman", "rmi", "--force", f"localhost/{IMAGE}:{version}"], capture_output=True)
+            (ROOT / "model_store" / f"mnist-{version}.mar").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def pod(image, model_dir):
+    """`make deploy-local` of the test image on a free loopback port; `make undeploy-local` at the end."""
+    port = free_port_base(1)
+    try:
+        out = make("deploy-local", VERSIONS[0], model_dir, port)
+        url = f"http://127.0.0.1:{port}"
+        assert url in out
+        yield {"url": url, "port": port, "model_dir": model_dir}
+    finally:
+        subprocess.run(["make", "-s", "undeploy-local", f"LOCAL_NAME={NAME}"], cwd=ROOT, capture_output=True)
+
+
+def test_image_runs_as_a_non_root_user_and_installs_torch_before_our_code(image):
+    assert inspect(image, "{{.Config.User}}") == "10001"
+    assert run("podman", "run", "--rm", image, "id", "-u").strip() == "10001"
+    # A code change leaves the requirements layer (torch) in the cache: it comes before any code.
+    lines = (ROOT / "deploy" / "Containerfile").read_text().splitlines()
+    requirements = next(i for i, line in enumerate(lines) if "pip install" in line)
+    code = [i for i, line in enumerate(lines) if line.startswith("COPY") and "requirements" not in line]
+    assert code and requirements < min(code)
+    # The image's Python and Java are Debian's 3.11 and 17.
+    versions = run("podman", "run", "--rm", image, "sh", "-c", "python --version; java -version 2>&1")
+    assert "Python 3.11" in versions and 'version "17' in versions
+
+
+def test_pod_reads_real_drawings_as_well_as_the_process_stack(pod, stack):
+    """The same 1,000 held-out pen digits through the pod and through the process stack, in this run."""
+    items = drawings(limit=1000, seed=0)
+    in_pod, on_host = evaluate(pod["url"], items), evaluate(stack.web_url, items)
+    pod_right = sum(label == read for label, read in in_pod)
+    host_right = sum(label == read for label, read in on_host)
+    agree = sum(a == b for (_, a), (_, b) in zip(in_pod, on_host, strict=True))
+    print(f"\npod {pod_right / 10:.1f}%, process stack {host_right / 10:.1f}%, same answer {agree / 10:.1f}%")
+    assert None not in {read for _, read in in_pod}  # every drawing answered
+    assert pod_right >= host_right - 5  # within 0.5 points
+    assert agree >= 990  # same model, same handler: the same reading, give or take a float's last bits
+    assert pod_right >= 900
+
+
+def test_pod_answers_bad_input_with_its_4xx_json(pod):
+    status, content_type, body = post(pod["url"], b"data:image/png;base64,%%%")
+    assert status == 400 and content_type.startswith("application/json") and body["error"]
+    status, _, body = post(pod["url"], b"not a drawing at all")
+    assert 400 <= status < 500 and body["error"]
+    status, _, body = post(pod["url"], b"x" * (2 * 1024 * 1024))
+    assert status == 413 and body["error"]
+    assert get(pod["url"] + "/readyz") == (200, {"status": "ready"})  # nothing of that hurt the pod
+
+
+def test_torchserve_ports_are_not_reachable_from_the_host(pod):
+    infra = run("podman", "pod", "inspect", "--format", "{{.InfraContainerID}}", POD).strip()
+    address = inspect(infra, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+    assert address, "the pod has no address"
+
+    def reachable(host: str, port: int) -> bool:
+        with socket.socket() as s:
+            s.settimeout(1)
+            return s.connect_ex((host, port)) == 0
+
+    # The test can fail: the web port does answer on the pod's address, and TorchServe does listen
+    # on the pod's loopback (seen from inside the pod).
+    assert reachable(address, 5500)
+    probe = "import socket; print(socket.create_connection(('127.0.0.1', 8080), 1).getpeername())"
+    assert "8080" in run("podman", "exec", f"{POD}-web", "python", "-c", probe)
+    for port in TORCHSERVE_PORTS:
+        assert not reachable(address, port), f"TorchServe port {port} reachable at the pod's address"
+    published = inspect(infra, "{{json .HostConfig.PortBindings}}")  # the pod's ports live on its infra
+    assert json.loads(published) == {"5500/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(pod["port"])}]}
+
+
+def test_killed_torchserve_gives_503_and_the_pod_heals_without_restarting_the_web_app(pod):
+    web_started = inspect(f"{POD}-web", "{{.State.StartedAt}}")
+    web_restarts = inspect(f"{POD}-web", "{{.RestartCount}}")
+    torchserve_pid = int(inspect(f"{POD}-torchserve", "{{.State.Pid}}"))
+    torchserve_restarts = int(inspect(f"{POD}-torchserve", "{{.RestartCount}}"))
+    body = drawings(limit=1, seed=1)[0][1]
+    assert post(pod["url"], body)[0] == 200
+
+    os.kill(torchserve_pid, signal.SIGKILL)  # not `podman kill`: that is a deliberate stop, not restarted
+    killed = time.monotonic()
+    status, content_type, answer = wait_for(
+        lambda: (r := post(pod["url"], body))[0] != 200 and r, 30, "a non-200 answer while TorchServe is down"
+    )
+    assert status == 503 and content_type.startswith("application/json") and answer["error"], answer
+    assert get(pod["url"] + "/readyz")[0] == 503
+
+    wait_for(lambda: get(pod["url"] + "/readyz")[0] == 200, 120, "the pod ready again")
+    print(f"\nready again {time.monotonic() - killed:.1f} s after TorchServe was killed")
+    assert post(pod["url"], body)[0] == 200
+    assert int(inspect(f"{POD}-torchserve", "{{.RestartCount}}")) == torchserve_restarts + 1
+    assert int(inspect(f"{POD}-torchserve", "{{.State.Pid}}")) != torchserve_pid
+    assert inspect(f"{POD}-web", "{{.State.StartedAt}}") == web_started
+    assert inspect(f"{POD}-web", "{{.RestartCount}}") == web_restarts
+
+
+def test_a_new_model_version_is_rolled_out_as_a_new_image_tag(pod):
+    """Version 2.0-test (the same weights, archived as 2.0-test: the build reuses every layer but the
+    model's) replaces the pod running 1.0-test; podman replaces the pod, a cluster would roll it."""
+    body = drawings(limit=1, seed=2)[0][1]
+    assert post(pod["url"], body)[2]["version"] == VERSIONS[0]
+    make("image", VERSIONS[1], pod["model_dir"], pod["port"])
+    started = time.monotonic()
+    make("deploy-local", VERSIONS[1], pod["model_dir"], pod["port"])
+    print(f"\npod replaced and ready in {time.monotonic() - started:.1f} s (no answers meanwhile)")
+    status, _, answer = post(pod["url"], body)
+    assert status == 200 and answer["version"] == VERSIONS[1]
+    assert get(pod["url"] + "/api/models")[1]["versions"] == [VERSIONS[1]]
+    assert inspect(f"{POD}-torchserve", "{{.ImageName}}") == f"localhost/{IMAGE}:{VERSIONS[1]}"
+
+
+def test_undeploy_leaves_nothing_running(pod):
+    run("make", "-s", "undeploy-local", f"LOCAL_NAME={NAME}")
+    assert leftovers() == ""
+    assert post(pod["url"], b"data:")[0] == 0  # nothing answers on the port any more
