@@ -1,0 +1,123 @@
+"""One pod's capacity: closed-loop load through the pod's published web port (bench/latency.py's load
+generator and canvas data URL), the CPU each container spends per request, and its memory.
+
+    make image && make deploy-local && python -m bench.pod_capacity     # the pod of `make deploy-local`
+    python -m bench.pod_capacity --url http://127.0.0.1:5500 --pod digit-recognizer-pod-0 --clients 1 4 16
+
+Capacity is the highest throughput whose p99 stays within --p99-ms (25). CPU per request comes from the
+containers' processes (host pids: rootful podman), memory from `podman stats`. The load generator runs on
+the same machine and competes with the pod for its cores, as in bench/latency.py; nothing here asserts.
+"""
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import subprocess
+
+import psutil
+
+from bench.latency import RawConnection, canvas_data_url, load
+
+CONTAINERS = ("torchserve", "web")
+
+
+def container_pid(pod: str, container: str) -> int:
+    command = ["podman", "inspect", "--format", "{{.State.Pid}}", f"{pod}-{container}"]
+    return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants (TorchServe's frontend and workers)."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def memory_mib(pod: str) -> dict:
+    """Each container's memory as `podman stats` reports it (its cgroup's usage), in MiB."""
+    names = [f"{pod}-{c}" for c in CONTAINERS]
+    command = ["podman", "stats", "--no-stream", "--format", "json", *names]
+    stats = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    units = {"kB": 1 / 1024, "MB": 1, "GB": 1024, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "B": 1 / 2**20}
+    result = {}
+    for entry in stats:
+        used = entry["mem_usage"].split("/")[0].strip()
+        number = float(used.rstrip("kMGiB"))
+        unit = used[len(used.rstrip("kMGiB")) :] or "B"
+        result[entry["name"].removeprefix(f"{pod}-")] = number * units[unit]
+    return result
+
+
+async def measure(args) -> None:
+    pids = {c: container_pid(args.pod, c) for c in CONTAINERS}
+
+    def snapshot() -> dict:
+        return {c: cpu_seconds(pid) for c, pid in pids.items()}
+
+    body, headers = canvas_data_url(), {"Content-Type": "text/plain"}
+    url = args.url + "/predict"
+    print(f"pod {args.pod} at {args.url}; {os.cpu_count()} cores shared with the load generator")
+    print(f"memory before load (MiB): {memory_mib(args.pod)}")
+    # A fresh JVM compiles its hot paths in the first seconds: load it once, unmeasured.
+    await load("pod", url, body, headers, max(args.clients), args.settle, 0, RawConnection, dict)
+    print(f"{'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | CPU ms/request: "
+          f"{'torchserve':>10} {'web':>6} {'pod':>6}")  # fmt: skip
+    rows = []
+    for clients in args.clients:
+        r = await load(
+            "pod", url, body, headers, clients, args.duration, args.warmup, RawConnection, snapshot
+        )
+        cpu = sum(r.cpu.values())
+        rows.append((clients, r.rps, r.percentile(99), cpu))
+        print(f"{clients:>7} {r.rps:7.0f} {r.percentile(50):7.2f} {r.percentile(99):7.2f} {r.errors:>6} | "
+              f"{'':>16}{r.cpu['torchserve']:10.3f} {r.cpu['web']:6.3f} {cpu:6.3f}", flush=True)  # fmt: skip
+        await asyncio.sleep(1)
+    memory = memory_mib(args.pod)
+    print("memory after load (MiB): " + ", ".join(f"{c} {m:.0f}" for c, m in memory.items()))
+    within = [row for row in rows if row[2] <= args.p99_ms]
+    if not within:
+        print(f"no load level kept p99 within {args.p99_ms:g} ms")
+        return
+    clients, rps, p99, cpu = max(within, key=lambda row: row[1])
+    print(f"capacity: {rps:.0f} req/s with p99 {p99:.1f} ms <= {args.p99_ms:g} ms ({clients} clients), "
+          f"{cpu:.2f} ms of CPU per request, {sum(memory.values()):.0f} MiB per pod")  # fmt: skip
+    per_pod = rps * args.target_utilization
+    print(f"at the HPA's {args.target_utilization:.0%} target a pod takes ~{per_pod:.0f} req/s:")
+    for demand in args.demand:
+        print(f"  {demand:>6} req/s -> {max(2, math.ceil(demand / per_pod))} pods (at least the HPA's 2)")
+    hour_cost = args.pod_cores * args.core_hour_price
+    print(f"cost: {args.pod_cores:g} requested cores x ${args.core_hour_price}/core-hour = ${hour_cost:.3f}/pod-hour; "
+          f"per million predictions ${hour_cost / (per_pod * 3600) * 1e6:.3f} at the target, "
+          f"${hour_cost / (rps * 3600) * 1e6:.3f} at full capacity")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:5500")
+    parser.add_argument("--pod", default="digit-recognizer-pod-0")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8, 12, 16, 24])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per load level")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--settle", type=float, default=5.0, help="unmeasured load first (JVM warm-up)")
+    parser.add_argument("--p99-ms", type=float, default=25.0)
+    parser.add_argument("--target-utilization", type=float, default=0.6, help="the HPA's CPU target")
+    parser.add_argument(
+        "--pod-cores", type=float, default=1.8, help="the pod's CPU request (kubernetes.yaml)"
+    )
+    parser.add_argument("--core-hour-price", type=float, default=0.05, help="USD per core-hour")
+    parser.add_argument("--demand", type=float, nargs="+", default=[100, 1000, 5000, 20000])
+    asyncio.run(measure(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
