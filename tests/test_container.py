@@ -3,7 +3,7 @@
 TorchServe killed from the host and healed by the restart policy, a second model version rolled out over
 the first, `make undeploy-local`.
 
-Everything here has its own names (image digit-recognizer-test, pod digit-recognizer-test-pod-0) and a
+Everything here has its own names (image and pod digit-recognizer-test-<pid>) and a
 free loopback port, so a `make deploy-local` of yours is never touched; the tests remove only what they
 made. One build and one pod for the whole file (the first build takes minutes, later ones hit the cache);
 the tests run in file order and share that pod.
@@ -24,7 +24,8 @@ import pytest
 from bench.canvas_accuracy import drawings, evaluate
 from tests.stack import ROOT, free_port_base
 
-IMAGE, NAME = "digit-recognizer-test", "digit-recognizer-test"
+# Per test session: two sessions on one machine (two checkouts) never meet.
+IMAGE = NAME = f"digit-recognizer-test-{os.getpid()}"
 POD = f"{NAME}-pod-0"
 VERSIONS = ("1.0-test", "2.0-test")
 TORCHSERVE_PORTS = (8080, 8081, 8082, 7070, 7071)
