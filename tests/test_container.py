@@ -22,6 +22,7 @@ import urllib.request
 import pytest
 
 from bench.canvas_accuracy import drawings, evaluate
+from scripts.local_pod import local_deployment
 from tests.stack import ROOT, free_port_base
 
 # Per test session: two sessions on one machine (two checkouts) never meet.
@@ -123,6 +124,23 @@ def test_image_runs_as_a_non_root_user_and_installs_torch_before_our_code(image)
     assert "Python 3.11" in versions and 'version "17' in versions
 
 
+def test_pod_runs_as_the_manifest_says(pod):
+    """podman applied the securityContext, resources and restart policy of deploy/kubernetes.yaml."""
+    template = (
+        "{{.HostConfig.ReadonlyRootfs}} {{.Config.User}} {{.EffectiveCaps}} {{.HostConfig.SecurityOpt}}"
+    )
+    for container in ("torchserve", "web"):
+        assert inspect(f"{POD}-{container}", template) == "true 10001:10001 [] [no-new-privileges]"
+        assert inspect(f"{POD}-{container}", "{{.HostConfig.RestartPolicy.Name}}") == "always"
+    limits = {
+        c["name"]: c["resources"]["limits"]
+        for c in local_deployment("x", "x", 1)["spec"]["template"]["spec"]["containers"]
+    }
+    mebibytes = {name: int(limit["memory"].removesuffix("Mi")) * 2**20 for name, limit in limits.items()}
+    assert int(inspect(f"{POD}-torchserve", "{{.HostConfig.Memory}}")) == mebibytes["torchserve"]
+    assert int(inspect(f"{POD}-web", "{{.HostConfig.Memory}}")) == mebibytes["web"]
+
+
 def test_pod_reads_real_drawings_as_well_as_the_process_stack(pod, stack):
     """The same 1,000 held-out pen digits through the pod and through the process stack, in this run."""
     items = drawings(limit=1000, seed=0)
@@ -199,6 +217,9 @@ def test_a_new_model_version_is_rolled_out_as_a_new_image_tag(pod):
     body = drawings(limit=1, seed=2)[0][1]
     assert post(pod["url"], body)[2]["version"] == VERSIONS[0]
     make("image", VERSIONS[1], pod["model_dir"], pod["port"])
+    # The new tag shares every layer with the old one (torch included) but the model's and the one after.
+    layers = [json.loads(inspect(f"localhost/{IMAGE}:{v}", "{{json .RootFS.Layers}}")) for v in VERSIONS]
+    assert layers[1][:-2] == layers[0][:-2] and layers[1][-2] != layers[0][-2]
     started = time.monotonic()
     make("deploy-local", VERSIONS[1], pod["model_dir"], pod["port"])
     print(f"\npod replaced and ready in {time.monotonic() - started:.1f} s (no answers meanwhile)")
