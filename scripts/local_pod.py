@@ -89,8 +89,9 @@ def down(name: str) -> None:
         if result.returncode != 0 and "no such pod" not in result.stderr:
             sys.exit(f"error: podman kube down failed:\n{result.stdout}{result.stderr}")
         path.unlink()
-    else:
-        podman("pod", "rm", "--force", f"{name}-pod-0")
+    elif podman("pod", "rm", "--force", f"{name}-pod-0").returncode != 0:
+        print(f"no pod {name}-pod-0")
+        return
     print(f"pod {name}-pod-0 removed")
 
 
