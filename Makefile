@@ -15,7 +15,7 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
-	bench bench-canvas bench-soak bench-hop clean image deploy-local undeploy-local
+	bench bench-canvas bench-soak bench-hop clean image deploy-local undeploy-local bench-pod
 
 install: $(VENV)/.installed
 
@@ -104,6 +104,10 @@ deploy-local: install
 
 undeploy-local: install
 	$(PY) -m scripts.local_pod down --name $(LOCAL_NAME)
+
+# One pod's capacity, CPU per request and memory (README "Scaling out"): needs `make deploy-local` first.
+bench-pod: install
+	$(PY) -m bench.pod_capacity --url http://127.0.0.1:$(LOCAL_PORT) --pod $(LOCAL_NAME)-pod-0
 
 clean: stop
 	rm -rf build $(MODEL_STORE) run
