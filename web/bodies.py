@@ -8,6 +8,7 @@ percent-escapes decoded in it, the body size capped by client_max_size (413) whi
 """
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import FileField
 
 FORM = "application/x-www-form-urlencoded"
@@ -48,10 +49,16 @@ async def _post(request: web.Request):
         raise BodyError(f"the form is not valid {e.encoding} text (declare its charset)") from None
     except LookupError:
         raise BodyError(f"unknown charset {request.charset!r}") from None
-    except ValueError as e:  # malformed multipart: no boundary, nested parts, a part without a name
-        raise BodyError(f"malformed form body: {e}") from None
+    except (ValueError, HttpProcessingError) as e:
+        # Malformed multipart: no boundary, nested parts, a part without a name, broken part headers.
+        raise BodyError(f"malformed form body: {_first_line(e)}") from None
 
 
 def _as_bytes(value: str | bytes | bytearray) -> bytes:
     # A data URL is ASCII; anything else is forwarded as UTF-8 and refused by the handler with a 4xx.
     return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "message", None) or error).strip()  # aiohttp puts the status first in str()
+    return (text.splitlines() or [type(error).__name__])[0]
