@@ -4,7 +4,8 @@ Accepted: the data URL as text with any Content-Type (the page), raw image bytes
 (passed through: the handler reads JSON), a form field image=... (jQuery's $.post(url, {image})), and
 multipart/form-data with a file or text field named image (curl -F, requests' files=, HTML upload forms).
 Forms are decoded by aiohttp's own request.post(): the charset the client declares (UTF-8 by default),
-percent-escapes decoded in it, the body size capped by client_max_size (413) while it is read.
+percent-escapes decoded in it, the body size capped by client_max_size (413) while it is read. A field
+is forwarded as UTF-8: a data URL is ASCII, anything else the handler refuses with a 4xx.
 """
 
 from aiohttp import web
@@ -25,10 +26,20 @@ async def drawing(request: web.Request) -> bytes:
     body = await request.read()
     # jQuery's $.post(url, dataURL) labels the bare data URL (or JSON) as a form: it is not one.
     if request.content_type == FORM and not body.lstrip().startswith((b"data:", b"{")):
-        fields = await _post(request)
-        if "image" in fields:
-            return _as_bytes(fields["image"])
+        image = await _form_field(request)
+        if image is not None:
+            return image
     return body
+
+
+async def _form_field(request: web.Request) -> bytes | None:
+    """The image field of a urlencoded form; None if there is none, or the body is no text in its charset:
+    `curl --data-binary @digit.png` labels the raw image as a form, and the raw body is what was meant."""
+    try:
+        fields = await request.post()
+    except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError; LookupError: unknown charset
+        return None
+    return _as_bytes(fields["image"]) if "image" in fields else None
 
 
 async def _multipart_field(request: web.Request) -> bytes:
@@ -45,17 +56,16 @@ async def _multipart_field(request: web.Request) -> bytes:
 async def _post(request: web.Request):
     try:
         return await request.post()
-    except UnicodeDecodeError as e:  # a ValueError too: say which charset did not fit
-        raise BodyError(f"the form is not valid {e.encoding} text (declare its charset)") from None
+    except UnicodeDecodeError as e:  # a text part not in its charset (a ValueError too)
+        raise BodyError(f"a text part of the form is not valid {e.encoding}") from None
     except LookupError:
-        raise BodyError(f"unknown charset {request.charset!r}") from None
+        raise BodyError("a text part of the form declares an unknown charset") from None
     except (ValueError, HttpProcessingError) as e:
         # Malformed multipart: no boundary, nested parts, a part without a name, broken part headers.
         raise BodyError(f"malformed form body: {_first_line(e)}") from None
 
 
 def _as_bytes(value: str | bytes | bytearray) -> bytes:
-    # A data URL is ASCII; anything else is forwarded as UTF-8 and refused by the handler with a 4xx.
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
