@@ -80,7 +80,7 @@ def payload_to_bytes(payload) -> bytes:
     text = payload.strip()
     if not text:
         raise InputError("empty body: send the canvas as a data URL (canvas.toDataURL())")
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):  # JSON: an object is the form we take, a list the wrong shape (400)
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
