@@ -80,7 +80,7 @@ def payload_to_bytes(payload) -> bytes:
     text = payload.strip()
     if not text:
         raise InputError("empty body: send the canvas as a data URL (canvas.toDataURL())")
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):  # JSON: an object is the form we take, a list the wrong shape (400)
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
@@ -113,21 +113,25 @@ def _text_to_bytes(text: str) -> bytes:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         data = _lenient_b64decode(text)
+    if data is None and match:
+        raise InputError("the data URL's base64 does not decode")
+    if data is None:  # prose, a CSV, a text file: not an image in any form we take
+        raise UnsupportedMediaError("the body is text, but neither a data URL nor base64 of an image")
     if not data:
         raise InputError("the data URL carries no data")
     return data
 
 
-def _lenient_b64decode(text: str) -> bytes:
+def _lenient_b64decode(text: str) -> bytes | None:
     """Base64 as it arrives after being mangled on the way: form encoding may have turned '+' into ' ',
-    lines may be wrapped, URL-safe base64 uses '-' and '_', padding may be missing."""
+    lines may be wrapped, URL-safe base64 uses '-' and '_', padding may be missing. None: not base64."""
     text = re.sub(r"\s", "", text.replace(" ", "+")).replace("-", "+").replace("_", "/")
     if not text:
         raise InputError("the data URL carries no data")
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise InputError("not a data URL, and not valid base64 either")
+        return None
 
 
 def _looks_like_image(data: bytes) -> bool:

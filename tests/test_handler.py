@@ -66,7 +66,8 @@ def test_batch_answers_each_item_and_marks_bad_ones(handler_and_context):
     assert len(answers) == len(batch)
     assert set(context.statuses) == {3, 7}
     assert context.statuses[3][0] == 422 and "no digit" in answers[3]["error"]
-    assert context.statuses[7][0] == 400 and "base64" in answers[7]["error"]
+    # Text that is neither a data URL nor base64 is no image in any form we take: 415, as a text file is.
+    assert context.statuses[7][0] == 415 and "neither a data URL nor base64" in answers[7]["error"]
     good = [a for i, a in enumerate(answers) if i not in (3, 7)]
     assert all(a["version"] == "3.1" for a in good)
     assert all(abs(sum(a["probabilities"]) - 1) < 1e-4 and len(a["probabilities"]) == 10 for a in good)

@@ -4,6 +4,7 @@ what it is sent: the proxy's own rules, its use of keys, and its answers when th
 import asyncio
 import json
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -148,3 +149,21 @@ async def test_backend_down_is_503_json(aiohttp_client, unused_tcp_port_factory,
     client = await aiohttp_client(init_app(Config(inference_url=dead, management_url=dead, run_dir=tmp_path)))
     response = await client.post("/predict", data=GOOD)
     assert response.status == 503 and "down" in (await response.json())["error"]
+
+
+async def test_a_multipart_upload_is_forwarded_as_its_bytes_with_an_explicit_type(client, fake_torchserve):
+    form = aiohttp.FormData()
+    form.add_field("image", GOOD, filename="digit.txt", content_type="text/plain")
+    response = await client.post("/predict", data=form)
+    assert response.status == 200 and (await response.json())["echo"] == GOOD.decode()
+    # Never multipart/form-data: TorchServe would split the body into fields itself.
+    assert fake_torchserve["content_types"] == ["application/octet-stream"]
+
+
+async def test_a_form_field_outside_latin1_is_forwarded_as_utf8_not_a_500(client, fake_torchserve):
+    # parse_qs decoded %E2%82%AC as UTF-8 and the result was re-encoded as Latin-1: UnicodeEncodeError, 500.
+    body = b"image=%E2%82%AC"
+    response = await client.post(
+        "/predict", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status == 200 and (await response.json())["echo"] == "€"

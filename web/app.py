@@ -10,16 +10,18 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import aiohttp
 import uvloop
+import yaml
 from aiohttp import web
 
+from web.bodies import BodyError, drawing
 from web.registry import model_versions
 from web.tokens import KeyFile
 
 STATIC = Path(__file__).parent / "static"
+OPENAPI = Path(__file__).parent / "openapi.yaml"  # the API contract, served as /api/openapi.json
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -52,6 +54,7 @@ class Config:
 CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 KEYS = web.AppKey("keys", KeyFile)
+SPEC = web.AppKey("spec", dict)
 
 
 async def client_session(app: web.Application):
@@ -77,7 +80,10 @@ async def predict(request: web.Request) -> web.Response:
     version = request.query.get("version", "")
     if version and not VERSION_RE.match(version):
         return error(400, "version must be letters, digits, '.', '_' or '-' (at most 64)")
-    body = drawing_from_body(await request.read(), request.content_type)
+    try:
+        body = await drawing(request)
+    except BodyError as e:
+        return error(400, str(e))
     if not body.strip():
         return error(400, "empty body: send the canvas as a data URL (canvas.toDataURL())")
     url = f"{config.inference_url}/predictions/{config.model}" + (f"/{version}" if version else "")
@@ -96,15 +102,6 @@ async def predict(request: web.Request) -> web.Response:
     except aiohttp.ClientConnectionError:
         return error(503, "the model server is down; try again in a moment")
     return error(502, "the model server refused the inference key")
-
-
-def drawing_from_body(body: bytes, content_type: str) -> bytes:
-    """The drawing as sent: raw text or JSON pass through; a form body (jQuery's default) is unwrapped."""
-    if content_type == "application/x-www-form-urlencoded" and not body.lstrip().startswith((b"data:", b"{")):
-        fields = parse_qs(body.decode("latin-1"), keep_blank_values=True)
-        if "image" in fields:
-            return fields["image"][0].encode("latin-1")
-    return body
 
 
 def key_refused(status: int, body: bytes) -> bool:
@@ -175,6 +172,10 @@ async def models(request: web.Request) -> web.Response:
     return web.json_response(model_versions(config.run_dir, config.model))
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SPEC])
+
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -201,13 +202,17 @@ async def json_errors(request: web.Request, handler):
             raise
         if exc.status == 413:
             return error(413, f"the body is too large (at most {request.app[CONFIG].max_body} bytes)")
-        return error(exc.status, exc.reason)
+        response = error(exc.status, exc.reason)
+        if "Allow" in exc.headers:  # a 405 says which methods the route takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 def init_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_body, middlewares=[json_errors])
     app[CONFIG] = config
     app[KEYS] = KeyFile(config.run_dir / "key_file.json")
+    app[SPEC] = yaml.safe_load(OPENAPI.read_text())
     app.cleanup_ctx.append(client_session)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
@@ -215,6 +220,7 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/api/models", models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/openapi.json", openapi)
     app.router.add_static("/static", STATIC)
     return app
 

@@ -1,0 +1,74 @@
+"""The drawing a /predict request carries, as the bytes to forward to TorchServe.
+
+Accepted: the data URL as text with any Content-Type (the page), raw image bytes, JSON {"image": ...}
+(passed through: the handler reads JSON), a form field image=... (jQuery's $.post(url, {image})), and
+multipart/form-data with a file or text field named image (curl -F, requests' files=, HTML upload forms).
+Forms are decoded by aiohttp's own request.post(): the charset the client declares (UTF-8 by default),
+percent-escapes decoded in it, the body size capped by client_max_size (413) while it is read. A field
+is forwarded as UTF-8: a data URL is ASCII, anything else the handler refuses with a 4xx.
+"""
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_request import FileField
+
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+
+
+class BodyError(ValueError):
+    """A body we cannot read the drawing from: the client's mistake, answered 400."""
+
+
+async def drawing(request: web.Request) -> bytes:
+    if request.content_type == MULTIPART:
+        return await _multipart_field(request)
+    body = await request.read()
+    # jQuery's $.post(url, dataURL) labels the bare data URL (or JSON) as a form: it is not one.
+    if request.content_type == FORM and not body.lstrip().startswith((b"data:", b"{")):
+        image = await _form_field(request)
+        if image is not None:
+            return image
+    return body
+
+
+async def _form_field(request: web.Request) -> bytes | None:
+    """The image field of a urlencoded form; None if there is none, or the body is no text in its charset:
+    `curl --data-binary @digit.png` labels the raw image as a form, and the raw body is what was meant."""
+    try:
+        fields = await request.post()
+    except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError; LookupError: unknown charset
+        return None
+    return _as_bytes(fields["image"]) if "image" in fields else None
+
+
+async def _multipart_field(request: web.Request) -> bytes:
+    fields = await _post(request)
+    if "image" not in fields:
+        raise BodyError("multipart body has no field named image: send -F image=@digit.png")
+    value = fields["image"]
+    if isinstance(value, FileField):
+        with value.file:  # a spooled temporary file: closed (and removed) once read
+            return value.file.read()
+    return _as_bytes(value)
+
+
+async def _post(request: web.Request):
+    try:
+        return await request.post()
+    except UnicodeDecodeError as e:  # a text part not in its charset (a ValueError too)
+        raise BodyError(f"a text part of the form is not valid {e.encoding}") from None
+    except LookupError:
+        raise BodyError("a text part of the form declares an unknown charset") from None
+    except (ValueError, HttpProcessingError) as e:
+        # Malformed multipart: no boundary, nested parts, a part without a name, broken part headers.
+        raise BodyError(f"malformed form body: {_first_line(e)}") from None
+
+
+def _as_bytes(value: str | bytes | bytearray) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "message", None) or error).strip()  # aiohttp puts the status first in str()
+    return (text.splitlines() or [type(error).__name__])[0]
