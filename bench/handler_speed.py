@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from ts.torch_handler.unit_tests.test_utils.mock_context import MockContext
 
+from bench.latency import DEFAULT_MODEL_DIR, canvas_data_url
 from handler import preprocess as new
 from handler.mnist_handler import MnistHandler
-from bench.latency import DEFAULT_MODEL_DIR, canvas_data_url
 from tests.stack import ROOT
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
