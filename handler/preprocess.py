@@ -171,10 +171,11 @@ def ink_map(image: Image.Image) -> np.ndarray:
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = image if image.mode == "RGBA" else image.convert("RGBA")
         pixels = np.asarray(image)
-        alpha = cv2.extractChannel(pixels, 3)
         # An opaque image (what the page sends: a filled canvas) needs none of this: compositing it onto
-        # white changes nothing.
-        if cv2.minMaxLoc(alpha)[0] < 255:
+        # white changes nothing. Checked with each pixel as one little-endian uint32 whose top byte is
+        # alpha: ~8 us, where OpenCV's extractChannel + minMaxLoc took ~17 and PIL's getextrema ~130.
+        if (pixels.view("<u4") < 0xFF000000).any():
+            alpha = cv2.extractChannel(pixels, 3)
             # An unfilled canvas: the background is transparent and the ink is wherever paint is.
             if _border(alpha).mean() < 128:
                 return _to_full_contrast(alpha)
