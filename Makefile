@@ -15,7 +15,7 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
-	bench bench-canvas bench-soak bench-hop clean
+	bench bench-canvas bench-soak bench-hop bench-handler bench-equivalence clean
 
 install: $(VENV)/.installed
 
@@ -85,6 +85,13 @@ bench-soak: install $(MODEL_DIR)/model.pt
 # The web app's hop alone, in front of a stub backend (no model, no TorchServe).
 bench-hop: install
 	$(PY) -m bench.proxy_hop
+
+# No servers: handle() by stage against main's preprocess.py, and main's 28x28 images against this tree's.
+bench-handler: install $(MODEL_DIR)/model.pt
+	$(PY) -m bench.handler_speed --model-dir $(MODEL_DIR)
+
+bench-equivalence: install
+	$(PY) -m bench.preprocess_equivalence
 
 clean: stop
 	rm -rf build $(MODEL_STORE) run
