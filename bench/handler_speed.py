@@ -40,11 +40,12 @@ def preprocess_at(rev: str):
     source = subprocess.run(
         ["git", "show", f"{rev}:handler/preprocess.py"], cwd=ROOT, capture_output=True, check=True
     ).stdout
-    path = Path(tempfile.mkdtemp(prefix="preprocess-")) / f"preprocess_{rev.replace('~', '_')}.py"
-    path.write_bytes(source)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory(prefix="preprocess-") as folder:
+        path = Path(folder) / f"preprocess_{rev.replace('~', '_').replace('^', '_')}.py"
+        path.write_bytes(source)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module
 
 
