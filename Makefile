@@ -15,7 +15,8 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
-	bench bench-canvas bench-soak bench-hop clean image deploy-local undeploy-local bench-pod
+	bench bench-canvas bench-soak bench-hop bench-handler bench-equivalence clean image deploy-local \
+	undeploy-local bench-pod
 
 install: $(VENV)/.installed
 
@@ -108,6 +109,13 @@ undeploy-local: install
 # One pod's capacity, CPU per request and memory (README "Scaling out"): needs `make deploy-local` first.
 bench-pod: install
 	$(PY) -m bench.pod_capacity --url http://127.0.0.1:$(LOCAL_PORT) --pod $(LOCAL_NAME)-pod-0
+
+# No servers: handle() by stage against main's preprocess.py, and main's 28x28 images against this tree's.
+bench-handler: install $(MODEL_DIR)/model.pt
+	$(PY) -m bench.handler_speed --model-dir $(MODEL_DIR)
+
+bench-equivalence: install
+	$(PY) -m bench.preprocess_equivalence
 
 clean: stop
 	rm -rf build $(MODEL_STORE) run

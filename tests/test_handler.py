@@ -5,11 +5,13 @@ import random
 
 import numpy as np
 import pytest
+import torch
 import torchvision
 from PIL import Image
 from ts.torch_handler.unit_tests.test_utils.mock_context import MockContext
 
 from handler.mnist_handler import MnistHandler
+from handler.preprocess import preprocess
 from tests.conftest import MNIST_DIR
 from train import pendigits
 
@@ -49,7 +51,23 @@ def mnist_canvas(digit: np.ndarray) -> Image.Image:
 def test_runs_on_the_cpu_without_a_gpu(handler_and_context):
     handler, _ = handler_and_context
     assert str(handler.device) == "cpu"
-    assert next(handler.model.parameters()).device.type == "cpu"
+    with torch.inference_mode():
+        assert handler.model(torch.zeros(1, 1, 28, 28)).device.type == "cpu"
+
+
+def test_the_frozen_model_answers_as_the_exported_one(handler_and_context, model_dir):
+    """The handler freezes and optimizes model.pt at load (folded batch norms, fused ops): the same
+    logits as model.pt as exported, to float rounding, at batch 1 and 4."""
+    handler, _ = handler_and_context
+    exported = torch.jit.load(str(model_dir / "model.pt"), map_location="cpu").eval()
+    assert not list(handler.model.parameters()), "the weights should be frozen into constants"
+    mnist = torchvision.datasets.MNIST(MNIST_DIR, train=False, download=True)
+    images = torch.from_numpy(
+        np.stack([preprocess(canvas_data_url(mnist_canvas(mnist.data[i].numpy()))) for i in range(4)])
+    ).unsqueeze(1)
+    with torch.inference_mode():
+        for batch in (images[:1], images):
+            assert torch.allclose(handler.model(batch), exported(batch), atol=1e-4, rtol=1e-4)
 
 
 def test_batch_answers_each_item_and_marks_bad_ones(handler_and_context):

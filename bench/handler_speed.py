@@ -1,0 +1,160 @@
+"""The handler's time per image in-process, by stage, against an older version of it, in one run.
+
+    python -m bench.handler_speed                       # this tree against main, batch 4
+    python -m bench.handler_speed --against HEAD~3 --rounds 400
+
+No servers: TorchServe's MockContext and MnistHandler.handle() on a batch of the body `make bench`
+sends (bench/latency.py canvas_data_url: a 280x280 RGBA PNG data URL). The older version is
+handler/preprocess.py as it is at --against (read with `git show`) plus the model as TorchScript loads
+it (no freeze). Old and new alternate, round after round, so both see the same moments of a noisy
+machine: compare the ratios, not the absolute figures.
+"""
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from ts.torch_handler.unit_tests.test_utils.mock_context import MockContext
+
+from bench.latency import DEFAULT_MODEL_DIR, canvas_data_url
+from handler import preprocess as new
+from handler.mnist_handler import MnistHandler
+from tests.stack import ROOT
+
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
+
+# Wall time by default. --clock cpu counts only this thread's CPU time: on a machine shared with other
+# work it leaves out the time the scheduler gave to others (torch runs on this one thread, as in a worker).
+clock = time.perf_counter
+
+
+def preprocess_at(rev: str):
+    """handler/preprocess.py as it is at git revision `rev`, imported as a module of its own."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:handler/preprocess.py"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    with tempfile.TemporaryDirectory(prefix="preprocess-") as folder:
+        path = Path(folder) / f"preprocess_{rev.replace('~', '_').replace('^', '_')}.py"
+        path.write_bytes(source)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+def handler(model_dir: Path, module=None) -> MnistHandler:
+    """The real handler; with `module`, one that preprocesses with that module and runs the model
+    unfrozen, as the handler did before it froze it."""
+    context = MockContext(model_pt_file="model.pt", model_dir=str(model_dir), model_file=None)
+    instance = MnistHandler() if module is None else _OldHandler(module)
+    instance.initialize(context)
+    instance.mock_context = context
+    if module is not None:
+        instance.model = torch.jit.load(str(model_dir / "model.pt"), map_location="cpu").eval()
+    return instance
+
+
+class _OldHandler(MnistHandler):
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def preprocess(self, data):
+        return [self.module.preprocess(row["data"]) for row in data]
+
+
+def stages(module, model, body: bytes, batch: int) -> dict:
+    """Seconds per image of each stage of preprocess() and of the model, for one batch."""
+    times, images = dict.fromkeys(("base64", "decode", "ink map", "crop..centre", "model"), 0.0), []
+    for _ in range(batch):
+        t0 = clock()
+        data = module.payload_to_bytes(body)
+        t1 = clock()
+        image = module.open_image(data)
+        t2 = clock()
+        ink = module.ink_map(image)
+        t3 = clock()
+        images.append(module.to_mnist(ink))
+        t4 = clock()
+        for name, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=False):
+            times[name] += seconds / batch
+    t0 = clock()
+    with torch.inference_mode():
+        model(torch.from_numpy(np.stack(images)).unsqueeze(1))
+    times["model"] = (clock() - t0) / batch
+    return times
+
+
+def handle_ms(instance: MnistHandler, body: bytes, batch: int, rounds: int) -> float:
+    """Median ms per image of handle() on batches of `batch` copies of `body`."""
+    return float(np.median(handle_seconds(instance, body, batch, rounds))) * 1000 / batch
+
+
+def handle_seconds(instance: MnistHandler, body: bytes, batch: int, rounds: int) -> list[float]:
+    rows = [{"data": body}] * batch
+    seconds = []
+    for _ in range(rounds):
+        start = clock()
+        instance.handle(rows, instance.mock_context)
+        seconds.append(clock() - start)
+    return seconds
+
+
+def compare(model_dir: Path, against: str, batch: int, rounds: int) -> dict:
+    """Interleaved ms per image, {stage: (old, new)}: medians, and for handle() also the 10th percentile.
+    On a busy machine a whole batch (~3 ms) is often cut by the scheduler where a stage (~0.1-0.3 ms)
+    seldom is, so handle()'s median rises more than its stages' medians do."""
+    body = canvas_data_url(0)
+    old_module = preprocess_at(against)
+    old, current = handler(model_dir, old_module), handler(model_dir)
+    samples = {}
+    for _ in range(rounds):
+        for name, module, instance in (("old", old_module, old), ("new", new, current)):
+            for stage, seconds in stages(module, instance.model, body, batch).items():
+                samples.setdefault(stage, {}).setdefault(name, []).append(seconds)
+            seconds = handle_seconds(instance, body, batch, 1)[0] / batch
+            samples.setdefault("handle()", {}).setdefault(name, []).append(seconds)
+    results = {
+        stage: tuple(float(np.median(by_name[name])) * 1000 for name in ("old", "new"))
+        for stage, by_name in samples.items()
+    }
+    results["handle() p10"] = tuple(
+        float(np.percentile(samples["handle()"][name], 10)) * 1000 for name in ("old", "new")
+    )
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--against", default="main", help="git revision of the old preprocess.py")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    args = parser.parse_args()
+    global clock
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    torch.set_num_threads(1)
+    results = compare(args.model_dir.resolve(), args.against, args.batch, args.rounds)
+    print(
+        f"ms per image ({args.clock} time), batch {args.batch}, median of {args.rounds} interleaved rounds"
+        " (noisy machine)"
+    )
+    print(f"{'stage':<14}{args.against:>10}{'this tree':>11}{'new/old':>9}")
+    for stage, (old_ms, new_ms) in results.items():
+        print(f"{stage:<14}{old_ms:10.3f}{new_ms:11.3f}{new_ms / old_ms:9.2f}")
+    print("stages: median of each; handle(): the whole batch, median and 10th percentile")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
