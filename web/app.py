@@ -9,6 +9,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -16,6 +17,8 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
+from web.feedback import FEEDBACK, Feedback, feedback_store, post_feedback
+from web.feedback_store import DEFAULT_DB, FeedbackStore
 from web.registry import model_versions
 from web.tokens import KeyFile
 
@@ -35,6 +38,7 @@ class Config:
     timeout: float = 5.0  # a prediction takes milliseconds; this only bounds a hung backend
     connect_timeout: float = 0.5
     pool_size: int = 64
+    feedback_db: str = DEFAULT_DB  # a SQLite path or a database URL (web/feedback_store.py)
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -45,6 +49,7 @@ class Config:
             management_url=env.get("TS_MANAGEMENT_URL", cls.management_url),
             run_dir=Path(env.get("TS_RUN_DIR", cls.run_dir)),
             timeout=float(env.get("WEB_TIMEOUT", cls.timeout)),
+            feedback_db=env.get("FEEDBACK_DB", cls.feedback_db),
         )
 
 
@@ -170,10 +175,14 @@ def init_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[KEYS] = KeyFile(config.run_dir / "key_file.json")
     app.cleanup_ctx.append(client_session)
+    versions = partial(model_versions, config.run_dir, config.model)
+    app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions)
+    app.cleanup_ctx.append(feedback_store)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_post("/predict", predict)
     app.router.add_get("/api/models", models)
+    app.router.add_post("/api/feedback", post_feedback)
     app.router.add_static("/static", STATIC)
     return app
 
