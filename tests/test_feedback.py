@@ -48,6 +48,9 @@ def body(image: bytes | str = None, label=7, predicted=1, version="1.0", **extra
     return json.dumps(doc).encode()
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 @pytest.fixture
 def db(tmp_path):
     return tmp_path / "feedback.sqlite3"
@@ -90,7 +93,9 @@ async def test_a_jpeg_drawing_is_kept_as_png(client, db):
     jpeg = Image.open(io.BytesIO(base64.b64decode(drawing(5).split(b",", 1)[1]))).convert("RGB")
     buffer = io.BytesIO()
     jpeg.save(buffer, format="JPEG", quality=95)
-    response = await client.post("/api/feedback", data=body(data_url(buffer.getvalue(), "image/jpeg")))
+    response = await client.post(
+        "/api/feedback", data=body(data_url(buffer.getvalue(), "image/jpeg")), headers=JSON
+    )
     assert response.status == 201
     [row] = stored(db)
     assert row["png"].startswith(b"\x89PNG\r\n\x1a\n")
@@ -108,7 +113,7 @@ async def test_counters_by_version_and_right_or_wrong(client):
     posts = [("1.0", 3, 3), ("1.0", 3, 5), ("1.0", 8, 5), ("2.0", 2, 2), ("9.9", 1, 7)]
     for version, label, predicted in posts:
         response = await client.post(
-            "/api/feedback", data=body(label=label, predicted=predicted, version=version)
+            "/api/feedback", data=body(label=label, predicted=predicted, version=version), headers=JSON
         )
         assert response.status == 201
     after = snapshot()
@@ -125,6 +130,7 @@ async def test_counters_by_version_and_right_or_wrong(client):
 BLANK = data_url(png(Image.new("L", (280, 280), 255)))
 BAD = {
     "not JSON": (b"data:image/png;base64,iVBOR", 400),
+    "JSON sent as text/plain": (body(), 415),
     "JSON, not an object": (b"[1, 2]", 400),
     "label 10": (body(label=10), 400),
     "label -1": (body(label=-1), 400),
@@ -151,14 +157,15 @@ BAD = {
 async def test_bad_feedback_is_a_4xx_json_error_and_stores_nothing(client, db, case):
     payload, status = BAD[case]
     refused = counted("feedback_refused_total", reason="bad_request")
-    response = await client.post("/api/feedback", data=payload, headers={"Content-Type": "application/json"})
+    content_type = "text/plain" if case == "JSON sent as text/plain" else "application/json"
+    response = await client.post("/api/feedback", data=payload, headers={"Content-Type": content_type})
     assert response.status == status, await response.text()
     assert isinstance((await response.json())["error"], str)
     assert stored(db) == []
     if status != 413:  # aiohttp refuses an oversize body before the view runs
         assert counted("feedback_refused_total", reason="bad_request") == refused + 1
     # The next good feedback is stored: a bad one broke nothing.
-    assert (await client.post("/api/feedback", data=body())).status == 201
+    assert (await client.post("/api/feedback", data=body(), headers=JSON)).status == 201
     assert len(stored(db)) == 1
 
 
@@ -169,7 +176,7 @@ async def test_a_database_from_a_newer_schema_is_refused_and_left_alone(aiohttp_
     config = Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db))
     client = await aiohttp_client(init_app(config))
     assert (await client.get("/api/models")).status == 200  # the app is up
-    response = await client.post("/api/feedback", data=body())
+    response = await client.post("/api/feedback", data=body(), headers=JSON)
     assert response.status == 503 and "error" in await response.json()
     with sqlite3.connect(db) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -19,7 +19,14 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import Counter
 
-from handler.preprocess import InputError, ink_map, open_image, payload_to_bytes, to_mnist
+from handler.preprocess import (
+    InputError,
+    UnsupportedMediaError,
+    ink_map,
+    open_image,
+    payload_to_bytes,
+    to_mnist,
+)
 from web.feedback_store import FeedbackStore, StoreUnavailable
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as /predict's ?version=
@@ -65,6 +72,10 @@ def _error(status: int, message: str) -> web.Response:
 async def post_feedback(request: web.Request) -> web.Response:
     feedback = request.app[FEEDBACK]
     try:
+        if request.content_type != "application/json":
+            # Also keeps other sites' pages from posting through visitors' browsers: a cross-origin JSON
+            # request needs a CORS preflight, which this app never grants.
+            raise UnsupportedMediaError("send the feedback as JSON (Content-Type: application/json)")
         item = parse_feedback(await request.read())
         # Decoding and the 28x28 take a millisecond or more of CPU: off the event loop, /predict goes on.
         png, input_28x28 = await asyncio.to_thread(drawing_and_input, item["image"])
