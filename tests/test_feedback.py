@@ -181,3 +181,13 @@ async def test_a_database_from_a_newer_schema_is_refused_and_left_alone(aiohttp_
     with sqlite3.connect(db) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"schema_version"}  # no migration was attempted on it
+
+
+async def test_a_database_file_deleted_under_the_app_is_made_anew_not_written_blind(client, db):
+    assert (await client.post("/api/feedback", data=body(label=1), headers=JSON)).status == 201
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        path.unlink(missing_ok=True)  # an operator cleans up (or a volume is swapped)
+    response = await client.post("/api/feedback", data=body(label=2), headers=JSON)
+    assert response.status == 201
+    # The row is in the file that exists now, not in the deleted one an open connection still held.
+    assert [row["label"] for row in stored(db)] == [2]

@@ -17,7 +17,7 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
-from web.feedback import FEEDBACK, Feedback, feedback_store, post_feedback
+from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import DEFAULT_DB, FeedbackStore
 from web.registry import model_versions
 from web.tokens import KeyFile
@@ -177,7 +177,7 @@ def init_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(client_session)
     versions = partial(model_versions, config.run_dir, config.model)
     app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions)
-    app.cleanup_ctx.append(feedback_store)
+    app.cleanup_ctx.append(open_feedback_store)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_post("/predict", predict)

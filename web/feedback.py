@@ -53,7 +53,7 @@ class Feedback:
 FEEDBACK = web.AppKey("feedback", Feedback)
 
 
-async def feedback_store(app: web.Application):
+async def open_feedback_store(app: web.Application):
     """cleanup_ctx: create or migrate the schema at start-up. A database that cannot be opened does not
     stop the app (predictions need none): feedback answers 503 and tries again on the next request."""
     store = app[FEEDBACK].store

@@ -157,22 +157,40 @@ class FeedbackStore:
     def __init__(self, db: str = DEFAULT_DB, lock_timeout: float = LOCK_TIMEOUT):
         self.url = database_url(db)
         self.engine = make_engine(self.url, lock_timeout)
+        path = make_url(self.url).database if self.url.startswith("sqlite") else None
+        self.path = Path(path) if path and path != ":memory:" else None
+        self._inode = None  # of the SQLite file when opened
         self._ready = False
         self._migrating = asyncio.Lock()
 
     async def open(self) -> None:
         """Create or migrate the schema. Safe to call again; does nothing once it has succeeded."""
-        if self._ready:
+        if self._ready and not self._file_replaced():
             return
         async with self._migrating:
-            if self._ready:
+            if self._ready and not self._file_replaced():
                 return
+            if self._ready:  # the file was deleted or replaced under us: let go of the old one
+                print(f"feedback database {self.path} was deleted or replaced: opening it anew", flush=True)
+                self._ready = False
+                await self.engine.dispose()
             try:
                 async with self.engine.begin() as conn:
                     await conn.run_sync(_migrate)
+                self._inode = self.path.stat().st_ino if self.path else None
             except (SQLAlchemyError, OSError) as e:
                 raise StoreUnavailable(f"cannot open the feedback database: {_reason(e)}") from e
             self._ready = True
+
+    def _file_replaced(self) -> bool:
+        """An open SQLite connection goes on writing to a deleted file, and every row would be lost with
+        it at the next restart: one stat per write notices."""
+        if self.path is None:
+            return False
+        try:
+            return self.path.stat().st_ino != self._inode
+        except FileNotFoundError:
+            return True
 
     async def close(self) -> None:
         await self.engine.dispose()
