@@ -1,5 +1,5 @@
 # Digit recognizer: `make run` does everything on a fresh clone, `make test` checks it.
-# Knobs (make VAR=value): ARCH, VERSION, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR.
+# Knobs (make VAR=value): ARCH, VERSION, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR, FEEDBACK_DB.
 
 SHELL := /bin/bash
 PYTHON_SYSTEM ?= python3.11
@@ -12,11 +12,14 @@ WEB_PORT ?= 5500
 MODEL_DIR ?= build/$(ARCH)
 MODEL_STORE ?= model_store
 MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
+# FEEDBACK_DB has no default here: the web app stores to data/feedback.sqlite3 unless told otherwise, and
+# training adds feedback only when FEEDBACK_DB is given (make train FEEDBACK_DB=...).
+FEEDBACK_EXPORT ?= build/feedback-export
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
 	bench bench-canvas bench-soak bench-hop bench-handler bench-equivalence clean image deploy-local \
-	undeploy-local bench-pod
+	undeploy-local bench-pod feedback-export
 
 install: $(VENV)/.installed
 
@@ -56,6 +59,10 @@ web: install
 
 run: serve
 	$(PY) -m web.app
+
+# The page's feedback as PNG files + labels.csv (split column: train | holdout, as training splits it).
+feedback-export: install
+	$(PY) -m scripts.feedback_export --out $(FEEDBACK_EXPORT)
 
 register set-default unregister: install
 	$(PY) -m scripts.tsctl $@ $(VERSION)

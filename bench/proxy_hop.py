@@ -129,6 +129,7 @@ def measure(delay_ms: float, rounds: int, body: bytes) -> dict:
     python = sys.executable
     run_dir = tempfile.mkdtemp(prefix="proxy-hop-")  # no key file there: the web app sends no key
     env = dict(os.environ, WEB_PORT=str(web_port), TS_INFERENCE_URL=f"http://127.0.0.1:{stub_port}")
+    env["FEEDBACK_DB"] = os.path.join(run_dir, "feedback.sqlite3")  # not the repository's data/
     env["TS_RUN_DIR"] = run_dir
     me = [python, "-m", "bench.proxy_hop"]
     processes = [

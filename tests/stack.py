@@ -74,6 +74,7 @@ class Stack:
             "TS_INFERENCE_URL": self.inference_url,
             "TS_MANAGEMENT_URL": self.management_url,
             "TS_RUN_DIR": str(self.run_dir),
+            "FEEDBACK_DB": str(self.run_dir / "feedback.sqlite3"),  # never the repository's data/
             **env,
         }
         log = open(self.run_dir / "web.log", "ab")

@@ -66,7 +66,14 @@ async def fake_torchserve(aiohttp_server, tmp_path):
 @pytest.fixture
 async def client(aiohttp_client, fake_torchserve):
     url = fake_torchserve["url"]
-    config = Config(inference_url=url, management_url=url, run_dir=fake_torchserve["run_dir"], timeout=1.0)
+    run_dir = fake_torchserve["run_dir"]
+    config = Config(
+        inference_url=url,
+        management_url=url,
+        run_dir=run_dir,
+        timeout=1.0,
+        feedback_db=str(run_dir / "fb.db"),
+    )
     return await aiohttp_client(init_app(config))
 
 
@@ -146,7 +153,10 @@ async def test_hung_backend_is_504_json(client, fake_torchserve):
 
 async def test_backend_down_is_503_json(aiohttp_client, unused_tcp_port_factory, tmp_path):
     dead = f"http://127.0.0.1:{unused_tcp_port_factory()}"
-    client = await aiohttp_client(init_app(Config(inference_url=dead, management_url=dead, run_dir=tmp_path)))
+    config = Config(
+        inference_url=dead, management_url=dead, run_dir=tmp_path, feedback_db=str(tmp_path / "fb.db")
+    )
+    client = await aiohttp_client(init_app(config))
     response = await client.post("/predict", data=GOOD)
     assert response.status == 503 and "down" in (await response.json())["error"]
 

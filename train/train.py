@@ -3,6 +3,7 @@
     python -m train.train            # or: make train [ARCH=lenet] [SEED=1] ...
     ARCH=lenet EPOCHS=1 python -m train.train        # smoke run for tests: ~15 s, ~98%
     MAX_STEPS=200 python -m train.train              # or cap the steps (the schedule fits itself to them)
+    FEEDBACK_DB=data/feedback.sqlite3 python -m train.train   # plus the page's feedback, less its hold-out
 
 Configuration comes from the environment; every knob and its default is right below. The validation
 split is carved from the 60k training images (seeded) and picks the best checkpoint; the test set is
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from model import build_model, count_flops
 from train.augment import augment
+from train.feedback_data import feedback_training_set
 from train.pen_data import pen_training_set
 
 # ---- configuration (env var overrides) -------------------------------------------------------------
@@ -62,6 +64,11 @@ def load_mnist(device):
     if pen is not None:
         fit_x, fit_y = torch.cat([fit_x, pen[0].to(device)]), torch.cat([fit_y, pen[1].to(device)])
         print(f"training on {len(fit)} MNIST + {len(pen[0])} rendered pen digits (writers 1-20)")
+    feedback = (
+        feedback_training_set()
+    )  # $FEEDBACK_DB's drawings, less their hold-out (train/feedback_data.py)
+    if feedback is not None:
+        fit_x, fit_y = torch.cat([fit_x, feedback[0].to(device)]), torch.cat([fit_y, feedback[1].to(device)])
     return (fit_x, fit_y), (x[val], y[val]), (test.data.to(device), test.targets.to(device))
 
 

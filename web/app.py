@@ -9,6 +9,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +18,8 @@ import yaml
 from aiohttp import web
 
 from web.bodies import BodyError, drawing
+from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
+from web.feedback_store import DEFAULT_DB, FeedbackStore
 from web.registry import model_versions
 from web.tokens import KeyFile
 
@@ -37,6 +40,7 @@ class Config:
     timeout: float = 5.0  # a prediction takes milliseconds; this only bounds a hung backend
     connect_timeout: float = 0.5
     pool_size: int = 64
+    feedback_db: str = DEFAULT_DB  # a SQLite path or a database URL (web/feedback_store.py)
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -48,6 +52,7 @@ class Config:
             management_url=env.get("TS_MANAGEMENT_URL", cls.management_url),
             run_dir=Path(env.get("TS_RUN_DIR", cls.run_dir)),
             timeout=float(env.get("WEB_TIMEOUT", cls.timeout)),
+            feedback_db=env.get("FEEDBACK_DB", cls.feedback_db),
         )
 
 
@@ -214,6 +219,9 @@ def init_app(config: Config) -> web.Application:
     app[KEYS] = KeyFile(config.run_dir / "key_file.json")
     app[SPEC] = yaml.safe_load(OPENAPI.read_text())
     app.cleanup_ctx.append(client_session)
+    versions = partial(model_versions, config.run_dir, config.model)
+    app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions)
+    app.cleanup_ctx.append(open_feedback_store)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_post("/predict", predict)
@@ -221,6 +229,7 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_post("/api/feedback", post_feedback)
     app.router.add_static("/static", STATIC)
     return app
 

@@ -19,12 +19,15 @@ const details = $("details");
 const bars = $("bars");
 const preview = $("preview");
 const versionSelect = $("version");
+const feedbackBox = $("feedback");
+const thanks = $("thanks");
 
 const strokes = []; // finished and current strokes: arrays of {x, y, w} in drawing space
 let current = null; // the stroke being drawn, and the pointer drawing it
 let activePointer = null;
 let debounceTimer = 0;
 let inflight = null; // AbortController of the request whose answer we still want
+let answered = null; // {image, predicted, version} of the answer on screen: what feedback is about
 
 // ---- Drawing ---------------------------------------------------------------------------------
 
@@ -103,6 +106,7 @@ canvas.addEventListener("pointerdown", (event) => {
   current = [toDrawingSpace(event, null)];
   strokes.push(current);
   cancelPrediction();
+  offerFeedback(null); // the drawing changes: the answer on screen is no longer about it
   setBusy(true); // an answer is coming: screen readers wait for it instead of the stale one
 });
 
@@ -179,16 +183,17 @@ async function predict() {
   setBusy(true);
   const version = versionSelect.value;
   const url = "/predict" + (version ? "?version=" + encodeURIComponent(version) : "");
+  const image = drawingAsDataURL();
   try {
     const response = await fetch(url, {
       method: "POST",
       headers: { "Content-Type": "text/plain" },
-      body: drawingAsDataURL(),
+      body: image,
       signal: controller.signal,
     });
     const answer = await response.json().catch(() => null);
     if (controller !== inflight) return; // a newer drawing replaced this request
-    if (response.ok && answer && Number.isInteger(answer.digit)) showAnswer(answer);
+    if (response.ok && answer && Number.isInteger(answer.digit)) showAnswer(answer, image);
     else showError(response.status, answer && answer.error);
   } catch (error) {
     if (controller !== inflight) return;
@@ -210,7 +215,7 @@ function setBusy(busy) {
 
 // ---- Showing the answer ----------------------------------------------------------------------
 
-function showAnswer(answer) {
+function showAnswer(answer, image) {
   const probabilities = answer.probabilities || [];
   const sure = Math.round(100 * (probabilities[answer.digit] || 0));
   result.textContent = String(answer.digit);
@@ -221,6 +226,7 @@ function showAnswer(answer) {
   showBars(probabilities, answer.digit);
   showPreview(answer.input_28x28);
   details.hidden = false;
+  offerFeedback({ image, predicted: answer.digit, version: String(answer.version) });
 }
 
 function buildBars() {
@@ -275,6 +281,7 @@ function resetAnswer(text) {
   summary.textContent = text;
   message.textContent = "";
   details.hidden = true;
+  offerFeedback(null);
 }
 
 // Plain words for each failure; the server's own message where it is the clearest thing to say.
@@ -301,6 +308,63 @@ function showError(status, detail) {
   resetAnswer("No answer.");
   message.textContent = errorWords(status, detail);
 }
+
+// ---- Feedback: was the answer right? -------------------------------------------------------------
+// The drawing exactly as /predict got it, the digit the person meant and the answer, go to /api/feedback;
+// stored drawings become training data for the next model version (README: Model lifecycle).
+
+function buildDigitButtons() {
+  const digits = $("digits");
+  for (let digit = 0; digit < 10; digit++) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.id = `drew-${digit}`;
+    button.textContent = String(digit);
+    button.setAttribute("aria-label", `I drew a ${digit}`);
+    button.addEventListener("click", () => sendFeedback(digit));
+    digits.append(button);
+  }
+}
+
+function offerFeedback(about) {
+  answered = about;
+  feedbackBox.hidden = !about;
+  thanks.textContent = "";
+  for (const button of feedbackBox.querySelectorAll("button")) button.disabled = false;
+  if (about) $("right").setAttribute("aria-label", `Right: I drew a ${about.predicted}`);
+}
+
+async function sendFeedback(label) {
+  const about = answered;
+  if (!about) return;
+  for (const button of feedbackBox.querySelectorAll("button")) button.disabled = true;
+  thanks.textContent = "Sending…";
+  let status = 0;
+  try {
+    const response = await fetch("/api/feedback", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ image: about.image, label, predicted: about.predicted, version: about.version }),
+    });
+    status = response.status;
+  } catch {
+    status = 0;
+  }
+  if (answered !== about) return; // a new drawing replaced the answer meanwhile
+  if (status >= 200 && status < 300) {
+    // One verdict per answer: the buttons go, the thanks stays until the next drawing.
+    feedbackBox.hidden = true;
+    thanks.textContent = label === about.predicted ? "Thanks! Noted as right." : `Thanks! Noted: you drew a ${label}.`;
+    answered = null;
+  } else {
+    for (const button of feedbackBox.querySelectorAll("button")) button.disabled = false;
+    thanks.textContent =
+      status === 0 ? "Could not reach the server: the feedback was not saved. Try again." :
+      `The feedback was not saved (error ${status}). Try again in a moment.`;
+  }
+}
+
+$("right").addEventListener("click", () => answered && sendFeedback(answered.predicted));
 
 // ---- Versions --------------------------------------------------------------------------------
 
@@ -339,6 +403,7 @@ document.addEventListener("keydown", (event) => {
 });
 
 buildBars();
+buildDigitButtons();
 new ResizeObserver(fitCanvas).observe(canvas);
 // Zooming or moving to another screen changes the pixel ratio without resizing the canvas.
 function watchPixelRatio() {

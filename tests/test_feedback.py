@@ -1,0 +1,193 @@
+"""POST /api/feedback in-process (pytest-aiohttp's real server on loopback) writing a real SQLite file:
+what a row holds, what is refused and stores nothing, the counters, and the schema's version."""
+
+import base64
+import io
+import json
+import sqlite3
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from PIL import Image
+from prometheus_client import REGISTRY
+
+from handler.preprocess import preprocess
+from tests.test_hardening import animated_gif, data_url, drawing, png
+from web.app import Config, init_app
+from web.feedback_store import SCHEMA_VERSION
+
+COLUMNS = {"id", "created_utc", "version", "label", "predicted", "png", "png_sha256", "input_28x28"}
+
+
+def write_snapshot(run_dir, versions):
+    """A TorchServe config snapshot naming the registered versions (what web/registry.py reads)."""
+    models = {"mnist": {v: {"defaultVersion": i == 0} for i, v in enumerate(versions)}}
+    (run_dir / "logs" / "config").mkdir(parents=True)
+    snapshot = json.dumps({"name": "test", "modelCount": 1, "models": models})
+    (run_dir / "logs" / "config" / "20260101000000000-snapshot.cfg").write_text(
+        f"model_snapshot={snapshot}\n"
+    )
+
+
+def stored(db) -> list[dict]:
+    """The rows as SQLite itself has them (not through our store)."""
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM feedback ORDER BY id")]
+
+
+def counted(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def body(image: bytes | str = None, label=7, predicted=1, version="1.0", **extra) -> bytes:
+    image = drawing(0) if image is None else image
+    doc = {"image": image.decode() if isinstance(image, bytes) else image, "label": label}
+    doc.update(predicted=predicted, version=version, **extra)
+    return json.dumps(doc).encode()
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "feedback.sqlite3"
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path, db):
+    write_snapshot(tmp_path, ["1.0", "2.0"])
+    # No TorchServe: feedback needs none (and /predict is not used here).
+    config = Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db))
+    return await aiohttp_client(init_app(config))
+
+
+async def test_feedback_is_stored_with_the_drawing_and_what_the_model_saw(client, db):
+    before = datetime.now(UTC).replace(tzinfo=None)
+    image = drawing(3)
+    response = await client.post(
+        "/api/feedback",
+        data=body(image, label=4, predicted=9, version="2.0"),
+        headers={"Content-Type": "application/json", "Cookie": "session=abc", "X-Forwarded-For": "10.1.2.3"},
+    )
+    assert response.status == 201, await response.text()
+    assert await response.json() == {"id": 1}
+    [row] = stored(db)
+    assert set(row) == COLUMNS  # no address, cookie or header column
+    png_bytes = base64.b64decode(image.split(b",", 1)[1])
+    assert row["png"] == png_bytes
+    seen = (preprocess(png_bytes) * 255).round().astype(np.uint8)
+    assert row["input_28x28"] == seen.tobytes()
+    assert (row["label"], row["predicted"], row["version"]) == (4, 9, "2.0")
+    created = datetime.fromisoformat(row["created_utc"])
+    assert before <= created <= datetime.now(UTC).replace(tzinfo=None)
+    assert b"10.1.2.3" not in json.dumps({k: str(v) for k, v in row.items()}).encode()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+async def test_a_jpeg_drawing_is_kept_as_png(client, db):
+    jpeg = Image.open(io.BytesIO(base64.b64decode(drawing(5).split(b",", 1)[1]))).convert("RGB")
+    buffer = io.BytesIO()
+    jpeg.save(buffer, format="JPEG", quality=95)
+    response = await client.post(
+        "/api/feedback", data=body(data_url(buffer.getvalue(), "image/jpeg")), headers=JSON
+    )
+    assert response.status == 201
+    [row] = stored(db)
+    assert row["png"].startswith(b"\x89PNG\r\n\x1a\n")
+
+
+async def test_counters_by_version_and_right_or_wrong(client):
+    def snapshot():
+        return {
+            (v, verdict): counted("feedback_total", version=v, verdict=verdict)
+            for v in ("1.0", "2.0", "unregistered")
+            for verdict in ("right", "wrong")
+        }
+
+    before = snapshot()
+    posts = [("1.0", 3, 3), ("1.0", 3, 5), ("1.0", 8, 5), ("2.0", 2, 2), ("9.9", 1, 7)]
+    for version, label, predicted in posts:
+        response = await client.post(
+            "/api/feedback", data=body(label=label, predicted=predicted, version=version), headers=JSON
+        )
+        assert response.status == 201
+    after = snapshot()
+    grown = {key: after[key] - before[key] for key in after if after[key] != before[key]}
+    # A version TorchServe never registered (9.9) is counted, under one label for all such versions.
+    assert grown == {
+        ("1.0", "right"): 1,
+        ("1.0", "wrong"): 2,
+        ("2.0", "right"): 1,
+        ("unregistered", "wrong"): 1,
+    }
+
+
+BLANK = data_url(png(Image.new("L", (280, 280), 255)))
+BAD = {
+    "not JSON": (b"data:image/png;base64,iVBOR", 400),
+    "JSON sent as text/plain": (body(), 415),
+    "JSON, not an object": (b"[1, 2]", 400),
+    "label 10": (body(label=10), 400),
+    "label -1": (body(label=-1), 400),
+    "label as text": (body(label="7"), 400),
+    "label true": (body(label=True), 400),
+    "label 3.0": (body(label=3.0), 400),
+    "no label": (json.dumps({"image": drawing(0).decode(), "predicted": 1, "version": "1.0"}).encode(), 400),
+    "predicted 12": (body(predicted=12), 400),
+    "no version": (json.dumps({"image": drawing(0).decode(), "label": 1, "predicted": 1}).encode(), 400),
+    "version a path": (body(version="../../etc"), 400),
+    "no image": (json.dumps({"label": 1, "predicted": 1, "version": "1.0"}).encode(), 400),
+    "empty image": (body(image=""), 400),
+    "image not base64": (body(image="no*base64!"), 400),
+    "image of text": (body(image="data:text/plain;base64,aGVsbG8="), 415),
+    "image not an image": (body(image=data_url(b"GIF89a but not really")), 415),
+    "image too small": (body(image=data_url(png(Image.new("L", (4, 4))))), 400),
+    "image animated": (body(image=data_url(animated_gif(), "image/gif")), 400),
+    "blank canvas": (body(image=BLANK), 422),
+    "over 1 MiB": (body(padding="x" * (1024 * 1024)), 413),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+async def test_bad_feedback_is_a_4xx_json_error_and_stores_nothing(client, db, case):
+    payload, status = BAD[case]
+    refused = counted("feedback_refused_total", reason="bad_request")
+    content_type = "text/plain" if case == "JSON sent as text/plain" else "application/json"
+    response = await client.post("/api/feedback", data=payload, headers={"Content-Type": content_type})
+    assert response.status == status, await response.text()
+    assert isinstance((await response.json())["error"], str)
+    assert stored(db) == []
+    if status != 413:  # aiohttp refuses an oversize body before the view runs
+        assert counted("feedback_refused_total", reason="bad_request") == refused + 1
+    # The next good feedback is stored: a bad one broke nothing.
+    assert (await client.post("/api/feedback", data=body(), headers=JSON)).status == 201
+    assert len(stored(db)) == 1
+
+
+async def test_a_database_from_a_newer_schema_is_refused_and_left_alone(aiohttp_client, tmp_path, db):
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
+    config = Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db))
+    client = await aiohttp_client(init_app(config))
+    assert (await client.get("/api/models")).status == 200  # the app is up
+    response = await client.post("/api/feedback", data=body(), headers=JSON)
+    assert response.status == 503 and "error" in await response.json()
+    with sqlite3.connect(db) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"schema_version"}  # no migration was attempted on it
+
+
+async def test_a_database_file_deleted_under_the_app_is_made_anew_not_written_blind(client, db):
+    assert (await client.post("/api/feedback", data=body(label=1), headers=JSON)).status == 201
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        path.unlink(missing_ok=True)  # an operator cleans up (or a volume is swapped)
+    response = await client.post("/api/feedback", data=body(label=2), headers=JSON)
+    assert response.status == 201
+    # The row is in the file that exists now, not in the deleted one an open connection still held.
+    assert [row["label"] for row in stored(db)] == [2]

@@ -1,0 +1,162 @@
+"""Stored feedback as data: the deterministic hold-out, training on the rest (train.train and `make train
+FEEDBACK_DB=...`), and `make feedback-export`. The database is a real SQLite file written by the web app's
+own store, with drawings of trainable pen-digit writers (1-20) as the page would send them."""
+
+import asyncio
+import csv
+import os
+import random
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from handler.preprocess import preprocess
+from tests.conftest import MNIST_DIR
+from tests.stack import ROOT
+from train import feedback_data, pendigits
+from train.feedback_data import data_url, feedback_split, held_out, holdout_drawings
+from web.feedback import drawing_and_input
+from web.feedback_store import FeedbackStore, read_rows
+
+ROWS = 60
+
+
+def pen_pngs(count: int, seed: int) -> list[tuple[bytes, int]]:
+    rng = random.Random(seed)
+    digits = rng.sample(pendigits.trainable(pendigits.load()), count)
+    return [(pendigits.png_bytes(pendigits.render(pendigits.layout(d, rng))), d.label) for d in digits]
+
+
+def fill(db, drawings) -> None:
+    async def write():
+        store = FeedbackStore(str(db))
+        for png, label in drawings:
+            png, seen = drawing_and_input(data_url(png))
+            await store.add(version="1.0", label=label, predicted=(label + 1) % 10, png=png, input_28x28=seen)
+        await store.close()
+
+    asyncio.run(write())
+
+
+def as_28x28(png: bytes) -> np.ndarray:
+    return (preprocess(png) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("feedback") / "feedback.sqlite3"
+    fill(path, pen_pngs(ROWS, seed=0))
+    return path
+
+
+def test_the_split_is_deterministic_and_the_hold_out_is_a_fixed_part(db):
+    (train_x, train_y), (hold_x, hold_y) = feedback_split(str(db))
+    rows = read_rows(str(db))
+    assert train_x.dtype == hold_x.dtype == torch.uint8 and train_y.dtype == hold_y.dtype == torch.int64
+    assert train_x.shape[1:] == hold_x.shape[1:] == (28, 28)
+    assert len(train_x) + len(hold_x) == ROWS
+    # About a fifth held out (binomial, 60 rows: 4-22 covers it all but once in ten thousand runs).
+    assert 4 <= len(hold_x) <= 22
+    expected_hold = [r for r in rows if held_out(r.png_sha256)]
+    assert hold_y.tolist() == [r.label for r in expected_hold]
+    assert [r.label for r in rows if not held_out(r.png_sha256)] == train_y.tolist()
+    # Each image is the drawing through the serving preprocessing, as the model will be fed it.
+    assert np.array_equal(hold_x.numpy(), np.stack([as_28x28(r.png) for r in expected_hold]))
+    # Same answer on every call; and for evaluation through TorchServe, the very PNGs of the hold-out.
+    (again_x, _), (again_hold, _) = feedback_split(str(db))
+    assert torch.equal(again_x, train_x) and torch.equal(again_hold, hold_x)
+    assert holdout_drawings(str(db)) == [(r.png, r.label) for r in expected_hold]
+
+
+def test_rows_never_change_sides_as_feedback_grows(tmp_path, db):
+    grown = tmp_path / "grown.sqlite3"
+    grown.write_bytes(db.read_bytes())
+    before = {png for png, _ in holdout_drawings(str(grown))}
+    extra = pen_pngs(20, seed=1)
+    held_png = next(iter(before))
+    fill(grown, [*extra, (held_png, 0)])  # the same drawing sent again (another label)
+    after = [png for png, _ in holdout_drawings(str(grown))]
+    assert before <= set(after)  # every held-out drawing is still held out
+    assert after.count(held_png) == 2  # and its copy went with it: no copy of the hold-out in training
+    assert len(read_rows(str(grown))) == ROWS + 21
+
+
+def test_training_adds_the_training_part_and_never_the_hold_out(db, monkeypatch):
+    from train import train
+
+    monkeypatch.setenv("FEEDBACK_DB", str(db))
+    monkeypatch.setattr(feedback_data, "FEEDBACK_COPIES", 3)
+    monkeypatch.setattr(train, "MNIST_DIR", str(MNIST_DIR))
+    monkeypatch.setattr(train, "pen_training_set", lambda seed: None)  # MNIST + feedback only: quick
+    (fit_x, fit_y), _, _ = train.load_mnist(torch.device("cpu"))
+    (train_x, train_y), (hold_x, _) = feedback_split(str(db))
+    n = len(train_x)
+    assert torch.equal(fit_x[-3 * n :], train_x.repeat(3, 1, 1)) and torch.equal(
+        fit_y[-3 * n :], train_y.repeat(3)
+    )
+    seen_in_training = {bytes(image) for image in fit_x.numpy().reshape(len(fit_x), -1)}
+    assert not any(bytes(image) in seen_in_training for image in hold_x.numpy().reshape(len(hold_x), -1))
+
+
+def test_make_train_with_feedback_db(db, tmp_path):
+    (train_x, _), (hold_x, _) = feedback_split(str(db))
+    out = tmp_path / "model"
+    result = subprocess.run(
+        ["make", "-s", "train", f"FEEDBACK_DB={db}", f"MODEL_DIR={out}", "ARCH=lenet", "MAX_STEPS=20"],
+        cwd=ROOT,
+        env={**os.environ, "PEN_COPIES": "0", "MNIST_DIR": str(MNIST_DIR)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = f"training on {len(train_x)} drawings x {feedback_data.FEEDBACK_COPIES}, {len(hold_x)} held out"
+    assert line in result.stdout, result.stdout[-3000:]
+    assert (out / "model.pt").is_file()
+
+
+def test_make_feedback_export_writes_pngs_and_a_labels_csv(db, tmp_path):
+    out = tmp_path / "export"
+    for _ in range(2):  # a second export replaces the first
+        subprocess.run(
+            ["make", "-s", "feedback-export", f"FEEDBACK_DB={db}", f"FEEDBACK_EXPORT={out}"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    rows = {row.id: row for row in read_rows(str(db))}
+    with open(out / "labels.csv", newline="") as f:
+        listed = list(csv.DictReader(f))
+    assert len(listed) == len(rows) == ROWS
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(f"{i:07d}.png" for i in rows)
+    for entry in listed:
+        row = rows[int(entry["file"].removeprefix("images/").removesuffix(".png"))]
+        assert (out / entry["file"]).read_bytes() == row.png
+        assert (int(entry["label"]), int(entry["predicted"]), entry["version"]) == (
+            row.label,
+            row.predicted,
+            "1.0",
+        )
+        assert entry["split"] == ("holdout" if held_out(row.png_sha256) else "train")
+        seen = np.asarray(Image.open(out / "inputs" / entry["file"].removeprefix("images/")))
+        assert seen.tobytes() == row.input_28x28
+    # A directory of other files is never overwritten.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    refused = subprocess.run(
+        ["make", "-s", "feedback-export", f"FEEDBACK_DB={db}", f"FEEDBACK_EXPORT={other}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and (other / "keep.txt").read_text() == "mine"
+
+
+def test_a_missing_database_is_an_error_not_an_empty_set(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        feedback_split(str(tmp_path / "nowhere.sqlite3"))
+    assert not (tmp_path / "nowhere.sqlite3").exists()

@@ -1,0 +1,132 @@
+"""POST /api/feedback: the page says which digit was really drawn (or that the answer was right).
+
+    {"image": "<the data URL sent to /predict>", "label": 0-9, "predicted": 0-9, "version": "<answering version>"}
+
+201 {"id": n} once the row is committed; 4xx {"error": ...} for bad feedback (nothing stored); 503 when the
+database cannot be written (locked, broken): /predict never touches the database, so it is unaffected.
+No IP address, cookie or header is stored: only the drawing, what the model saw, the two digits, the
+version and the time.
+"""
+
+import asyncio
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from aiohttp import web
+from prometheus_client import Counter
+
+from handler.preprocess import (
+    InputError,
+    UnsupportedMediaError,
+    ink_map,
+    open_image,
+    payload_to_bytes,
+    to_mnist,
+)
+from web.feedback_store import FeedbackStore, StoreUnavailable
+
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as /predict's ?version=
+
+# Module level: the default registry, so /metrics shows them wherever it is served.
+FEEDBACK_STORED = Counter(
+    "feedback",
+    "Feedback stored, by the model version that answered and whether its answer was right",
+    ["version", "verdict"],
+)
+FEEDBACK_REFUSED = Counter("feedback_refused", "Feedback not stored, by reason", ["reason"])
+for _reason in ("bad_request", "database"):
+    FEEDBACK_REFUSED.labels(_reason)
+
+
+@dataclass
+class Feedback:
+    store: FeedbackStore
+    # web.registry.model_versions for our model: the versions TorchServe has registered are the only ones
+    # that get a metrics label of their own, since a feedback body's version is whatever a client wrote.
+    model_versions: Callable[[], dict]
+
+
+FEEDBACK = web.AppKey("feedback", Feedback)
+
+
+async def open_feedback_store(app: web.Application):
+    """cleanup_ctx: create or migrate the schema at start-up. A database that cannot be opened does not
+    stop the app (predictions need none): feedback answers 503 and tries again on the next request."""
+    store = app[FEEDBACK].store
+    try:
+        await store.open()
+    except StoreUnavailable as e:
+        print(f"feedback disabled until the database can be opened: {e}", flush=True)
+    yield
+    await store.close()
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    feedback = request.app[FEEDBACK]
+    try:
+        if request.content_type != "application/json":
+            # Also keeps other sites' pages from posting through visitors' browsers: a cross-origin JSON
+            # request needs a CORS preflight, which this app never grants.
+            raise UnsupportedMediaError("send the feedback as JSON (Content-Type: application/json)")
+        item = parse_feedback(await request.read())
+        # Decoding and the 28x28 take a millisecond or more of CPU: off the event loop, /predict goes on.
+        png, input_28x28 = await asyncio.to_thread(drawing_and_input, item["image"])
+    except InputError as e:
+        FEEDBACK_REFUSED.labels("bad_request").inc()
+        return _error(e.status, str(e))
+    try:
+        row_id = await feedback.store.add(
+            version=item["version"],
+            label=item["label"],
+            predicted=item["predicted"],
+            png=png,
+            input_28x28=input_28x28,
+        )
+    except StoreUnavailable as e:
+        FEEDBACK_REFUSED.labels("database").inc()
+        print(e, flush=True)
+        return _error(503, "feedback cannot be saved right now; try again in a moment")
+    version = item["version"] if item["version"] in feedback.model_versions()["versions"] else "unregistered"
+    FEEDBACK_STORED.labels(version, "right" if item["label"] == item["predicted"] else "wrong").inc()
+    return web.json_response({"id": row_id}, status=201)
+
+
+def parse_feedback(body: bytes) -> dict:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InputError('the body must be JSON: {"image", "label", "predicted", "version"}')
+    if not isinstance(doc, dict):
+        raise InputError('the body must be a JSON object: {"image", "label", "predicted", "version"}')
+    for field in ("label", "predicted"):
+        value = doc.get(field)
+        # bool is an int in Python; true is not a digit.
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 9:
+            raise InputError(f"{field} must be a whole number from 0 to 9")
+    version = doc.get("version")
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise InputError("version must be the version that answered (letters, digits, '.', '_' or '-')")
+    if not isinstance(doc.get("image"), str) or not doc["image"].strip():
+        raise InputError("image must be the data URL that was sent to /predict")
+    return doc
+
+
+def drawing_and_input(image: str) -> tuple[bytes, bytes]:
+    """The drawing as PNG bytes and the 28x28 the model saw (handler/preprocess.py, the serving code), or
+    InputError if it is not a drawing (not an image, blank, only specks)."""
+    data = payload_to_bytes(image)
+    picture = open_image(data)
+    digit = to_mnist(ink_map(picture))
+    if picture.format != "PNG":  # the page sends PNG; anything else is kept as PNG too
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    return data, (digit * 255).round().astype(np.uint8).tobytes()

@@ -1,0 +1,245 @@
+"""The feedback database: one table of drawings people corrected or confirmed, behind SQLAlchemy's asyncio
+engine, so the same code writes a SQLite file (aiosqlite, the default) or a PostgreSQL server (asyncpg).
+
+    FEEDBACK_DB=data/feedback.sqlite3                              # a path: SQLite, WAL mode
+    FEEDBACK_DB=postgresql://user:password@host:5432/feedback      # a URL: any SQLAlchemy async URL
+
+The web app writes rows (web/feedback.py); training and `make feedback-export` read them
+(train/feedback_data.py). The schema is versioned in table schema_version: MIGRATIONS[i] takes a database
+from version i to i + 1, and open() applies whichever are missing, in one transaction.
+"""
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+DEFAULT_DB = "data/feedback.sqlite3"
+# How long a write waits for a lock another process holds before the client gets a 503: long enough to ride
+# out a checkpoint or a reader, short enough that the page is not left waiting.
+LOCK_TIMEOUT = 3.0
+
+metadata = MetaData()
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_utc", DateTime, nullable=False),  # naive, always UTC (SQLite keeps no zone)
+    Column("version", String(64), nullable=False),  # the model version that answered
+    Column("label", SmallInteger, nullable=False),  # the digit the person says they drew
+    Column("predicted", SmallInteger, nullable=False),  # the digit the model answered
+    Column("png", LargeBinary, nullable=False),  # the drawing as the page sent it to /predict
+    Column("png_sha256", String(64), nullable=False),  # hex; decides the hold-out (train/feedback_data.py)
+    Column("input_28x28", LargeBinary, nullable=False),  # 784 bytes, row-major, 255 = ink: what the model saw
+)
+
+# MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit: a database in the field
+# may be at any version. (Version 1 creates the table as defined above; a later change appends an ALTER.)
+MIGRATIONS = [
+    lambda conn: feedback.create(conn),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be written now (locked, broken, unreachable): the client gets a 503."""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    created_utc: datetime
+    version: str
+    label: int
+    predicted: int
+    png: bytes
+    png_sha256: str
+    input_28x28: bytes
+
+
+def database_url(value: str) -> str:
+    """FEEDBACK_DB as an async SQLAlchemy URL: a plain path is a SQLite file; postgresql:// gets asyncpg."""
+    if "://" not in value:
+        return f"sqlite+aiosqlite:///{Path(value).resolve()}"
+    url = make_url(value)
+    driver = {
+        "sqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+    }
+    return url.set(drivername=driver.get(url.drivername, url.drivername)).render_as_string(
+        hide_password=False
+    )
+
+
+def masked(db: str) -> str:
+    """FEEDBACK_DB fit for a log line: a URL's password hidden."""
+    return make_url(db).render_as_string(hide_password=True) if "://" in db else db
+
+
+def make_engine(url: str, lock_timeout: float = LOCK_TIMEOUT) -> AsyncEngine:
+    if not url.startswith("sqlite"):
+        return create_async_engine(
+            url, pool_size=4, max_overflow=4, pool_timeout=lock_timeout, pool_pre_ping=True
+        )
+    path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # One connection: SQLite has one writer at a time anyway, and queueing in the pool is cheaper than
+    # connections spinning on the file lock. A request queued longer than the lock timeout gets a 503.
+    engine = create_async_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=lock_timeout * 4,
+        connect_args={"timeout": lock_timeout},  # sqlite3's busy timeout
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # We issue BEGIN ourselves (below): sqlite3's implicit transactions leave DDL and reads outside one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL: readers (training, export) never block the web app's writes, nor it them.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the client hears 201, so an acknowledged row survives a power cut.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection):
+        # IMMEDIATE takes the write lock at BEGIN, so a transaction never fails halfway on a lock upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _migrate(conn) -> None:
+    if conn.dialect.name == "postgresql":  # two web apps starting at once: one migrates, the other waits
+        conn.execute(text("SELECT pg_advisory_xact_lock(1414)"))
+    schema_version.create(conn, checkfirst=True)
+    current = conn.execute(select(schema_version.c.version)).scalar()
+    if current is None:
+        conn.execute(schema_version.insert().values(version=0))
+        current = 0
+    if current > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"the feedback database has schema {current}; this code knows up to {SCHEMA_VERSION}"
+        )
+    for step in MIGRATIONS[current:]:
+        step(conn)
+    conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+
+
+class FeedbackStore:
+    """Async access to the feedback table. Every database failure surfaces as StoreUnavailable."""
+
+    def __init__(self, db: str = DEFAULT_DB, lock_timeout: float = LOCK_TIMEOUT):
+        self.url = database_url(db)
+        self.engine = make_engine(self.url, lock_timeout)
+        path = make_url(self.url).database if self.url.startswith("sqlite") else None
+        self.path = Path(path) if path and path != ":memory:" else None
+        self._inode = None  # of the SQLite file when opened
+        self._ready = False
+        self._migrating = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Create or migrate the schema. Safe to call again; does nothing once it has succeeded."""
+        if self._ready and not self._file_replaced():
+            return
+        async with self._migrating:
+            if self._ready and not self._file_replaced():
+                return
+            if self._ready:  # the file was deleted or replaced under us: let go of the old one
+                print(f"feedback database {self.path} was deleted or replaced: opening it anew", flush=True)
+                self._ready = False
+                await self.engine.dispose()
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(_migrate)
+                self._inode = self.path.stat().st_ino if self.path else None
+            except (SQLAlchemyError, OSError) as e:
+                raise StoreUnavailable(f"cannot open the feedback database: {_reason(e)}") from e
+            self._ready = True
+
+    def _file_replaced(self) -> bool:
+        """An open SQLite connection goes on writing to a deleted file, and every row would be lost with
+        it at the next restart: one stat per write notices."""
+        if self.path is None:
+            return False
+        try:
+            return self.path.stat().st_ino != self._inode
+        except FileNotFoundError:
+            return True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def add(self, *, version: str, label: int, predicted: int, png: bytes, input_28x28: bytes) -> int:
+        """Store one row (committed before this returns) and give its id."""
+        await self.open()  # a database that was broken at start-up may be fine now
+        values = {
+            "created_utc": datetime.now(UTC).replace(tzinfo=None),
+            "version": version,
+            "label": label,
+            "predicted": predicted,
+            "png": png,
+            "png_sha256": hashlib.sha256(png).hexdigest(),
+            "input_28x28": input_28x28,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(feedback.insert().values(**values))
+                return result.inserted_primary_key[0]
+        except (SQLAlchemyError, OSError) as e:
+            raise StoreUnavailable(f"cannot write the feedback database: {_reason(e)}") from e
+
+    async def count(self) -> int:
+        await self.open()
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(func.count()).select_from(feedback))).scalar_one()
+
+    async def rows(self) -> list[Row]:
+        """Every row, oldest first."""
+        await self.open()
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(feedback).order_by(feedback.c.id))
+            return [Row(**row._mapping) for row in result]
+
+
+def _reason(error: Exception) -> str:
+    original = getattr(error, "orig", None) or error
+    return str(original).splitlines()[0] if str(original) else type(original).__name__
+
+
+def read_rows(db: str) -> list[Row]:
+    """Every stored row, for synchronous callers (training, export)."""
+
+    async def read() -> list[Row]:
+        store = FeedbackStore(db)
+        try:
+            return await store.rows()
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
