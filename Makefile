@@ -1,5 +1,6 @@
 # Digit recognizer: `make run` does everything on a fresh clone, `make test` checks it.
-# Knobs (make VAR=value): ARCH, VERSION, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR.
+# Knobs (make VAR=value): ARCH, VERSION, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR,
+# EVAL_MNIST, EVAL_PEN (evaluation sizes).
 
 SHELL := /bin/bash
 PYTHON_SYSTEM ?= python3.11
@@ -15,7 +16,7 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
-	bench bench-canvas bench-soak bench-hop clean
+	evaluate promote rollback bench bench-canvas bench-soak bench-hop bench-shadow clean
 
 install: $(VENV)/.installed
 
@@ -62,6 +63,13 @@ register set-default unregister: install
 versions: install
 	$(PY) -m scripts.tsctl versions
 
+# The evaluation gate (scripts/lifecycle.py): VERSION against the running TorchServe's default.
+evaluate promote: install
+	$(PY) -m scripts.lifecycle $@ $(VERSION)
+
+rollback: install
+	$(PY) -m scripts.lifecycle rollback
+
 test: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
@@ -85,6 +93,10 @@ bench-soak: install $(MODEL_DIR)/model.pt
 # The web app's hop alone, in front of a stub backend (no model, no TorchServe).
 bench-hop: install
 	$(PY) -m bench.proxy_hop
+
+# /predict's p50 with a shadow version set against without, alternating (bench/shadow_overhead.py).
+bench-shadow: install $(MODEL_DIR)/model.pt
+	$(PY) -m bench.shadow_overhead --model-dir $(MODEL_DIR)
 
 clean: stop
 	rm -rf build $(MODEL_STORE) run
