@@ -9,6 +9,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -16,8 +17,10 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
+from web.metrics import metrics
 from web.registry import model_versions
 from web.tokens import KeyFile
+from web.traffic import Traffic, TrafficConfig
 
 STATIC = Path(__file__).parent / "static"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -35,6 +38,7 @@ class Config:
     timeout: float = 5.0  # a prediction takes milliseconds; this only bounds a hung backend
     connect_timeout: float = 0.5
     pool_size: int = 64
+    traffic: TrafficConfig = TrafficConfig()  # canary and shadow versions (web/traffic.py)
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -45,12 +49,14 @@ class Config:
             management_url=env.get("TS_MANAGEMENT_URL", cls.management_url),
             run_dir=Path(env.get("TS_RUN_DIR", cls.run_dir)),
             timeout=float(env.get("WEB_TIMEOUT", cls.timeout)),
+            traffic=TrafficConfig.from_env(),
         )
 
 
 CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 KEYS = web.AppKey("keys", KeyFile)
+TRAFFIC = web.AppKey("traffic", Traffic)
 
 
 async def client_session(app: web.Application):
@@ -63,6 +69,11 @@ async def client_session(app: web.Application):
         yield
 
 
+async def shadow_tasks(app: web.Application):
+    yield
+    await app[TRAFFIC].close()  # before the session closes under the copies still in flight
+
+
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -71,14 +82,19 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
-async def predict(request: web.Request) -> web.Response:
-    config, session, keys = request.app[CONFIG], request.app[SESSION], request.app[KEYS]
+async def predict(request: web.Request) -> web.StreamResponse:
     version = request.query.get("version", "")
     if version and not VERSION_RE.match(version):
         return error(400, "version must be letters, digits, '.', '_' or '-' (at most 64)")
     body = drawing_from_body(await request.read(), request.content_type)
     if not body.strip():
         return error(400, "empty body: send the canvas as a data URL (canvas.toDataURL())")
+    return await request.app[TRAFFIC].answer(request, partial(forward, request.app, body), version)
+
+
+async def forward(app: web.Application, body: bytes, version: str) -> web.Response:
+    """The drawing to TorchServe (`version`, or the default for ""), its answer in our shape."""
+    config, session, keys = app[CONFIG], app[SESSION], app[KEYS]
     url = f"{config.inference_url}/predictions/{config.model}" + (f"/{version}" if version else "")
     try:
         for attempt in range(2):
@@ -169,11 +185,14 @@ def init_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_body, middlewares=[json_errors])
     app[CONFIG] = config
     app[KEYS] = KeyFile(config.run_dir / "key_file.json")
+    app[TRAFFIC] = Traffic(config.traffic)
     app.cleanup_ctx.append(client_session)
+    app.cleanup_ctx.append(shadow_tasks)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_post("/predict", predict)
     app.router.add_get("/api/models", models)
+    app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", STATIC)
     return app
 
