@@ -16,7 +16,7 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
-	evaluate promote rollback bench bench-canvas bench-soak bench-hop bench-shadow clean
+	evaluate promote rollback shadow bench bench-canvas bench-soak bench-hop bench-shadow clean
 
 install: $(VENV)/.installed
 
@@ -64,7 +64,7 @@ versions: install
 	$(PY) -m scripts.tsctl versions
 
 # The evaluation gate (scripts/lifecycle.py): VERSION against the running TorchServe's default.
-evaluate promote: install
+evaluate promote shadow: install
 	$(PY) -m scripts.lifecycle $@ $(VERSION)
 
 rollback: install

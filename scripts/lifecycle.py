@@ -3,6 +3,7 @@
     python -m scripts.lifecycle evaluate VERSION    # make evaluate VERSION=x: print the comparison table
     python -m scripts.lifecycle promote VERSION     # make promote VERSION=x: evaluate, then set-default or refuse
     python -m scripts.lifecycle rollback            # make rollback: the previous default back
+    python -m scripts.lifecycle shadow VERSION      # make shadow VERSION=x: x's workers at the lowest priority
 
 Both versions answer the same drawings through the running TorchServe (`make serve`; RUN_DIR, keys and
 ports as scripts/tsctl.py finds them), by version, with the inference key:
@@ -19,6 +20,12 @@ paired difference. A candidate exactly as good as the default is refused by chan
 0.13% per dataset (one-sided normal tail), ~0.4% over the three; the margin in accuracy is 3 sqrt(b + c)
 / n, and so shrinks with the sample: with the defaults and ~20 drawings read differently it is 0.67 pp
 on 2,000 MNIST digits and 0.54 pp on the 2,498 pen digits. Calibration (ECE) is reported, not gated.
+
+Shadow versions (web app's SHADOW_VERSION) double the model's CPU work, and on a machine with no idle
+core the copies would slow the answers: `make shadow` renices the version's workers (every thread) to 19,
+so the kernel runs them only on CPU time the default's workers leave. Workers TorchServe restarts come
+back at normal priority (run it again). Priority cannot be raised back without privileges, so `make
+promote` re-registers a reniced candidate (fresh workers) before it becomes the default.
 """
 
 import argparse
@@ -34,7 +41,7 @@ from pathlib import Path
 
 from bench.canvas_accuracy import drawings, mnist_drawings
 from scripts import default_history
-from scripts.tsctl import MODEL, ROOT, Fail, TorchServe, default_version, set_default
+from scripts.tsctl import MODEL, ROOT, Fail, TorchServe, default_version, register, set_default
 
 Z_REFUSE = 3.0  # McNemar's z above which a candidate is worse than the default (see the docstring)
 ECE_BINS = 15
@@ -163,8 +170,33 @@ def promote(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int) -> 
     if default_version(ts) == candidate:
         print(f"\nversion {candidate} is already the default")
         return 0
+    if any(os.getpriority(os.PRIO_PROCESS, pid) > 0 for pid in worker_pids(ts, candidate)):
+        print(f"\nversion {candidate} runs at low priority (a shadow): registering it afresh first")
+        ts.manage("DELETE", f"/models/{MODEL}/{candidate}")
+        register(ts, candidate)
     set_default(ts, candidate)
     print(f"\npromoted: version {candidate} is the default (`make rollback` returns to the previous one)")
+    return 0
+
+
+def worker_pids(ts: TorchServe, version: str) -> list[int]:
+    workers = ts.manage("GET", f"/models/{MODEL}/{version}")[0]["workers"]
+    return [w["pid"] for w in workers if w.get("pid", -1) > 1]  # -1: still starting
+
+
+def shadow(ts: TorchServe, version: str) -> int:
+    if version == default_version(ts):
+        raise Fail(f"version {version} is the default: a shadow must be another version")
+    pids = worker_pids(ts, version)
+    try:
+        for pid in pids:  # nice is per thread on Linux: every thread of the worker
+            for thread in Path(f"/proc/{pid}/task").iterdir():
+                os.setpriority(os.PRIO_PROCESS, int(thread.name), 19)
+    except (PermissionError, FileNotFoundError) as e:
+        raise Fail(f"cannot renice the workers of version {version}: {e}")
+    print(
+        f"version {version}: workers {sorted(pids)} at nice 19; now start the web app with SHADOW_VERSION={version}"
+    )
     return 0
 
 
@@ -185,7 +217,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["evaluate", "promote", "rollback"])
+    parser.add_argument("command", choices=["evaluate", "promote", "rollback", "shadow"])
     parser.add_argument("version", nargs="?", default=os.environ.get("VERSION", ""))
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("TS_RUN_DIR", ROOT / "run")))
     parser.add_argument("--config", type=Path, default=ROOT / "config.properties")
@@ -205,6 +237,8 @@ def main() -> int:
             return rollback(ts)
         if not args.version:
             raise Fail(f"which version? make {args.command} VERSION=x")
+        if args.command == "shadow":
+            return shadow(ts, args.version)
         if args.command == "promote":
             return promote(ts, args.version, args.mnist, args.pen, args.seed)
         evaluate(ts, args.version, args.mnist, args.pen, args.seed)  # informational: exit 0 either way

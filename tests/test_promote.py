@@ -9,6 +9,7 @@ import pytest
 
 from scripts.lifecycle import Score, ece, mcnemar
 from tests.stack import ROOT, archive
+from tests.test_traffic import version_workers
 from web.registry import model_versions
 
 # Smaller than the real gate (2,000 MNIST + 2,498 pen digits) to bound the suite's time, and still
@@ -58,10 +59,15 @@ def test_weak_version_refused_good_one_promoted_and_rolled_back(own_stack, model
     assert refused.stdout.count("WORSE") == 2
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
 
+    # 3.0 served as a shadow first: its workers at nice 19, which promote must not keep for a default.
+    assert make(stack, "shadow", "3.0").returncode == 0
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in version_workers(stack, "3.0")} == {19}
     promoted = make(stack, "promote", "3.0")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "promoted: version 3.0 is the default" in promoted.stdout and "WORSE" not in promoted.stdout
+    assert "registering it afresh" in promoted.stdout
     assert model_versions(stack.run_dir, "mnist")["default"] == "3.0"
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in version_workers(stack, "3.0")} == {0}
 
     back = make(stack, "rollback")
     assert back.returncode == 0, back.stderr

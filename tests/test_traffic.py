@@ -17,6 +17,7 @@ from bench.canvas_accuracy import drawings
 from bench.soak import Client
 from tests.stack import Stack, archive
 from tests.test_integration import post
+from tests.test_versions import make
 from web.app import Config, init_app
 
 # Rendered by the default registry's /metrics like any module-level metric of another module (feedback).
@@ -103,6 +104,9 @@ def wait_for_shadows(stack: Stack, expected: int, seconds: float = 60) -> dict:
 
 def test_shadow_agreement_is_counted_and_the_default_answers(web_with):
     stack = web_with(SHADOW_VERSION="2.0", SHADOW_LIMIT="64")
+    shadow = make(stack, "shadow", "2.0")  # its workers yield the CPU to the default's
+    assert shadow.returncode == 0, shadow.stderr
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in version_workers(stack, "2.0")} == {19}
     items = drawings(200, seed=5)
     client = Client(stack.web_url)
     answers = [client.predict(body) for _, body in items]
