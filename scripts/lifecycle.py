@@ -5,13 +5,13 @@
     python -m scripts.lifecycle rollback            # make rollback: the previous default back
     python -m scripts.lifecycle shadow VERSION      # make shadow VERSION=x: x's workers at the lowest priority
 
-Both versions answer the same drawings through the running TorchServe (`make serve`; RUN_DIR, keys and
+Both versions answer the same drawings through the running TorchServe (`make serve`; TS_RUN_DIR, keys and
 ports as scripts/tsctl.py finds them), by version, with the inference key:
   MNIST test    EVAL_MNIST (default 2,000) MNIST test digits, a fixed seeded sample, drawn on a canvas;
   pen digits    EVAL_PEN (default 0: all 2,498) digits of writers 21-30, never trained on, rendered as
                 bench/canvas_accuracy.py renders them;
   feedback      the feedback hold-out (train/feedback_data.py, FEEDBACK_DB), when there is one.
-About 9,000 requests with the defaults: ~1 minute on 2 cores.
+About 9,000 requests with the defaults: 67 s on the 2 cores here, busy with other work.
 
 The gate (promote): on each dataset, the paired drawings the default reads right and the candidate
 wrong (b) and the other way round (c) give McNemar's statistic z = (b - c) / sqrt(b + c). The candidate

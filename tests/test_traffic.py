@@ -182,3 +182,11 @@ async def test_metrics_renders_the_default_registry(aiohttp_client, tmp_path):
         assert name in families, sorted(families)
     assert families["digit_test_probe"].samples[0].value >= 1  # a module-level counter from elsewhere
     assert "process_cpu_seconds" in families  # the default registry's own collectors
+
+
+@pytest.mark.parametrize("percent", ["-1", "100.5"])
+def test_a_canary_share_outside_0_to_100_is_refused_at_start(monkeypatch, percent):
+    monkeypatch.setenv("CANARY_VERSION", "2.0")
+    monkeypatch.setenv("CANARY_PERCENT", percent)
+    with pytest.raises(ValueError, match="CANARY_PERCENT must be between 0 and 100"):
+        Config.from_env()
