@@ -1,5 +1,6 @@
 # Digit recognizer: `make run` does everything on a fresh clone, `make test` checks it.
-# Knobs (make VAR=value): ARCH, VERSION, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR, FEEDBACK_DB.
+# Knobs (make VAR=value): ARCH, VERSION, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR,
+# FEEDBACK_DB, EVAL_MNIST, EVAL_PEN (evaluation sizes).
 
 SHELL := /bin/bash
 PYTHON_SYSTEM ?= python3.11
@@ -18,8 +19,8 @@ FEEDBACK_EXPORT ?= build/feedback-export
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
-	bench bench-canvas bench-soak bench-hop bench-handler bench-equivalence clean image deploy-local \
-	undeploy-local bench-pod feedback-export
+	evaluate promote rollback shadow bench bench-canvas bench-soak bench-hop bench-shadow bench-handler \
+	bench-equivalence clean image deploy-local undeploy-local bench-pod feedback-export
 
 install: $(VENV)/.installed
 
@@ -69,6 +70,13 @@ register set-default unregister: install
 
 versions: install
 	$(PY) -m scripts.tsctl versions
+
+# The evaluation gate (scripts/lifecycle.py): VERSION against the running TorchServe's default.
+evaluate promote shadow: install
+	$(PY) -m scripts.lifecycle $@ $(VERSION)
+
+rollback: install
+	$(PY) -m scripts.lifecycle rollback
 
 test: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
@@ -123,6 +131,10 @@ bench-handler: install $(MODEL_DIR)/model.pt
 
 bench-equivalence: install
 	$(PY) -m bench.preprocess_equivalence
+
+# /predict's p50 with a shadow version set against without, alternating (bench/shadow_overhead.py).
+bench-shadow: install $(MODEL_DIR)/model.pt
+	$(PY) -m bench.shadow_overhead --model-dir $(MODEL_DIR)
 
 clean: stop
 	rm -rf build $(MODEL_STORE) run

@@ -25,6 +25,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from bench.soak import Client
 from train import pendigits
 
@@ -46,6 +49,31 @@ def drawings(
         png = pendigits.png_bytes(pendigits.render(drawing))
         items.append((digit.label, b"data:image/png;base64," + base64.b64encode(png)))
     return items
+
+
+def mnist_on_canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """An MNIST digit drawn the way a person fills a 280x280 canvas: black on white, some size, somewhere."""
+    side = int(rng.integers(120, 260))
+    ink = Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC)
+    canvas = Image.new("L", (280, 280), 0)
+    canvas.paste(ink, tuple(int(v) for v in rng.integers(0, 280 - side + 1, size=2)))
+    return pendigits.png_bytes(Image.eval(canvas, lambda v: 255 - v))
+
+
+def mnist_drawings(mnist_dir: str, limit: int, seed: int) -> list[tuple[int, bytes]]:
+    """A fixed, seeded sample of `limit` MNIST test digits (all 10,000 with 0), each drawn on a canvas."""
+    import torchvision
+
+    test = torchvision.datasets.MNIST(mnist_dir, train=False, download=True)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(test), size=limit, replace=False) if limit else range(len(test))
+    return [
+        (
+            int(test.targets[i]),
+            b"data:image/png;base64," + base64.b64encode(mnist_on_canvas(test.data[i].numpy(), rng)),
+        )
+        for i in picks
+    ]
 
 
 def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.Drawing:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from scripts import default_history
 from web.registry import latest_snapshot, read_properties, snapshot_models
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,8 +251,20 @@ def register(ts: TorchServe, version: str) -> None:
     print(ts.manage("POST", f"/models?url={mar}&synchronous=true")["status"])
 
 
+def default_version(ts: TorchServe) -> str:
+    return ts.manage("GET", f"/models/{MODEL}")[0]["modelVersion"]
+
+
+def set_default(ts: TorchServe, version: str) -> None:
+    """Make `version` the default and remember the one it replaces (for `make rollback`)."""
+    replaced = default_version(ts)
+    print(ts.manage("PUT", f"/models/{MODEL}/{version}/set-default")["status"])
+    if replaced != version:
+        default_history.push(ts.run_dir, replaced)
+
+
 def versions(ts: TorchServe) -> None:
-    default = ts.manage("GET", f"/models/{MODEL}")[0]["modelVersion"]
+    default = default_version(ts)
     for model in ts.manage("GET", f"/models/{MODEL}/all"):
         ready = sum(w.get("status") == "READY" for w in model.get("workers", []))
         mark = "*" if model["modelVersion"] == default else " "
@@ -289,7 +302,7 @@ def main() -> int:
         elif args.command == "unregister":
             print(ts.manage("DELETE", f"/models/{MODEL}/{args.version}")["status"])
         elif args.command == "set-default":
-            print(ts.manage("PUT", f"/models/{MODEL}/{args.version}/set-default")["status"])
+            set_default(ts, args.version)
         elif args.command == "versions":
             versions(ts)
     except Fail as e:

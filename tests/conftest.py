@@ -59,3 +59,16 @@ def own_stack(model_dir, tmp_path):
     running = Stack(tmp_path / "run", store).start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def weak_model_dir(tmp_path_factory) -> Path:
+    """A deliberately weak version: LeNet after 100 steps on MNIST alone (~87% on MNIST, ~70% on pen
+    digits), for the evaluation gate and shadow/canary tests. TEST_WEAK_MODEL_DIR skips the training."""
+    if os.environ.get("TEST_WEAK_MODEL_DIR"):
+        return Path(os.environ["TEST_WEAK_MODEL_DIR"]).resolve()
+    out = tmp_path_factory.mktemp("weak_model")
+    weak = {"ARCH": "lenet", "MAX_STEPS": "100", "PEN_COPIES": "0", "SEED": "0"}
+    env = {**os.environ, **weak, "MNIST_DIR": str(MNIST_DIR), "OUT_DIR": str(out)}
+    subprocess.run([sys.executable, "-m", "train.train"], cwd=ROOT, env=env, check=True, capture_output=True)
+    return out

@@ -143,7 +143,7 @@ BAD = {
     "version a path": (body(version="../../etc"), 400),
     "no image": (json.dumps({"label": 1, "predicted": 1, "version": "1.0"}).encode(), 400),
     "empty image": (body(image=""), 400),
-    "image not base64": (body(image="no*base64!"), 400),
+    "image not base64": (body(image="no*base64!"), 415),  # as /predict: text that is not an image
     "image of text": (body(image="data:text/plain;base64,aGVsbG8="), 415),
     "image not an image": (body(image=data_url(b"GIF89a but not really")), 415),
     "image too small": (body(image=data_url(png(Image.new("L", (4, 4))))), 400),

@@ -12,6 +12,7 @@ import pytest
 import torchvision
 from PIL import Image
 
+from bench.canvas_accuracy import mnist_on_canvas as as_canvas
 from tests.conftest import MNIST_DIR
 from train import pendigits
 
@@ -25,15 +26,6 @@ def post(url: str, body: bytes, content_type: str | None = "text/plain", headers
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
-
-
-def as_canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
-    """An MNIST digit drawn the way a person fills a 280x280 canvas: black on white, some size, somewhere."""
-    side = int(rng.integers(120, 260))
-    ink = Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC)
-    canvas = Image.new("L", (280, 280), 0)
-    canvas.paste(ink, tuple(int(v) for v in rng.integers(0, 280 - side + 1, size=2)))
-    return pendigits.png_bytes(Image.eval(canvas, lambda v: 255 - v))
 
 
 def data_url(png: bytes) -> bytes:

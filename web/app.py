@@ -20,8 +20,10 @@ from aiohttp import web
 from web.bodies import BodyError, drawing
 from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import DEFAULT_DB, FeedbackStore
+from web.metrics import metrics
 from web.registry import model_versions
 from web.tokens import KeyFile
+from web.traffic import Traffic, TrafficConfig
 
 STATIC = Path(__file__).parent / "static"
 OPENAPI = Path(__file__).parent / "openapi.yaml"  # the API contract, served as /api/openapi.json
@@ -41,6 +43,7 @@ class Config:
     connect_timeout: float = 0.5
     pool_size: int = 64
     feedback_db: str = DEFAULT_DB  # a SQLite path or a database URL (web/feedback_store.py)
+    traffic: TrafficConfig = TrafficConfig()  # canary and shadow versions (web/traffic.py)
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -53,6 +56,7 @@ class Config:
             run_dir=Path(env.get("TS_RUN_DIR", cls.run_dir)),
             timeout=float(env.get("WEB_TIMEOUT", cls.timeout)),
             feedback_db=env.get("FEEDBACK_DB", cls.feedback_db),
+            traffic=TrafficConfig.from_env(),
         )
 
 
@@ -60,6 +64,7 @@ CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 KEYS = web.AppKey("keys", KeyFile)
 SPEC = web.AppKey("spec", dict)
+TRAFFIC = web.AppKey("traffic", Traffic)
 
 
 async def client_session(app: web.Application):
@@ -72,6 +77,11 @@ async def client_session(app: web.Application):
         yield
 
 
+async def shadow_tasks(app: web.Application):
+    yield
+    await app[TRAFFIC].close()  # before the session closes under the copies still in flight
+
+
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -80,8 +90,7 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
-async def predict(request: web.Request) -> web.Response:
-    config, session, keys = request.app[CONFIG], request.app[SESSION], request.app[KEYS]
+async def predict(request: web.Request) -> web.StreamResponse:
     version = request.query.get("version", "")
     if version and not VERSION_RE.match(version):
         return error(400, "version must be letters, digits, '.', '_' or '-' (at most 64)")
@@ -91,6 +100,12 @@ async def predict(request: web.Request) -> web.Response:
         return error(400, str(e))
     if not body.strip():
         return error(400, "empty body: send the canvas as a data URL (canvas.toDataURL())")
+    return await request.app[TRAFFIC].answer(request, partial(forward, request.app, body), version)
+
+
+async def forward(app: web.Application, body: bytes, version: str) -> web.Response:
+    """The drawing to TorchServe (`version`, or the default for ""), its answer in our shape."""
+    config, session, keys = app[CONFIG], app[SESSION], app[KEYS]
     url = f"{config.inference_url}/predictions/{config.model}" + (f"/{version}" if version else "")
     try:
         for attempt in range(2):
@@ -222,6 +237,8 @@ def init_app(config: Config) -> web.Application:
     versions = partial(model_versions, config.run_dir, config.model)
     app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions)
     app.cleanup_ctx.append(open_feedback_store)
+    app[TRAFFIC] = Traffic(config.traffic)
+    app.cleanup_ctx.append(shadow_tasks)  # after the session: copies are drained before it closes
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_post("/predict", predict)
@@ -230,6 +247,7 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_post("/api/feedback", post_feedback)
+    app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", STATIC)
     return app
 

@@ -1,0 +1,38 @@
+"""The web app's Prometheus metrics, rendered at GET /metrics with everything else in the default registry.
+
+Metrics are module-level (one set per process, as Prometheus expects): many apps in one process (the
+tests) share them, so compare before/after rather than absolute values. Labels take only bounded values:
+`version` is what the handler's answer says (a registered version) or "-" when no version answered, never
+the ?version= a client typed.
+"""
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+PREDICTIONS = Counter(
+    "digit_predictions",
+    "/predict answers by the version that answered ('-': none did), how it was chosen (default, canary, "
+    "pinned by ?version=) and HTTP status",
+    ["version", "route", "status"],
+)
+# Buckets around what a prediction takes here (4-15 ms, README "Performance"), up to the 5 s timeout.
+LATENCY = Histogram(
+    "digit_predict_seconds",
+    "Time from forwarding a drawing to TorchServe to having its answer, by route",
+    ["route"],
+    buckets=(0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CANARY = Counter(
+    "digit_canary_requests", "Requests without ?version= sent to the canary version", ["version"]
+)
+SHADOW = Counter(
+    "digit_shadow_requests",
+    "Copies sent to the shadow version, by outcome: agree / disagree (same digit as the default's answer "
+    "or not), failed (no answer), dropped (too many copies in flight)",
+    ["version", "outcome"],
+)
+SHADOW_IN_FLIGHT = Gauge("digit_shadow_in_flight", "Shadow copies waiting for their answer")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})

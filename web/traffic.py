@@ -1,0 +1,112 @@
+"""Which version answers a /predict (default, canary or ?version=), and the shadow copy.
+
+CANARY_VERSION=x CANARY_PERCENT=n: that share of requests without ?version= go to x (the answer names
+the version that answered, as always). SHADOW_VERSION=x: the default answers; once the answer is written
+out, a copy of the drawing goes to x in a background task and the two digits are compared (counted in
+web/metrics.py). At most SHADOW_LIMIT copies wait at once; past that a copy is dropped, not queued, so a
+slow or hung shadow version can never pile up work (or memory) here.
+"""
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from web.metrics import CANARY, LATENCY, PREDICTIONS, SHADOW, SHADOW_IN_FLIGHT
+
+Send = Callable[[str], Awaitable[web.Response]]  # send(version or "" for the default) -> the relayed answer
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    canary_version: str = ""
+    canary_percent: float = 0.0
+    shadow_version: str = ""
+    shadow_limit: int = 8  # copies in flight; a copy takes ~5 ms, so 8 is ~1,600 req/s of headroom
+
+    @classmethod
+    def from_env(cls) -> "TrafficConfig":
+        env = os.environ
+        config = cls(
+            canary_version=env.get("CANARY_VERSION", ""),
+            canary_percent=float(env.get("CANARY_PERCENT", 0)),
+            shadow_version=env.get("SHADOW_VERSION", ""),
+            shadow_limit=int(env.get("SHADOW_LIMIT", cls.shadow_limit)),
+        )
+        if not 0 <= config.canary_percent <= 100:
+            raise ValueError(f"CANARY_PERCENT must be between 0 and 100, not {config.canary_percent}")
+        return config
+
+
+class Traffic:
+    def __init__(self, config: TrafficConfig):
+        self.config = config
+        self.random = random.Random()
+        self.shadows: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+    def route(self, version: str) -> tuple[str, str]:
+        """(version to ask, "" for the default; how it was chosen)."""
+        if version:
+            return version, "pinned"
+        canary = self.config.canary_version
+        if canary and self.random.random() * 100 < self.config.canary_percent:
+            CANARY.labels(canary).inc()
+            return canary, "canary"
+        return "", "default"
+
+    async def answer(self, request: web.Request, send: Send, version: str) -> web.StreamResponse:
+        routed, route = self.route(version)
+        started = time.perf_counter()
+        response = await send(routed)
+        LATENCY.labels(route).observe(time.perf_counter() - started)
+        answer = _json(response)
+        PREDICTIONS.labels(answer.get("version", "-"), route, str(response.status)).inc()
+        if route == "default" and self.config.shadow_version and response.status == 200:
+            await response.prepare(request)
+            await response.write_eof()  # the answer is on its way before the copy is even made
+            self.shadow(send, answer.get("digit"))
+        return response
+
+    def shadow(self, send: Send, digit: int | None) -> None:
+        version = self.config.shadow_version
+        if len(self.shadows) >= self.config.shadow_limit:
+            SHADOW.labels(version, "dropped").inc()
+            return
+        task = asyncio.create_task(self._compare(send, version, digit))
+        self.shadows.add(task)
+        task.add_done_callback(self.shadows.discard)
+
+    async def _compare(self, send: Send, version: str, digit: int | None) -> None:
+        SHADOW_IN_FLIGHT.inc()
+        try:
+            response = await send(version)
+        except Exception:  # whatever goes wrong with a copy stays with the copy
+            response = None
+        finally:
+            SHADOW_IN_FLIGHT.dec()
+        if response is None or response.status != 200:
+            outcome = "failed"
+        else:
+            outcome = "agree" if _json(response).get("digit") == digit else "disagree"
+        SHADOW.labels(version, outcome).inc()
+
+    async def close(self, grace: float = 2.0) -> None:
+        """On shutdown: let copies in flight finish for a moment, then cancel the rest."""
+        if self.shadows:
+            _, pending = await asyncio.wait(set(self.shadows), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _json(response: web.Response) -> dict:
+    try:
+        answer = json.loads(response.body)
+    except (TypeError, ValueError):
+        return {}
+    return answer if isinstance(answer, dict) else {}
