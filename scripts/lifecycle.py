@@ -42,6 +42,7 @@ from pathlib import Path
 from bench.canvas_accuracy import drawings, mnist_drawings
 from scripts import default_history
 from scripts.tsctl import MODEL, ROOT, Fail, TorchServe, default_version, register, set_default
+from train.feedback_data import holdout_drawings
 
 Z_REFUSE = 3.0  # McNemar's z above which a candidate is worse than the default (see the docstring)
 ECE_BINS = 15
@@ -71,11 +72,6 @@ def datasets(mnist: int, pen: int, seed: int) -> dict[str, list[tuple[int, bytes
 
 
 def feedback_holdout(db_url: str) -> list[tuple[int, bytes]]:
-    try:
-        from train.feedback_data import holdout_drawings
-    except ImportError:
-        print("feedback hold-out: skipped (train/feedback_data.py is not there)")
-        return []
     if "://" not in db_url and not Path(db_url).exists():
         print(f"feedback hold-out: skipped ({db_url} does not exist)")
         return []
