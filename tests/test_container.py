@@ -57,8 +57,10 @@ def get(url: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def post(url: str, body: bytes, content_type: str = "text/plain") -> tuple[int, str, dict]:
-    request = urllib.request.Request(url + "/predict", data=body, headers={"Content-Type": content_type})
+def post(
+    url: str, body: bytes, content_type: str = "text/plain", path: str = "/predict"
+) -> tuple[int, str, dict]:
+    request = urllib.request.Request(url + path, data=body, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers["Content-Type"], json.loads(response.read())
@@ -163,6 +165,25 @@ def test_pod_answers_bad_input_with_its_4xx_json(pod):
     status, _, body = post(pod["url"], b"x" * (2 * 1024 * 1024))
     assert status == 413 and body["error"]
     assert get(pod["url"] + "/readyz") == (200, {"status": "ready"})  # nothing of that hurt the pod
+
+
+def test_feedback_is_stored_in_the_pod_despite_its_read_only_root_filesystem(pod):
+    """FEEDBACK_DB lies on the manifest's feedback volume: without it the store cannot open (503)."""
+    label, data_url = drawings(limit=1, seed=1)[0]
+    status, _, answer = post(pod["url"], data_url)
+    assert status == 200
+    feedback = {
+        "image": data_url.decode(),
+        "label": label,
+        "predicted": answer["digit"],
+        "version": answer["version"],
+    }
+    ids = []
+    for _ in range(2):
+        status, _, body = post(pod["url"], json.dumps(feedback).encode(), "application/json", "/api/feedback")
+        assert status == 201, body
+        ids.append(body["id"])
+    assert ids[1] == ids[0] + 1
 
 
 def test_torchserve_ports_are_not_reachable_from_the_host(pod):
