@@ -48,6 +48,11 @@ def draw(digit: np.ndarray, rng: random.Random, canvas: int = CANVAS) -> Image.I
     return Image.fromarray((255 - page * 255).round().astype(np.uint8))
 
 
+def render_seed(split: str, index: int) -> int:
+    """The seed of image `index` of MNIST's `split` file: bench/canvas_accuracy.py --mnist draws the same."""
+    return (RENDER_SEED * 10 + SPLITS[split]) * 100_000 + index
+
+
 def _through_pipeline(job):
     digit, seed = job
     try:
@@ -60,8 +65,7 @@ def through_pipeline(images: np.ndarray, indices: np.ndarray, split: str) -> tup
     """(28x28 uint8 images as serving would feed them, ok flags) of images[indices], cached on disk."""
 
     def compute():
-        base = (RENDER_SEED * 10 + SPLITS[split]) * 100_000
-        jobs = [(images[i], base + int(i)) for i in indices]
+        jobs = [(images[i], render_seed(split, int(i))) for i in indices]
         with Pool(os.cpu_count()) as pool:
             out = pool.map(_through_pipeline, jobs, chunksize=512)
         return {"images": np.stack([o[0] for o in out]), "ok": np.array([o[1] for o in out])}

@@ -29,10 +29,10 @@ class ChecksumError(RuntimeError):
     pass
 
 
-def download(dest: Path, url: str = URL, sha256: str = SHA256) -> Path | None:
+def download(dest: Path, url: str | None = None, sha256: str = SHA256) -> Path | None:
     """Fetch, unpack and check the file into dest. None (after one line saying so) when there is no
     network; ChecksumError, and nothing written, when what arrived is not the expected file."""
-    print(f"pen digits: downloading {url}", flush=True)
+    url = url or URL
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
             archive = response.read()
@@ -53,5 +53,5 @@ def download(dest: Path, url: str = URL, sha256: str = SHA256) -> Path | None:
     partial = dest.with_suffix(f".{os.getpid()}.part")
     partial.write_bytes(data)
     partial.replace(dest)
-    print(f"pen digits: checked and saved as {dest}", flush=True)
+    print(f"pen digits: downloaded {url}, checksum right, saved as {dest}", flush=True)
     return dest

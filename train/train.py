@@ -53,6 +53,7 @@ MNIST_SUBSET = int(os.environ.get("MNIST_SUBSET", 0))
 # Mixed precision for the training passes (evaluation and export stay float32): "auto" is float16 on CUDA,
 # bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX: 1.5x faster steps here), off elsewhere.
 AMP = os.environ.get("AMP", "auto")  # auto | bf16 | fp16 | off
+THREADS = int(os.environ.get("THREADS", 0))  # CPU threads for training; 0: one per core
 # -----------------------------------------------------------------------------------------------------
 
 # TorchScript is deprecated upstream (torch 2.14) and says so on script/save; we use it knowingly.
@@ -132,7 +133,8 @@ def main():
     torch.manual_seed(SEED)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        # THREADS=1 when the machine is shared: oversubscribed intra-op threads wait on each other.
+        torch.set_num_threads(THREADS or os.cpu_count() or 1)
     # channels_last is what oneDNN's CPU convolutions (and tensor cores) run fastest on.
     memory_format = torch.channels_last
     started = time.time()
