@@ -5,6 +5,7 @@ Also what `make train` says when MNIST cannot be downloaded."""
 import functools
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,6 +19,8 @@ from train import pen_data, pen_download, pendigits
 
 def uci_archive(path, content: bytes):
     """A zip as UCI serves it: the strokes file compressed by `compress`, beside the other files."""
+    if shutil.which("compress") is None:
+        pytest.fail("Unix `compress` not found: install Debian's `ncompress` (.ci/run does)")
     compressed = subprocess.run(["compress", "-c"], input=content, capture_output=True, check=True).stdout
     assert compressed[:2] == b"\x1f\x9d"  # LZW's magic: what unlzw3 must decode
     with zipfile.ZipFile(path, "w") as z:
