@@ -4,11 +4,16 @@ browser canvas draws them, sent as data URLs through the real web app's /predict
     python -m bench.canvas_accuracy                    # own stack serving build/convnet, all held-out digits
     python -m bench.canvas_accuracy --url http://127.0.0.1:5500 --limit 500
     python -m bench.canvas_accuracy --in-process build/convnet/model.pt --writers trainable   # for tuning
+    python -m bench.canvas_accuracy --mnist            # MNIST's 10,000 test digits drawn on canvases instead
 
 Each digit of writers 21-30 (train/pendigits.py HELD_OUT_WRITERS: training only ever sees writers 1-20)
 is laid out on a 280x280 canvas with a random brush of 8-20 px, a height of 35-85% of the canvas and
 a random position (fixed seed), rendered with round caps and joins, antialiased, black on white.
-Prints accuracy overall and per digit, and the worst confusions.
+Prints accuracy overall and per digit, the worst confusions, and how honest the probabilities are:
+mean top probability against accuracy, and the expected calibration error (15 bins).
+
+--mnist draws MNIST's test digits on the canvas instead (train/mnist_canvas.py, the same renders that
+training's test_canvas_accuracy scores in-process), to compare with the raw 28x28 test accuracy.
 
 --in-process skips the servers: the same handler.preprocess.preprocess on the same data URLs, then the
 TorchScript model. It is for quick tuning (use --writers trainable: tuning on the held-out writers would
@@ -19,6 +24,7 @@ is the one through the real stack.
 import argparse
 import base64
 import collections
+import os
 import random
 import tempfile
 import time
@@ -29,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from bench.soak import Client
-from train import pendigits
+from train import mnist_canvas, pendigits
 
 WRITERS = {"held-out": pendigits.held_out, "trainable": pendigits.trainable}
 
@@ -60,20 +66,22 @@ def mnist_on_canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return pendigits.png_bytes(Image.eval(canvas, lambda v: 255 - v))
 
 
-def mnist_drawings(mnist_dir: str, limit: int, seed: int) -> list[tuple[int, bytes]]:
-    """A fixed, seeded sample of `limit` MNIST test digits (all 10,000 with 0), each drawn on a canvas."""
+def mnist_drawings(mnist_dir: str, limit: int | None, seed: int) -> list[tuple[int, bytes]]:
+    """MNIST test digits drawn on a 280x280 canvas as training's test_canvas figure draws them."""
     import torchvision
 
-    test = torchvision.datasets.MNIST(mnist_dir, train=False, download=True)
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(test), size=limit, replace=False) if limit else range(len(test))
-    return [
-        (
-            int(test.targets[i]),
-            b"data:image/png;base64," + base64.b64encode(mnist_on_canvas(test.data[i].numpy(), rng)),
-        )
-        for i in picks
-    ]
+    test = torchvision.datasets.MNIST(mnist_dir, train=False)
+    indices = (
+        range(len(test.data))
+        if not limit
+        else sorted(random.Random(seed).sample(range(len(test.data)), limit))
+    )
+    items = []
+    for i in indices:
+        canvas = mnist_canvas.draw(test.data[i].numpy(), random.Random(mnist_canvas.render_seed("test", i)))
+        png = pendigits.png_bytes(canvas)
+        items.append((int(test.targets[i]), b"data:image/png;base64," + base64.b64encode(png)))
+    return items
 
 
 def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.Drawing:
@@ -88,13 +96,16 @@ def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.
     return drawing
 
 
-def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list[tuple[int, int | None]]:
-    """(label, digit read or None for an error) per drawing, through the web app at url."""
+Result = tuple[int, int | None, list[float] | None]  # label, digit read (None: refused), probabilities
+
+
+def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list[Result]:
+    """(label, digit read or None for an error, probabilities) per drawing, through the web app at url."""
 
     def run(chunk):
         client = Client(url)
         return [
-            (label, answer.get("digit"))
+            (label, answer.get("digit"), answer.get("probabilities"))
             for label, (status, answer) in ((lbl, client.predict(b)) for lbl, b in chunk)
         ]
 
@@ -103,7 +114,7 @@ def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list
         return [pair for part in pool.map(run, chunks) for pair in part]
 
 
-def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> list[tuple[int, int | None]]:
+def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> list[Result]:
     """The same preprocess() and model without the servers; prints preprocess() time per data URL."""
     import warnings
 
@@ -128,8 +139,10 @@ def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> lis
     good = [i for i, image in enumerate(images) if image is not None]
     with torch.inference_mode():
         batch = torch.from_numpy(np.stack([images[i] for i in good])).unsqueeze(1)
-        reads = dict(zip(good, model(batch).argmax(1).tolist(), strict=True))
-    results = [(label, reads.get(i)) for i, (label, _) in enumerate(items)]
+        probabilities = dict(zip(good, torch.softmax(model(batch), 1).tolist(), strict=True))
+    results = [(label, None, None) for label, _ in items]
+    for i, p in probabilities.items():
+        results[i] = (items[i][0], max(range(10), key=p.__getitem__), p)
     ms = np.array(seconds) * 1000
     print(
         f"preprocess() per 280x280 PNG data URL: median {np.median(ms):.3f} ms, p90 {np.percentile(ms, 90):.3f} ms"
@@ -137,20 +150,42 @@ def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> lis
     return results
 
 
-def report(results: list[tuple[int, int | None]], writers: str = "held-out") -> float:
-    right = sum(label == read for label, read in results)
-    names = "writers 21-30, never trained on" if writers == "held-out" else "writers 1-20, for tuning"
-    print(f"{writers} pen digits ({names}): {right}/{len(results)} = {right / len(results):.2%}")
+def report(results: list[Result], writers: str = "held-out") -> float:
+    right = sum(label == read for label, read, _ in results)
+    names = {
+        "held-out": "held-out pen digits (writers 21-30, never trained on)",
+        "trainable": "trainable pen digits (writers 1-20, for tuning)",
+        "mnist": "MNIST test digits drawn on canvases",
+    }[writers]
+    print(f"{names}: {right}/{len(results)} = {right / len(results):.2%}")
     per_digit = collections.defaultdict(lambda: [0, 0])
-    for label, read in results:
+    for label, read, _ in results:
         per_digit[label][0] += label == read
         per_digit[label][1] += 1
     print("  per digit: " + "  ".join(f"{d}: {r / n:.1%}" for d, (r, n) in sorted(per_digit.items())))
-    confusions = collections.Counter((label, read) for label, read in results if label != read)
+    confusions = collections.Counter((label, read) for label, read, _ in results if label != read)
     print("  worst confusions (drawn -> read, count):")
     for (label, read), count in confusions.most_common(8):
         print(f"    {label} -> {'error' if read is None else read}: {count}")
+    calibration(results)
     return right / len(results)
+
+
+def calibration(results: list[Result]) -> None:
+    """Mean top probability against accuracy, and the ECE (15 bins; a refused drawing is a wrong answer
+    given with probability 1, the most a refusal could claim)."""
+    import torch
+
+    from train.calibration import expected_calibration_error
+
+    probabilities = torch.tensor([p if p is not None else [1.0] + [0.0] * 9 for _, _, p in results])
+    labels = torch.tensor([label if p is not None else -1 for label, _, p in results])
+    top = probabilities.max(1).values
+    print(
+        f"  calibration: mean top probability {top.mean():.2%}, ECE (15 bins) "
+        f"{expected_calibration_error(probabilities, labels):.2%}; {(top < 0.8).float().mean():.2%} of answers "
+        "below 80% (the page's 'not sure')"
+    )
 
 
 def main() -> None:
@@ -161,13 +196,18 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("build/convnet"))
     parser.add_argument("--in-process", type=Path, metavar="MODEL_PT", help="no servers: preprocess + model")
     parser.add_argument("--writers", choices=sorted(WRITERS), default="held-out")
+    parser.add_argument("--mnist", action="store_true", help="MNIST's test digits drawn on canvases instead")
+    parser.add_argument("--mnist-dir", default=os.environ.get("MNIST_DIR", "data"))
     parser.add_argument("--limit", type=int, help="a random sample of this many digits (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--stray-tap", action="store_true", help="add one tap of the brush clear of each digit"
     )
     args = parser.parse_args()
-    items = drawings(args.limit, args.seed, args.writers, args.stray_tap)
+    if args.mnist:
+        items, args.writers = mnist_drawings(args.mnist_dir, args.limit, args.seed), "mnist"
+    else:
+        items = drawings(args.limit, args.seed, args.writers, args.stray_tap)
     if args.stray_tap:
         print("each digit with one stray tap of the brush, clear of the digit")
     if args.in_process:

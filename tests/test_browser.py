@@ -7,8 +7,10 @@ Screenshots go to artifacts/browser/. UPDATE_SCREENSHOT=1 also writes docs/scree
 
 import base64
 import io
+import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -49,6 +51,11 @@ PEN_DIGITS_MAY_DISAGREE = 2
 # A floor for the product as a whole, whatever model serves (chance is 3/30): a model that reads 88% of
 # pen digits, like the quick one, gets 21 or fewer of 30 right 0.7% of the time; a broken page far more.
 PEN_DIGITS_MIN_RIGHT = 22
+
+# The page's "not sure" threshold, read from the page's own script (one source of truth).
+NOT_SURE_BELOW = float(
+    re.search(r"const NOT_SURE_BELOW = ([\d.]+);", (ROOT / "web" / "static" / "app.js").read_text()).group(1)
+)
 
 INK_PIXELS = """() => {
   const c = document.getElementById("canvas");
@@ -240,6 +247,9 @@ def test_answer_shows_bars_preview_and_version(stack, visit):
             break
     assert shown["digit"] == str(answer["digit"]) and shown["details"]
     assert f"model version {answer['version']}" in shown["summary"]
+    # The real answer's own probabilities decide between "N% sure" and "not sure".
+    top = max(answer["probabilities"])
+    assert shown["summary"].startswith("Not sure: " if top < NOT_SURE_BELOW else f"{round(100 * top)}% sure.")
 
     bars = v.page.locator("#bars li")
     assert bars.count() == 10
@@ -508,3 +518,48 @@ def test_pen_pressure_makes_the_line_heavier(stack, visit):
         draw_with_pen(cdp, stroke, 0.5)
     shown = settled(page)
     assert shown["message"] == "" and shown["digit"] is not None, shown
+
+
+def crafted_answer(probabilities: dict[int, float]) -> dict:
+    """A /predict answer as the handler writes it, with chosen probabilities (the rest share what is left)."""
+    rest = (1 - sum(probabilities.values())) / (10 - len(probabilities))
+    p = [probabilities.get(d, rest) for d in range(10)]
+    ink = base64.b64encode(bytes(784)).decode()
+    return {
+        "digit": max(range(10), key=p.__getitem__),
+        "probabilities": p,
+        "version": "1.0",
+        "input_28x28": ink,
+    }
+
+
+def result_mark(page) -> str:
+    return page.eval_on_selector("#result", "e => getComputedStyle(e, '::after').content")
+
+
+def test_an_unsure_answer_says_not_sure_and_shows_the_two_best_guesses(stack, visit):
+    v = visit(stack)
+    page = v.page
+    answers = [crafted_answer({4: 0.55, 9: 0.37}), crafted_answer({7: 0.96})]
+    page.route(
+        "**/predict*",
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(answers.pop(0))
+        ),
+    )
+    draw_with_mouse(page, pen_drawings(1, seed=3)[0])
+    shown = settled(page)
+    assert 0.55 < NOT_SURE_BELOW < 0.96  # the two answers fall on either side of the threshold
+    assert shown["summary"].startswith("Not sure: 4 (55%) or 9 (37%)."), shown
+    assert shown["digit"] == "4" and shown["text"] == "4" and result_mark(page) == '"?"'
+    assert page.locator("#bars li.winner .digit").text_content() == "4"
+    assert page.locator("#bars li.runner-up .digit").text_content() == "9"
+    assert page.get_attribute("#bars li.runner-up", "aria-label") == "9: 37%, the other guess"
+    v.screenshot("not-sure")
+
+    page.click("#clear")
+    draw_with_mouse(page, pen_drawings(1, seed=4)[0])
+    shown = settled(page)
+    assert shown["summary"].startswith("96% sure."), shown
+    assert shown["digit"] == "7" and result_mark(page) in ("none", "normal")
+    assert page.locator("#bars li.runner-up").count() == 0

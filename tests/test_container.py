@@ -147,11 +147,11 @@ def test_pod_reads_real_drawings_as_well_as_the_process_stack(pod, stack):
     """The same 1,000 held-out pen digits through the pod and through the process stack, in this run."""
     items = drawings(limit=1000, seed=0)
     in_pod, on_host = evaluate(pod["url"], items), evaluate(stack.web_url, items)
-    pod_right = sum(label == read for label, read in in_pod)
-    host_right = sum(label == read for label, read in on_host)
-    agree = sum(a == b for (_, a), (_, b) in zip(in_pod, on_host, strict=True))
+    pod_right = sum(label == read for label, read, _ in in_pod)
+    host_right = sum(label == read for label, read, _ in on_host)
+    agree = sum(a[1] == b[1] for a, b in zip(in_pod, on_host, strict=True))
     print(f"\npod {pod_right / 10:.1f}%, process stack {host_right / 10:.1f}%, same answer {agree / 10:.1f}%")
-    assert None not in {read for _, read in in_pod}  # every drawing answered
+    assert None not in {read for _, read, _ in in_pod}  # every drawing answered
     assert pod_right >= host_right - 5  # within 0.5 points
     assert agree >= 990  # same model, same handler: the same reading, give or take a float's last bits
     assert pod_right >= 900

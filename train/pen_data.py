@@ -1,39 +1,86 @@
 """Real pen digits as extra training data: the hooked 1s, open 4s and flat-topped 7s that people
 draw and MNIST's writers rarely did.
 
-Only the trainable writers (1-20) are used; writers 21-30 stay held out for bench/canvas_accuracy.py.
+Only the trainable writers (1-20) are trained on; writers 21-30 stay held out, rendered here only to
+measure (accuracy and calibration in metrics.json, the same drawings as bench/canvas_accuracy.py).
 Each digit is laid out on a 280x280 canvas PEN_COPIES times (random brush, size, position), rendered
 and turned into 28x28 by handler/preprocess.py, the serving code itself, so training sees exactly
-what the model will be fed. Without the pen-digit file (PEN_DIGITS) training uses MNIST alone.
+what the model will be fed. Renders are cached on disk (train/cache.py).
+
+Without the file (PEN_DIGITS, ../shared/pen-digits, data/pen-digits) it is downloaded from UCI
+(train/pen_download.py); with no network, training uses MNIST alone.
 """
 
 import os
 import random
+import sys
 from multiprocessing import Pool
 
 import numpy as np
 import torch
 
 from handler.preprocess import ink_map, to_mnist
-from train import pendigits
+from train import cache, pen_download, pendigits
 
 PEN_COPIES = int(os.environ.get("PEN_COPIES", 4))
+RENDER_SEED = 7  # renders do not depend on the training seed, so all seeds share one cache
 
 
 def _to_28x28(args):
-    digit, seed = args
-    drawing = pendigits.layout(digit, random.Random(seed))
-    # 2x supersampling is antialiasing enough at 28x28 and renders twice as fast as 4x.
-    ink = ink_map(pendigits.render(drawing, supersample=2))
-    return (to_mnist(ink) * 255).round().astype(np.uint8)
+    drawing, supersample = args
+    return (
+        (to_mnist(ink_map(pendigits.render(drawing, supersample=supersample))) * 255).round().astype(np.uint8)
+    )
 
 
-def pen_training_set(seed: int):
+def _render_all(drawings, supersample):
+    with Pool(os.cpu_count()) as pool:
+        return np.stack(pool.map(_to_28x28, [(d, supersample) for d in drawings], chunksize=128))
+
+
+def available() -> bool:
+    """The pen-digit file is there, or has just been downloaded into data/."""
+    if pendigits.PATH.exists():
+        return True
+    if os.environ.get("PEN_DIGITS"):
+        print(f"pen digits: PEN_DIGITS={pendigits.PATH} does not exist: training on MNIST alone")
+        return False
+    return pen_download.download(pendigits.PATH) is not None
+
+
+def pen_training_set():
     """(images uint8 N x 28 x 28, labels) of rendered trainable pen digits, or None without the file."""
-    if not pendigits.PATH.exists() or PEN_COPIES <= 0:
+    if PEN_COPIES <= 0 or not available():
         return None
     digits = pendigits.trainable(pendigits.load()) * PEN_COPIES
-    jobs = [(digit, seed * 1_000_003 + i) for i, digit in enumerate(digits)]
-    with Pool(os.cpu_count()) as pool:
-        images = pool.map(_to_28x28, jobs, chunksize=256)
-    return torch.from_numpy(np.stack(images)), torch.tensor([d.label for d in digits])
+
+    def compute():
+        # 2x supersampling is antialiasing enough at 28x28 and renders twice as fast as 4x.
+        drawings = [
+            pendigits.layout(d, random.Random(RENDER_SEED * 1_000_003 + i)) for i, d in enumerate(digits)
+        ]
+        return {"images": _render_all(drawings, 2), "labels": np.array([d.label for d in digits])}
+
+    key = cache.key(sys.modules[__name__], pendigits, copies=PEN_COPIES, file=pendigits.PATH.stat().st_size)
+    arrays = cache.cached("pen-train", key, compute)
+    return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
+
+
+def pen_held_out_set():
+    """Writers 21-30 as bench/canvas_accuracy.py draws them (layouts from one Random(0), 4x supersampled),
+    to measure only; None without the file."""
+    if not pendigits.PATH.exists():
+        return None
+    digits = pendigits.held_out(pendigits.load())
+
+    def compute():
+        rng = random.Random(0)
+        drawings = [pendigits.layout(d, rng) for d in digits]
+        return {
+            "images": _render_all(drawings, pendigits.SUPERSAMPLE),
+            "labels": np.array([d.label for d in digits]),
+        }
+
+    key = cache.key(sys.modules[__name__], pendigits, file=pendigits.PATH.stat().st_size)
+    arrays = cache.cached("pen-held-out", key, compute)
+    return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])

@@ -18,8 +18,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent.parent / "shared" / "pen-digits" / "pendigits-orig.tra"
-PATH = Path(os.environ.get("PEN_DIGITS", DEFAULT_PATH))
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_PATH = ROOT.parent / "shared" / "pen-digits" / "pendigits-orig.tra"
+DATA_PATH = ROOT / "data" / "pen-digits" / "pendigits-orig.tra"  # where train/pen_download.py puts it
+# PEN_DIGITS if set, else the team's shared copy, else data/ (downloaded there by `make train`).
+PATH = Path(os.environ.get("PEN_DIGITS") or (SHARED_PATH if SHARED_PATH.exists() else DATA_PATH))
 HELD_OUT_WRITERS = set(range(21, 31))  # writers 21..30: never trained on, the benchmark's part
 CANVAS = 280
 SUPERSAMPLE = 4  # draw 4x larger and shrink: the antialiasing a canvas does

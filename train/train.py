@@ -5,15 +5,22 @@
     MAX_STEPS=200 python -m train.train              # or cap the steps (the schedule fits itself to them)
     FEEDBACK_DB=data/feedback.sqlite3 python -m train.train   # plus the page's feedback, less its hold-out
 
-Configuration comes from the environment; every knob and its default is right below. The validation
-split is carved from the 60k training images (seeded) and picks the best checkpoint; the test set is
-looked at once, at the end. Writes OUT_DIR/model.pt (TorchScript), metrics.json and curves.png.
+Configuration comes from the environment; every knob and its default is right below. Train what we
+serve: every image, MNIST's included, is drawn on a canvas and read back by handler/preprocess.py
+(train/mnist_canvas.py, train/pen_data.py; cached in build/cache after the first run). The validation
+split is carved from the 60k training images (seeded), picks the best checkpoint and fits the
+temperature baked into the export (train/calibration.py); the test set is looked at once, at the end,
+both as MNIST's own 28x28 images and drawn on canvases. Writes OUT_DIR/model.pt (TorchScript),
+metrics.json and curves.png.
 """
 
+import contextlib
 import copy
+import io
 import json
 import math
 import os
+import sys
 import time
 import warnings
 
@@ -24,8 +31,10 @@ from tqdm import tqdm
 
 from model import build_model, count_flops
 from train.augment import augment
+from train.calibration import Temperature, expected_calibration_error, fit_temperature
 from train.feedback_data import feedback_training_set
-from train.pen_data import pen_training_set
+from train.mnist_canvas import through_pipeline
+from train.pen_data import pen_held_out_set, pen_training_set
 
 # ---- configuration (env var overrides) -------------------------------------------------------------
 ARCH = os.environ.get("ARCH", "convnet")
@@ -41,9 +50,12 @@ LABEL_SMOOTHING = float(os.environ.get("LABEL_SMOOTHING", 0.1))
 EMA_DECAY = float(os.environ.get("EMA_DECAY", 0.999))  # evaluate and export the weights' moving average
 EVAL_EVERY = int(os.environ.get("EVAL_EVERY", 1000))  # steps; also at the end of every epoch
 VAL_SIZE = int(os.environ.get("VAL_SIZE", 5000))
+# > 0: train on this many MNIST images only (the tests' quick model: fewer to render on a cold cache).
+MNIST_SUBSET = int(os.environ.get("MNIST_SUBSET", 0))
 # Mixed precision for the training passes (evaluation and export stay float32): "auto" is float16 on CUDA,
 # bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX: 1.5x faster steps here), off elsewhere.
 AMP = os.environ.get("AMP", "auto")  # auto | bf16 | fp16 | off
+THREADS = int(os.environ.get("THREADS", 0))  # CPU threads for training; 0: one per core
 # -----------------------------------------------------------------------------------------------------
 
 # TorchScript is deprecated upstream (torch 2.14) and says so on script/save; we use it knowingly.
@@ -53,23 +65,59 @@ warnings.filterwarnings(
 
 
 def load_mnist(device):
-    """All of MNIST as uint8 tensors in memory: no DataLoader, no per-sample transforms."""
-    train = torchvision.datasets.MNIST(MNIST_DIR, train=True, download=True)
-    test = torchvision.datasets.MNIST(MNIST_DIR, train=False, download=True)
+    """MNIST and pen digits as uint8 tensors in memory (no DataLoader, no per-sample transforms): fit,
+    val and test as the serving preprocessing gives them, and MNIST's own 28x28 test images."""
+    train, test = mnist(train=True), mnist(train=False)
     order = torch.randperm(len(train.data), generator=torch.Generator().manual_seed(SEED))
     val, fit = order[:VAL_SIZE], order[VAL_SIZE:]
-    x, y = train.data.to(device), train.targets.to(device)
+    if MNIST_SUBSET > 0:
+        fit = fit[:MNIST_SUBSET]
+    # One render per image, cached: all 60k (shared by every seed), or only those a subset uses.
+    rendered = torch.arange(len(train.data)) if MNIST_SUBSET <= 0 else torch.cat([val, fit]).sort().values
+    print(
+        f"MNIST through the serving preprocessing: {len(rendered)} training and {len(test.data)} test images"
+    )
+    images, ok = through_pipeline(train.data.numpy(), rendered.numpy(), "train")
+    x = torch.zeros_like(train.data)
+    x[rendered] = torch.from_numpy(images)
+    usable = torch.zeros(len(x), dtype=torch.bool)
+    usable[rendered] = torch.from_numpy(ok)
+    # An image the preprocessing refuses (a digit of specks, 2 in 10,000) teaches nothing: left out.
+    fit, val = fit[usable[fit]], val[usable[val]]
+    y = train.targets
     fit_x, fit_y = x[fit], y[fit]
-    pen = pen_training_set(SEED)  # validation and test stay pure MNIST
+    pen = pen_training_set()  # validation and test stay MNIST
     if pen is not None:
-        fit_x, fit_y = torch.cat([fit_x, pen[0].to(device)]), torch.cat([fit_y, pen[1].to(device)])
+        fit_x, fit_y = torch.cat([fit_x, pen[0]]), torch.cat([fit_y, pen[1]])
         print(f"training on {len(fit)} MNIST + {len(pen[0])} rendered pen digits (writers 1-20)")
     feedback = (
         feedback_training_set()
     )  # $FEEDBACK_DB's drawings, less their hold-out (train/feedback_data.py)
     if feedback is not None:
-        fit_x, fit_y = torch.cat([fit_x, feedback[0].to(device)]), torch.cat([fit_y, feedback[1].to(device)])
-    return (fit_x, fit_y), (x[val], y[val]), (test.data.to(device), test.targets.to(device))
+        fit_x, fit_y = torch.cat([fit_x, feedback[0]]), torch.cat([fit_y, feedback[1]])
+    test_images, test_ok = through_pipeline(test.data.numpy(), torch.arange(len(test.data)).numpy(), "test")
+    # A test digit refused as 'no digit drawn' counts as wrong: its label becomes -1, never predicted.
+    test_canvas_y = torch.where(torch.from_numpy(test_ok), test.targets, -1)
+    return {
+        "fit": (fit_x.to(device), fit_y.to(device)),
+        "val": (x[val].to(device), y[val].to(device)),
+        "test_canvas": (torch.from_numpy(test_images).to(device), test_canvas_y.to(device)),
+        "test_raw": (test.data.to(device), test.targets.to(device)),
+    }
+
+
+def mnist(train: bool):
+    """torchvision's MNIST in MNIST_DIR, downloaded if absent; one line, not a traceback, if that fails."""
+    chatter = io.StringIO()  # torchvision prints every mirror it tries
+    try:
+        with contextlib.redirect_stdout(chatter):
+            return torchvision.datasets.MNIST(MNIST_DIR, train=train, download=True)
+    except (RuntimeError, OSError) as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        sys.exit(
+            f"error: MNIST is not in {MNIST_DIR!r} and could not be downloaded ({reason}); "
+            f"point MNIST_DIR at a copy (the directory holding MNIST/raw): make train MNIST_DIR=/path/to/it"
+        )
 
 
 def as_input(images_u8, memory_format):
@@ -77,25 +125,28 @@ def as_input(images_u8, memory_format):
 
 
 @torch.no_grad()
-def accuracy(model, data, memory_format, batch=2000):
+def logits_of(model, images, memory_format, batch=2000):
     model.eval()
-    x, y = data
-    correct = sum(
-        (model(as_input(x[i : i + batch], memory_format)).argmax(1) == y[i : i + batch]).sum().item()
-        for i in range(0, len(x), batch)
+    return torch.cat(
+        [model(as_input(images[i : i + batch], memory_format)).float() for i in range(0, len(images), batch)]
     )
-    return correct / len(x)
+
+
+def accuracy(model, data, memory_format):
+    return (logits_of(model, data[0], memory_format).argmax(1) == data[1]).float().mean().item()
 
 
 def main():
     torch.manual_seed(SEED)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        # THREADS=1 when the machine is shared: oversubscribed intra-op threads wait on each other.
+        torch.set_num_threads(THREADS or os.cpu_count() or 1)
     # channels_last is what oneDNN's CPU convolutions (and tensor cores) run fastest on.
     memory_format = torch.channels_last
     started = time.time()
-    fit, val, test = load_mnist(device)
+    data = load_mnist(device)
+    fit, val = data["fit"], data["val"]
 
     model = build_model(ARCH).to(device).to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval()
@@ -116,6 +167,7 @@ def main():
     curves = {"step": [], "loss": [], "val_step": [], "val_accuracy": []}
     generator = torch.Generator(device=device).manual_seed(SEED)
     step, running = 0, None
+    # Redrawn at most once a second; in a log file (not a terminal) the postfix never forces a redraw.
     bar = tqdm(total=total_steps, desc=f"train {ARCH}", unit="step", dynamic_ncols=True, mininterval=1.0)
     while step < total_steps:
         order = torch.randperm(len(fit[0]), generator=generator, device=device)
@@ -138,7 +190,7 @@ def main():
             curves["step"].append(step)
             curves["loss"].append(running)
             bar.update()
-            bar.set_postfix(loss=f"{running:.3f}")
+            bar.set_postfix(loss=f"{running:.3f}", refresh=False)
             if step % EVAL_EVERY == 0 or step == total_steps:
                 val_accuracy = accuracy(ema, val, memory_format)
                 curves["val_step"].append(step)
@@ -154,12 +206,25 @@ def main():
     bar.close()
 
     ema.load_state_dict(best["state"])
-    test_accuracy = accuracy(ema, test, memory_format)  # the one look at the test set
+    # One temperature for honest probabilities, fitted on the validation split, baked into the export.
+    val_logits = logits_of(ema, val[0], memory_format).cpu()
+    temperature = fit_temperature(val_logits, val[1].cpu())
+    model = torch.nn.Sequential(ema, Temperature(temperature)).to(device).eval()
+    results = {"temperature": round(temperature, 4)}
+    pen = pen_held_out_set()
+    sets = {"test_raw": data["test_raw"], "test_canvas": data["test_canvas"]}  # the one look at the test set
+    if pen is not None:
+        sets["pen_held_out"] = (pen[0].to(device), pen[1].to(device))
+    for name, (images, labels) in sets.items():
+        probabilities = torch.softmax(logits_of(model, images, memory_format), 1).cpu()
+        labels = labels.cpu()
+        results[f"{name}_accuracy"] = (probabilities.argmax(1) == labels).float().mean().item()
+        results[f"{name}_ece"] = expected_calibration_error(probabilities, labels)
     seconds = time.time() - started
-    print(
-        f"best val {best['val_accuracy']:.4%} at step {best['step']}; MNIST test accuracy {test_accuracy:.4%}"
-    )
-    export(ema, curves, test_accuracy, best, step, step / steps_per_epoch, seconds)
+    print(f"best val {best['val_accuracy']:.4%} at step {best['step']}; temperature {temperature:.3f}")
+    for name in sets:
+        print(f"{name:>13}: accuracy {results[name + '_accuracy']:.4%}  ECE {results[name + '_ece']:.2%}")
+    export(model, curves, results, best, step, step / steps_per_epoch, seconds)
 
 
 def autocast_dtype(device):
@@ -186,7 +251,7 @@ def _copy(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def export(model, curves, test_accuracy, best, steps, epochs, seconds):
+def export(model, curves, results, best, steps, epochs, seconds):
     from train.report import plot_curves
 
     os.makedirs(OUT_DIR, exist_ok=True)
@@ -194,7 +259,8 @@ def export(model, curves, test_accuracy, best, steps, epochs, seconds):
     torch.jit.script(model).save(os.path.join(OUT_DIR, "model.pt"))
     metrics = {
         "arch": ARCH,
-        "test_accuracy": test_accuracy,
+        "test_accuracy": results["test_raw_accuracy"],  # MNIST's own 28x28 test images
+        **results,  # test_canvas_*: MNIST test drawn on canvases; pen_held_out_*: writers 21-30; ECE 15 bins
         "val_accuracy": best["val_accuracy"],
         "best_step": best["step"],
         "epochs": round(epochs, 3),
@@ -209,7 +275,10 @@ def export(model, curves, test_accuracy, best, steps, epochs, seconds):
     }
     with open(os.path.join(OUT_DIR, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    plot_curves(curves, os.path.join(OUT_DIR, "curves.png"), title=f"{ARCH}: test {test_accuracy:.2%}")
+    title = (
+        f"{ARCH}: test {results['test_raw_accuracy']:.2%}, on canvases {results['test_canvas_accuracy']:.2%}"
+    )
+    plot_curves(curves, os.path.join(OUT_DIR, "curves.png"), title=title)
     print(f"wrote {OUT_DIR}/model.pt, metrics.json, curves.png")
 
 

@@ -7,6 +7,10 @@ const SIZE = 280; // drawing space, and the side of the image sent to the server
 const BRUSH = 18; // brush width in drawing-space pixels: a marker-like digit, as MNIST's were
 const DEBOUNCE_MS = 250; // a pause this long after a stroke means "done for now": ask the model
 const TIMEOUT_MS = 15000; // the server gives up after 5 s; this only catches a hung connection
+// Below this top probability the page says "not sure" and names its two best guesses. The model's
+// probabilities are calibrated (a temperature fitted after training; ECE in metrics.json), so an
+// answer shown 80% sure is right about 4 times in 5: below that it is a guess, and the page says so.
+const NOT_SURE_BELOW = 0.8;
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("canvas");
@@ -217,13 +221,19 @@ function setBusy(busy) {
 
 function showAnswer(answer, image) {
   const probabilities = answer.probabilities || [];
-  const sure = Math.round(100 * (probabilities[answer.digit] || 0));
+  const percent = (digit) => Math.round(100 * (probabilities[digit] || 0));
+  const [best, second] = [...probabilities.keys()].sort((a, b) => probabilities[b] - probabilities[a]);
+  const unsure = (probabilities[answer.digit] || 0) < NOT_SURE_BELOW;
   result.textContent = String(answer.digit);
   result.dataset.digit = String(answer.digit);
+  result.classList.toggle("unsure", unsure); // shown as "4?" (CSS), the text stays the digit
   const picked = versionSelect.value ? "" : " (the default)";
-  summary.textContent = `${sure}% sure. Answered by model version ${answer.version}${picked}.`;
+  const sure = unsure
+    ? `Not sure: ${best} (${percent(best)}%) or ${second} (${percent(second)}%).`
+    : `${percent(answer.digit)}% sure.`;
+  summary.textContent = `${sure} Answered by model version ${answer.version}${picked}.`;
   message.textContent = "";
-  showBars(probabilities, answer.digit);
+  showBars(probabilities, answer.digit, unsure ? second : null);
   showPreview(answer.input_28x28);
   details.hidden = false;
   offerFeedback({ image, predicted: answer.digit, version: String(answer.version) });
@@ -247,7 +257,7 @@ function buildBars() {
   }
 }
 
-function showBars(probabilities, winner) {
+function showBars(probabilities, winner, runnerUp) {
   [...bars.children].forEach((row, digit) => {
     const p = Math.max(0, Math.min(1, probabilities[digit] || 0));
     const percent = p >= 0.995 ? "100%" : p < 0.005 ? (p > 0 ? "<1%" : "0%") : `${Math.round(100 * p)}%`;
@@ -255,7 +265,9 @@ function showBars(probabilities, winner) {
     row.querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
     row.querySelector(".value").textContent = percent;
     row.classList.toggle("winner", digit === winner);
-    row.setAttribute("aria-label", `${digit}: ${percent}${digit === winner ? ", the answer" : ""}`);
+    row.classList.toggle("runner-up", digit === runnerUp);
+    const role = digit === winner ? ", the answer" : digit === runnerUp ? ", the other guess" : "";
+    row.setAttribute("aria-label", `${digit}: ${percent}${role}`);
   });
 }
 
@@ -278,6 +290,7 @@ function showPreview(encoded) {
 function resetAnswer(text) {
   result.textContent = "";
   delete result.dataset.digit;
+  result.classList.remove("unsure");
   summary.textContent = text;
   message.textContent = "";
   details.hidden = true;

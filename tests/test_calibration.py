@@ -1,0 +1,42 @@
+"""Honest confidence: the temperature is inside the exported model, and the calibration measures work."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from train.calibration import Temperature, expected_calibration_error, fit_temperature
+
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
+
+
+def test_exported_model_divides_its_logits_by_the_fitted_temperature(model_dir):
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    model = torch.jit.load(str(model_dir / "model.pt")).eval()
+    network, temperature = getattr(model, "0"), getattr(model, "1")
+    assert float(temperature.temperature) == pytest.approx(metrics["temperature"], abs=1e-4)
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model(x), network(x) / temperature.temperature, atol=1e-5)
+    for name in ("test_raw", "test_canvas", "pen_held_out"):  # what the README reports, per model
+        assert 0 <= metrics[f"{name}_ece"] <= 1 and 0.5 < metrics[f"{name}_accuracy"] <= 1
+
+
+def test_temperature_undoes_a_known_overconfidence():
+    # Logits of a calibrated model (labels drawn from its own softmax), then made 3x too sharp.
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(20000, 10, generator=generator) * 2
+    labels = torch.multinomial(torch.softmax(logits, 1), 1, generator=generator).squeeze(1)
+    sharp = logits * 3
+    assert expected_calibration_error(torch.softmax(sharp, 1), labels) > 0.15
+    t = fit_temperature(sharp, labels)
+    assert t == pytest.approx(3, rel=0.05)
+    assert expected_calibration_error(torch.softmax(Temperature(t)(sharp), 1), labels) < 0.015
+
+
+def test_expected_calibration_error_by_hand():
+    # Two bins: 0.9 confident and right 2 of 2 (gap 0.1), 0.6 confident and right 0 of 2 (gap 0.6).
+    probabilities = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.5 * 0.1 + 0.5 * 0.6)
