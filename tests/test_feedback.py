@@ -183,6 +183,20 @@ async def test_a_database_from_a_newer_schema_is_refused_and_left_alone(aiohttp_
     assert tables == {"schema_version"}  # no migration was attempted on it
 
 
+async def test_a_database_directory_that_cannot_be_made_is_a_503_not_a_crash(aiohttp_client, tmp_path):
+    """A read-only filesystem (a container's root) or a path through a file: the app starts anyway."""
+    (tmp_path / "a-file").write_text("")
+    config = Config(
+        inference_url="http://127.0.0.1:9",
+        run_dir=tmp_path,
+        feedback_db=str(tmp_path / "a-file" / "f.sqlite3"),
+    )
+    client = await aiohttp_client(init_app(config))
+    assert (await client.get("/healthz")).status == 200
+    response = await client.post("/api/feedback", data=body(), headers=JSON)
+    assert response.status == 503 and "error" in await response.json()
+
+
 async def test_a_database_file_deleted_under_the_app_is_made_anew_not_written_blind(client, db):
     assert (await client.post("/api/feedback", data=body(label=1), headers=JSON)).status == 201
     for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):

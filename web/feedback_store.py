@@ -102,9 +102,6 @@ def make_engine(url: str, lock_timeout: float = LOCK_TIMEOUT) -> AsyncEngine:
         return create_async_engine(
             url, pool_size=4, max_overflow=4, pool_timeout=lock_timeout, pool_pre_ping=True
         )
-    path = make_url(url).database
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     # One connection: SQLite has one writer at a time anyway, and queueing in the pool is cheaper than
     # connections spinning on the file lock. A request queued longer than the lock timeout gets a 503.
     engine = create_async_engine(
@@ -175,6 +172,8 @@ class FeedbackStore:
                 self._ready = False
                 await self.engine.dispose()
             try:
+                if self.path:  # here, not at start-up: a directory that cannot be made is a 503, not a crash
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
                 async with self.engine.begin() as conn:
                     await conn.run_sync(_migrate)
                 self._inode = self.path.stat().st_ino if self.path else None
