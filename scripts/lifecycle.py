@@ -34,14 +34,24 @@ import math
 import os
 import sys
 import time
-import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.canvas_accuracy import drawings, mnist_drawings
 from scripts import default_history
-from scripts.tsctl import MODEL, ROOT, Fail, TorchServe, default_version, register, set_default
+from scripts.tsctl import (
+    MODEL,
+    ROOT,
+    Fail,
+    TorchServe,
+    add_server_arguments,
+    default_version,
+    exit_code,
+    register,
+    server,
+    set_default,
+)
 from train.feedback_data import holdout_drawings
 
 Z_REFUSE = 3.0  # McNemar's z above which a candidate is worse than the default (see the docstring)
@@ -215,18 +225,14 @@ def main() -> int:
     )
     parser.add_argument("command", choices=["evaluate", "promote", "rollback", "shadow"])
     parser.add_argument("version", nargs="?", default=os.environ.get("VERSION", ""))
-    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("TS_RUN_DIR", ROOT / "run")))
-    parser.add_argument("--config", type=Path, default=ROOT / "config.properties")
-    parser.add_argument(
-        "--model-store", type=Path, default=Path(os.environ.get("MODEL_STORE", ROOT / "model_store"))
-    )
-    parser.add_argument("--port-base", type=int, default=int(os.environ.get("PORT_BASE", 0)) or None)
+    add_server_arguments(parser)
     parser.add_argument("--mnist", type=int, default=int(os.environ.get("EVAL_MNIST", 2000)))
     parser.add_argument("--pen", type=int, default=int(os.environ.get("EVAL_PEN", 0)), help="0: all 2,498")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("EVAL_SEED", 0)))
     args = parser.parse_args()
-    ts = TorchServe(args.run_dir, args.config, args.model_store, args.port_base)
-    try:
+    ts = server(args)
+
+    def run() -> int:
         if not ts.pid():
             raise Fail("TorchServe is not running: `make serve` first")
         if args.command == "rollback":
@@ -239,12 +245,8 @@ def main() -> int:
             return promote(ts, args.version, args.mnist, args.pen, args.seed)
         evaluate(ts, args.version, args.mnist, args.pen, args.seed)  # informational: exit 0 either way
         return 0
-    except Fail as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except urllib.error.URLError as e:
-        print(f"error: cannot reach TorchServe ({e.reason}): is it running? `make serve`", file=sys.stderr)
-        return 2
+
+    return exit_code(run)
 
 
 if __name__ == "__main__":

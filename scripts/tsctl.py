@@ -272,6 +272,32 @@ def versions(ts: TorchServe) -> None:
         print(f"{mark} {model['modelVersion']:<12} {model['modelUrl']:<24} workers ready: {ready}{suffix}")
 
 
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which TorchServe: its run directory, configuration, model store and ports (scripts/lifecycle.py too)."""
+    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("TS_RUN_DIR", ROOT / "run")))
+    parser.add_argument("--config", type=Path, default=ROOT / "config.properties")
+    parser.add_argument(
+        "--model-store", type=Path, default=Path(os.environ.get("MODEL_STORE", ROOT / "model_store"))
+    )
+    parser.add_argument("--port-base", type=int, default=int(os.environ.get("PORT_BASE", 0)) or None)
+
+
+def server(args: argparse.Namespace) -> TorchServe:
+    return TorchServe(args.run_dir, args.config, args.model_store, args.port_base)
+
+
+def exit_code(action) -> int:
+    """Run a command; a failure is one line for the person at the terminal (exit 2), not a traceback."""
+    try:
+        return action() or 0
+    except Fail as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except urllib.error.URLError as e:
+        print(f"error: cannot reach TorchServe ({e.reason}): is it running? `make serve`", file=sys.stderr)
+        return 2
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -280,16 +306,12 @@ def main() -> int:
         "command", choices=["start", "stop", "status", "register", "unregister", "set-default", "versions"]
     )
     parser.add_argument("version", nargs="?", default=os.environ.get("VERSION", "1.0"))
-    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("TS_RUN_DIR", ROOT / "run")))
-    parser.add_argument("--config", type=Path, default=ROOT / "config.properties")
-    parser.add_argument(
-        "--model-store", type=Path, default=Path(os.environ.get("MODEL_STORE", ROOT / "model_store"))
-    )
-    parser.add_argument("--port-base", type=int, default=int(os.environ.get("PORT_BASE", 0)) or None)
+    add_server_arguments(parser)
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
-    ts = TorchServe(args.run_dir, args.config, args.model_store, args.port_base)
-    try:
+    ts = server(args)
+
+    def run() -> int:
         if args.command == "start":
             ts.start(args.version, args.timeout)
         elif args.command == "stop":
@@ -305,13 +327,9 @@ def main() -> int:
             set_default(ts, args.version)
         elif args.command == "versions":
             versions(ts)
-    except Fail as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except urllib.error.URLError as e:
-        print(f"error: cannot reach TorchServe ({e.reason}): is it running? `make serve`", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return exit_code(run)
 
 
 if __name__ == "__main__":
