@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from handler.preprocess import preprocess
-from tests.conftest import MNIST_DIR
+from tests.conftest import MNIST_DIR, QUICK_TRAINING
 from tests.stack import ROOT
 from train import feedback_data, pendigits
 from train.feedback_data import data_url, feedback_split, held_out, holdout_drawings
@@ -90,8 +90,10 @@ def test_training_adds_the_training_part_and_never_the_hold_out(db, monkeypatch)
     monkeypatch.setenv("FEEDBACK_DB", str(db))
     monkeypatch.setattr(feedback_data, "FEEDBACK_COPIES", 3)
     monkeypatch.setattr(train, "MNIST_DIR", str(MNIST_DIR))
-    monkeypatch.setattr(train, "pen_training_set", lambda seed: None)  # MNIST + feedback only: quick
-    (fit_x, fit_y), _, _ = train.load_mnist(torch.device("cpu"))
+    monkeypatch.setattr(train, "pen_training_set", lambda: None)  # MNIST + feedback only: quick
+    # The quick test model's subset (tests/conftest.py): its renders are cached already in a test session.
+    monkeypatch.setattr(train, "MNIST_SUBSET", int(QUICK_TRAINING["MNIST_SUBSET"]))
+    fit_x, fit_y = train.load_mnist(torch.device("cpu"))["fit"]
     (train_x, train_y), (hold_x, _) = feedback_split(str(db))
     n = len(train_x)
     assert torch.equal(fit_x[-3 * n :], train_x.repeat(3, 1, 1)) and torch.equal(
@@ -107,7 +109,12 @@ def test_make_train_with_feedback_db(db, tmp_path):
     result = subprocess.run(
         ["make", "-s", "train", f"FEEDBACK_DB={db}", f"MODEL_DIR={out}", "ARCH=lenet", "MAX_STEPS=20"],
         cwd=ROOT,
-        env={**os.environ, "PEN_COPIES": "0", "MNIST_DIR": str(MNIST_DIR)},
+        env={
+            **os.environ,
+            "PEN_COPIES": "0",
+            "MNIST_DIR": str(MNIST_DIR),
+            "MNIST_SUBSET": QUICK_TRAINING["MNIST_SUBSET"],
+        },
         capture_output=True,
         text=True,
         timeout=600,
