@@ -35,7 +35,7 @@ async def fake_torchserve(aiohttp_server, tmp_path):
         seen["paths"].append(request.path)
         seen["content_types"].append(request.headers.get("Content-Type"))
         await asyncio.sleep(seen["delay"])
-        if request.headers.get("Authorization") != f"Bearer {seen['valid']}":
+        if seen.get("refuse_every_key") or request.headers.get("Authorization") != f"Bearer {seen['valid']}":
             return web.json_response(
                 {"code": 400, "type": "InvalidKeyException", "message": "no"}, status=400
             )
@@ -104,6 +104,13 @@ async def test_a_renewed_key_is_picked_up_and_never_the_management_key(client, f
     assert fake_torchserve["renewals"] == 1
     assert fake_torchserve["auth"] == [f"Bearer {INFERENCE_KEY}", "Bearer inf-2"]
     assert all(MANAGEMENT_KEY not in (auth or "") for auth in fake_torchserve["auth"])
+
+
+async def test_a_key_refused_even_after_renewal_is_a_502_not_the_clients_fault(client, fake_torchserve):
+    fake_torchserve["refuse_every_key"] = True
+    response = await client.post("/predict", data=GOOD)
+    assert response.status == 502 and "inference key" in (await response.json())["error"]
+    assert fake_torchserve["renewals"] == 1  # renewed once, then given up: no loop
 
 
 async def test_version_is_routed_and_validated(client, fake_torchserve):

@@ -105,23 +105,33 @@ async def predict(request: web.Request) -> web.StreamResponse:
 
 async def forward(app: web.Application, body: bytes, version: str) -> web.Response:
     """The drawing to TorchServe (`version`, or the default for ""), its answer in our shape."""
-    config, session, keys = app[CONFIG], app[SESSION], app[KEYS]
-    url = f"{config.inference_url}/predictions/{config.model}" + (f"/{version}" if version else "")
+    config = app[CONFIG]
     try:
-        for attempt in range(2):
-            # An explicit Content-Type: TorchServe decodes form and multipart bodies into fields.
-            headers = {"Content-Type": "application/octet-stream", **keys.headers("inference")}
-            async with session.post(url, data=body, headers=headers) as response:
-                payload = await response.read()
-            if key_refused(response.status, payload) and attempt == 0:
-                await keys.renew(session, config.management_url, "inference")
-                continue
-            return relay(response.status, payload, config.model, version)
+        status, payload = await ask_model(app, body, version)
     except TimeoutError:
         return error(504, "the model server did not answer in time")
     except aiohttp.ClientConnectionError:
         return error(503, "the model server is down; try again in a moment")
-    return error(502, "the model server refused the inference key")
+    if key_refused(status, payload):
+        return error(502, "the model server refused the inference key")
+    return relay(status, payload, config.model, version)
+
+
+async def ask_model(app: web.Application, body: bytes, version: str = "", **options) -> tuple[int, bytes]:
+    """POST to TorchServe's inference API with the inference key, renewed once if it is refused.
+    `options` go to the session's post (e.g. a timeout; without one, the session's own applies)."""
+    config, session, keys = app[CONFIG], app[SESSION], app[KEYS]
+    url = f"{config.inference_url}/predictions/{config.model}" + (f"/{version}" if version else "")
+    for attempt in range(2):
+        # An explicit Content-Type: TorchServe decodes form and multipart bodies into fields.
+        headers = {"Content-Type": "application/octet-stream", **keys.headers("inference")}
+        async with session.post(url, data=body, headers=headers, **options) as response:
+            payload = await response.read()
+        if key_refused(response.status, payload) and attempt == 0:
+            await keys.renew(session, config.management_url, "inference")
+            continue
+        break
+    return response.status, payload
 
 
 def key_refused(status: int, body: bytes) -> bool:
@@ -167,24 +177,13 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: TorchServe answers and the default model has a ready worker, shown by a real request
     to it with the inference key (TorchServe's /ping also needs a key, and says "Healthy" with no
     worker at all once a model's minimum is 0; the worker list needs the management key, never held here)."""
-    config, session, keys = request.app[CONFIG], request.app[SESSION], request.app[KEYS]
-    url = f"{config.inference_url}/predictions/{config.model}"
     try:
-        for attempt in range(2):
-            headers = {"Content-Type": "application/octet-stream", **keys.headers("inference")}
-            async with session.post(
-                url, data=READINESS_PROBE, headers=headers, timeout=PROBE_TIMEOUT
-            ) as response:
-                payload = await response.read()
-            if key_refused(response.status, payload) and attempt == 0:
-                await keys.renew(session, config.management_url, "inference")
-                continue
-            break
+        status, _ = await ask_model(request.app, READINESS_PROBE, timeout=PROBE_TIMEOUT)
     except (TimeoutError, aiohttp.ClientError):
         return error(503, "the model server does not answer")
-    if response.status in (200, 422):
+    if status in (200, 422):
         return web.json_response({"status": "ready"})
-    return error(503, f"the model server has no ready worker for the default model ({response.status})")
+    return error(503, f"the model server has no ready worker for the default model ({status})")
 
 
 async def models(request: web.Request) -> web.Response:
