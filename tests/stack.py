@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def _free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    """GET a JSON route: (status, body), for errors too."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def archive(model_dir: Path, model_store: Path, version: str) -> Path:

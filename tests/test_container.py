@@ -23,7 +23,7 @@ import pytest
 
 from bench.canvas_accuracy import drawings, evaluate
 from scripts.local_pod import local_deployment
-from tests.stack import ROOT, free_port_base
+from tests.stack import ROOT, free_port_base, get_json
 
 # Per test session: two sessions on one machine (two checkouts) never meet.
 IMAGE = NAME = f"digit-recognizer-test-{os.getpid()}"
@@ -47,14 +47,6 @@ def make(target: str, version: str, model_dir, port: int) -> str:
 
 def inspect(container: str, template: str) -> str:
     return run("podman", "inspect", "--format", template, container).strip()
-
-
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def post(
@@ -164,7 +156,7 @@ def test_pod_answers_bad_input_with_its_4xx_json(pod):
     assert 400 <= status < 500 and body["error"]
     status, _, body = post(pod["url"], b"x" * (2 * 1024 * 1024))
     assert status == 413 and body["error"]
-    assert get(pod["url"] + "/readyz") == (200, {"status": "ready"})  # nothing of that hurt the pod
+    assert get_json(pod["url"] + "/readyz") == (200, {"status": "ready"})  # nothing of that hurt the pod
 
 
 def test_feedback_is_stored_in_the_pod_despite_its_read_only_root_filesystem(pod):
@@ -221,9 +213,9 @@ def test_killed_torchserve_gives_503_and_the_pod_heals_without_restarting_the_we
         lambda: (r := post(pod["url"], body))[0] != 200 and r, 30, "a non-200 answer while TorchServe is down"
     )
     assert status == 503 and content_type.startswith("application/json") and answer["error"], answer
-    assert get(pod["url"] + "/readyz")[0] == 503
+    assert get_json(pod["url"] + "/readyz")[0] == 503
 
-    wait_for(lambda: get(pod["url"] + "/readyz")[0] == 200, 120, "the pod ready again")
+    wait_for(lambda: get_json(pod["url"] + "/readyz")[0] == 200, 120, "the pod ready again")
     print(f"\nready again {time.monotonic() - killed:.1f} s after TorchServe was killed")
     assert post(pod["url"], body)[0] == 200
     assert int(inspect(f"{POD}-torchserve", "{{.RestartCount}}")) == torchserve_restarts + 1
@@ -246,7 +238,7 @@ def test_a_new_model_version_is_rolled_out_as_a_new_image_tag(pod):
     print(f"\npod replaced and ready in {time.monotonic() - started:.1f} s (no answers meanwhile)")
     status, _, answer = post(pod["url"], body)
     assert status == 200 and answer["version"] == VERSIONS[1]
-    assert get(pod["url"] + "/api/models")[1]["versions"] == [VERSIONS[1]]
+    assert get_json(pod["url"] + "/api/models")[1]["versions"] == [VERSIONS[1]]
     assert inspect(f"{POD}-torchserve", "{{.ImageName}}") == f"localhost/{IMAGE}:{VERSIONS[1]}"
 
 

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from aiohttp import web
 
-from tests.stack import free_port_base
+from tests.stack import free_port_base, get_json
 from web.app import READINESS_PROBE, Config, init_app
 
 KEY = "inf-1"
@@ -81,14 +81,6 @@ def test_web_host_comes_from_the_environment(monkeypatch):
     assert Config.from_env().host == "0.0.0.0"
 
 
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def scale(stack, workers: int) -> None:
     request = urllib.request.Request(
         f"{stack.management_url}/models/mnist?min_worker={workers}&max_worker={workers}&synchronous=true",
@@ -101,13 +93,13 @@ def scale(stack, workers: int) -> None:
 def test_real_stack_ready_only_while_a_worker_serves_the_default_model(own_stack):
     """The real TorchServe: ready with workers; not ready with none (TorchServe itself still answers);
     not ready once TorchServe is stopped; alive throughout."""
-    assert get(own_stack.web_url + "/readyz") == (200, {"status": "ready"})
+    assert get_json(own_stack.web_url + "/readyz") == (200, {"status": "ready"})
     scale(own_stack, 0)
-    status, body = get(own_stack.web_url + "/readyz")
+    status, body = get_json(own_stack.web_url + "/readyz")
     assert status == 503 and "no ready worker" in body["error"]
     scale(own_stack, 1)
-    assert get(own_stack.web_url + "/readyz") == (200, {"status": "ready"})
+    assert get_json(own_stack.web_url + "/readyz") == (200, {"status": "ready"})
     own_stack.stop_torchserve()
-    status, body = get(own_stack.web_url + "/readyz")
+    status, body = get_json(own_stack.web_url + "/readyz")
     assert status == 503 and "does not answer" in body["error"]
-    assert get(own_stack.web_url + "/healthz") == (200, {"status": "alive"})
+    assert get_json(own_stack.web_url + "/healthz") == (200, {"status": "alive"})
