@@ -104,7 +104,7 @@ def wait_for_shadows(stack: Stack, expected: int, seconds: float = 60) -> dict:
 
 def test_shadow_agreement_is_counted_and_the_default_answers(web_with):
     # Room for every copy (64 in flight, 30 s each) even on a busy machine: none may be dropped here.
-    stack = web_with(SHADOW_VERSION="2.0", SHADOW_LIMIT="64", WEB_TIMEOUT="30")
+    stack = web_with(SHADOW_VERSION="2.0", SHADOW_PERCENT="100", SHADOW_LIMIT="64", WEB_TIMEOUT="30")
     items = drawings(200, seed=5)
     client = Client(stack.web_url)
     answers = [client.predict(body) for _, body in items]
@@ -126,6 +126,22 @@ def test_shadow_agreement_is_counted_and_the_default_answers(web_with):
     assert value(samples, "digit_shadow_in_flight") == 0
 
 
+def test_a_shadow_percent_copies_that_share_of_answers(web_with):
+    stack, n, percent = web_with(SHADOW_VERSION="2.0", SHADOW_PERCENT="30", SHADOW_LIMIT="64"), 400, 30
+    body, client = drawings(1, seed=9)[0][1], Client(stack.web_url)
+    assert all(client.predict(body)[0] == 200 for _ in range(n))
+    samples = wait_for_shadows(stack, n)
+    counted = {
+        outcome: value(samples, "digit_shadow_requests_total", version="2.0", outcome=outcome)
+        for outcome in ("agree", "disagree", "failed", "dropped", "skipped")
+    }
+    copies = counted["agree"] + counted["disagree"]
+    assert counted["failed"] == counted["dropped"] == 0 and copies + counted["skipped"] == n, counted
+    # Binomial(400, 0.3): mean 120, sd 9.2; 4.5 sd either way fails by chance once in ~150,000 runs.
+    sd = math.sqrt(n * percent / 100 * (1 - percent / 100))
+    assert abs(copies - n * percent / 100) <= 4.5 * sd, counted
+
+
 def version_workers(stack: Stack, version: str) -> set[int]:
     request = urllib.request.Request(
         f"{stack.management_url}/models/mnist/{version}",
@@ -139,7 +155,7 @@ def version_workers(stack: Stack, version: str) -> set[int]:
 
 
 def test_a_hung_shadow_neither_slows_answers_nor_piles_up(web_with):
-    stack = web_with(SHADOW_VERSION="2.0", SHADOW_LIMIT="4", WEB_TIMEOUT="4")
+    stack = web_with(SHADOW_VERSION="2.0", SHADOW_PERCENT="100", SHADOW_LIMIT="4", WEB_TIMEOUT="4")
     body, client = drawings(1, seed=7)[0][1], Client(stack.web_url)
     assert client.predict(body)[0] == 200  # connections and the shadow path warm
     before = wait_for_shadows(stack, 1)
@@ -185,8 +201,9 @@ async def test_metrics_renders_the_default_registry(aiohttp_client, tmp_path):
 
 
 @pytest.mark.parametrize("percent", ["-1", "100.5"])
-def test_a_canary_share_outside_0_to_100_is_refused_at_start(monkeypatch, percent):
-    monkeypatch.setenv("CANARY_VERSION", "2.0")
-    monkeypatch.setenv("CANARY_PERCENT", percent)
-    with pytest.raises(ValueError, match="CANARY_PERCENT must be between 0 and 100"):
+@pytest.mark.parametrize("kind", ["CANARY", "SHADOW"])
+def test_a_share_outside_0_to_100_is_refused_at_start(monkeypatch, kind, percent):
+    monkeypatch.setenv(f"{kind}_VERSION", "2.0")
+    monkeypatch.setenv(f"{kind}_PERCENT", percent)
+    with pytest.raises(ValueError, match=f"{kind}_PERCENT must be between 0 and 100"):
         Config.from_env()

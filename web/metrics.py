@@ -28,7 +28,7 @@ CANARY = Counter(
 SHADOW = Counter(
     "digit_shadow_requests",
     "Copies sent to the shadow version, by outcome: agree / disagree (same digit as the default's answer "
-    "or not), failed (no answer), dropped (too many copies in flight)",
+    "or not), failed (no answer), dropped (too many copies in flight), skipped (not in SHADOW_PERCENT's sample)",
     ["version", "outcome"],
 )
 SHADOW_IN_FLIGHT = Gauge("digit_shadow_in_flight", "Shadow copies waiting for their answer")
