@@ -64,7 +64,9 @@ def test_position_and_size_on_the_canvas_do_not_matter():
         elsewhere = moved(small, 120, 90)
         a, b, c = (read(pendigits.render(d)) for d in (base, small, elsewhere))
         assert np.abs(b - c).max() < 1e-6, "the same drawing moved must give the same 28x28"
-        assert np.abs(a - b).mean() < 0.06, "half the size must give nearly the same 28x28"
+        # Half the size with the same brush is a bolder digit; strokes within MNIST's range of widths
+        # keep theirs (preprocess.WIDTH_RANGE), so the two differ by that boldness, not more.
+        assert np.abs(a - b).mean() < 0.09, "half the size must give nearly the same 28x28"
 
 
 def test_polarity_and_transparency_give_the_same_image():
@@ -87,7 +89,7 @@ def test_any_canvas_size():
     for canvas in (100, 600, 1500):
         out = read(pendigits.render(drawn(digit, seed=5, canvas=canvas), canvas=canvas, supersample=2))
         assert 18 <= box_and_centre(out)[0] <= 22
-        assert np.abs(out - reference).mean() < 0.06, canvas
+        assert np.abs(out - reference).mean() < 0.09, canvas  # a bolder digit on a smaller canvas
 
 
 def test_stroke_width_comes_out_like_mnist_whatever_the_brush():

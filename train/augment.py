@@ -1,11 +1,13 @@
 """Batched augmentation on tensors: the variety in how people draw, at almost no CPU cost.
 
-One random affine per image (rotation, scale, shear, shift) through affine_grid/grid_sample on the
-whole batch, and stroke thickness changed on a share of images by max-pooling (thicker) or
-min-pooling (thinner), because brushes differ far more than MNIST's pens did.
+One random affine per image (rotation, scale, shear, shift) plus a smooth elastic wobble (a random
+4x4 displacement field upsampled over the image: the way a hand's stroke bends, Simard et al. 2003),
+both in one grid_sample on the whole batch, and stroke thickness changed on a share of images by
+max-pooling (thicker) or min-pooling (thinner), because brushes differ far more than MNIST's pens did.
 """
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,7 @@ ROTATE = 12  # degrees
 SCALE = (0.85, 1.1)
 SHEAR = 0.25
 SHIFT = 0.12  # of the half-width: about 1.7 px
+ELASTIC = float(os.environ.get("ELASTIC", 0.06))  # std of the displacement field, of the half-width: ~0.8 px
 THICKER, THINNER = 0.2, 0.1  # share of images whose strokes are grown / thinned by one pixel
 
 
@@ -35,6 +38,11 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         1,
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if ELASTIC > 0:
+        field = torch.randn(n, 2, 4, 4, device=device, generator=generator) * ELASTIC
+        grid = grid + F.interpolate(field, size=x.shape[2:], mode="bicubic", align_corners=True).permute(
+            0, 2, 3, 1
+        )
     x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
     pick = torch.rand(n, device=device, generator=generator)

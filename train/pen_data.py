@@ -61,17 +61,25 @@ def pen_training_set():
         ]
         return {"images": _render_all(drawings, 2), "labels": np.array([d.label for d in digits])}
 
-    key = cache.key(sys.modules[__name__], pendigits, copies=PEN_COPIES, file=pendigits.PATH.stat().st_size)
+    key = cache.key(
+        sys.modules[__name__],
+        pendigits,
+        copies=PEN_COPIES,
+        file=pendigits.PATH.stat().st_size,
+        tune=sorted(pendigits.TUNE_WRITERS),
+    )
     arrays = cache.cached("pen-train", key, compute)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
 
 
-def pen_held_out_set():
+def pen_held_out_set(writers=pendigits.held_out):
     """Writers 21-30 as bench/canvas_accuracy.py draws them (layouts from one Random(0), 4x supersampled),
-    to measure only; None without the file."""
+    to measure only (or, with writers=pendigits.tuning, writers 17-20 under TUNE=1); None without them."""
     if not pendigits.PATH.exists():
         return None
-    digits = pendigits.held_out(pendigits.load())
+    digits = writers(pendigits.load())
+    if not digits:
+        return None
 
     def compute():
         rng = random.Random(0)
@@ -82,5 +90,5 @@ def pen_held_out_set():
         }
 
     key = cache.key(sys.modules[__name__], pendigits, file=pendigits.PATH.stat().st_size)
-    arrays = cache.cached("pen-held-out", key, compute)
+    arrays = cache.cached(f"pen-{writers.__name__.replace('_', '-')}", key, compute)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])

@@ -30,6 +30,7 @@ import torchvision
 from tqdm import tqdm
 
 from model import build_model, count_flops
+from train import pendigits
 from train.augment import augment
 from train.calibration import Temperature, expected_calibration_error, fit_temperature
 from train.feedback_data import feedback_training_set
@@ -52,6 +53,7 @@ EVAL_EVERY = int(os.environ.get("EVAL_EVERY", 1000))  # steps; also at the end o
 VAL_SIZE = int(os.environ.get("VAL_SIZE", 5000))
 # > 0: train on this many MNIST images only (the tests' quick model: fewer to render on a cold cache).
 MNIST_SUBSET = int(os.environ.get("MNIST_SUBSET", 0))
+# TUNE=1: pen writers 17-20 are held out of training and reported as pen_tune (train/pendigits.py).
 # Mixed precision for the training passes (evaluation and export stay float32): "auto" is float16 on CUDA,
 # bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX: 1.5x faster steps here), off elsewhere.
 AMP = os.environ.get("AMP", "auto")  # auto | bf16 | fp16 | off
@@ -89,7 +91,7 @@ def load_mnist(device):
     pen = pen_training_set()  # validation and test stay MNIST
     if pen is not None:
         fit_x, fit_y = torch.cat([fit_x, pen[0]]), torch.cat([fit_y, pen[1]])
-        print(f"training on {len(fit)} MNIST + {len(pen[0])} rendered pen digits (writers 1-20)")
+        print(f"training on {len(fit)} MNIST + {len(pen[0])} rendered pen digits ({pendigits.TRAINED_ON})")
     feedback = (
         feedback_training_set()
     )  # $FEEDBACK_DB's drawings, less their hold-out (train/feedback_data.py)
@@ -215,6 +217,9 @@ def main():
     sets = {"test_raw": data["test_raw"], "test_canvas": data["test_canvas"]}  # the one look at the test set
     if pen is not None:
         sets["pen_held_out"] = (pen[0].to(device), pen[1].to(device))
+    tune = pen_held_out_set(pendigits.tuning)  # TUNE=1 only: writers 17-20, what recipes are chosen on
+    if tune is not None:
+        sets["pen_tune"] = (tune[0].to(device), tune[1].to(device))
     for name, (images, labels) in sets.items():
         probabilities = torch.softmax(logits_of(model, images, memory_format), 1).cpu()
         labels = labels.cpu()
