@@ -3,6 +3,7 @@ digits drawn onto a canvas. Expectations come from how MNIST was built (ink crop
 centre of mass at the centre of 28x28), not from stored outputs."""
 
 import base64
+import io
 import random
 
 import numpy as np
@@ -15,6 +16,7 @@ from handler.preprocess import (
     InputError,
     NoDigitError,
     ink_map,
+    open_image,
     payload_to_bytes,
     preprocess,
     stroke_width,
@@ -249,3 +251,18 @@ def test_a_detached_part_with_real_ink_is_kept():
         out = read(pendigits.render(with_strokes(small, [(left, gap), (right, gap)])))
         inked_rows = np.flatnonzero(out.max(axis=1) > 0.25)
         assert np.diff(inked_rows).max() > 1, "the bar below the digit was dropped or merged"
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "1", "I;16", "RGB+tRNS"])
+def test_every_png_kind_decodes_to_the_pixels_pil_gives(mode):
+    """8-bit grey/RGB/RGBA PNGs are decoded by libspng, the rest by PIL: the same pixels either way."""
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (40, 50, 4), dtype=np.uint8), "RGBA")
+    image = image.convert("RGB") if mode == "RGB+tRNS" else image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **({"transparency": (0, 0, 0)} if mode == "RGB+tRNS" else {}))
+    reference = Image.open(io.BytesIO(buffer.getvalue()))
+    reference.load()
+    decoded = open_image(buffer.getvalue())
+    assert decoded.mode == reference.mode and decoded.size == reference.size
+    assert np.array_equal(np.asarray(decoded), np.asarray(reference))
