@@ -4,8 +4,9 @@ CANARY_VERSION=x CANARY_PERCENT=n: that share of requests without ?version= go t
 the version that answered, as always). SHADOW_VERSION=x: the default answers; once the answer is written
 out, a copy of the drawing goes to x in a background task and the two digits are compared (counted in
 web/metrics.py). SHADOW_PERCENT=n copies that share of those answers (the rest are counted as skipped):
-a copy costs what an answer costs, so on busy cores a sample is what keeps the answers fast. At most SHADOW_LIMIT copies wait at once; past that a copy is dropped, not queued, so a
-slow or hung shadow version can never pile up work (or memory) here.
+a copy costs what an answer costs, so on busy cores a sample is what keeps the answers fast. At most
+SHADOW_LIMIT copies wait at once; past that a copy is dropped, not queued, so a slow or hung shadow
+version can never pile up work (or memory) here.
 """
 
 import asyncio
