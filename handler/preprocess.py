@@ -186,7 +186,9 @@ def _decode_png(data: bytes, mode: str) -> Image.Image:
         pixels = pyspng.load(data)
     except RuntimeError as e:
         raise InputError(f"the image is damaged or truncated ({e})")
-    return Image.fromarray(pixels, mode)
+    image = Image.fromarray(pixels, mode)
+    image.format = "PNG"  # as PIL's decoder says it: callers tell a PNG from other formats by it
+    return image
 
 
 def ink_map(image: Image.Image) -> np.ndarray:

@@ -264,5 +264,5 @@ def test_every_png_kind_decodes_to_the_pixels_pil_gives(mode):
     reference = Image.open(io.BytesIO(buffer.getvalue()))
     reference.load()
     decoded = open_image(buffer.getvalue())
-    assert decoded.mode == reference.mode and decoded.size == reference.size
+    assert (decoded.format, decoded.mode, decoded.size) == (reference.format, reference.mode, reference.size)
     assert np.array_equal(np.asarray(decoded), np.asarray(reference))
