@@ -52,9 +52,13 @@ def drawings(
         drawing = pendigits.layout(digit, rng)
         if stray_tap:
             drawing = with_stray_tap(drawing, tap_rng)
-        png = pendigits.png_bytes(pendigits.render(drawing))
-        items.append((digit.label, b"data:image/png;base64," + base64.b64encode(png)))
+        items.append((digit.label, data_url(pendigits.render(drawing))))
     return items
+
+
+def data_url(canvas: Image.Image) -> bytes:
+    """The canvas as the page sends it: a PNG data URL (canvas.toDataURL())."""
+    return b"data:image/png;base64," + base64.b64encode(pendigits.png_bytes(canvas))
 
 
 def mnist_on_canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -79,8 +83,7 @@ def mnist_drawings(mnist_dir: str, limit: int | None, seed: int) -> list[tuple[i
     items = []
     for i in indices:
         canvas = mnist_canvas.draw(test.data[i].numpy(), random.Random(mnist_canvas.render_seed("test", i)))
-        png = pendigits.png_bytes(canvas)
-        items.append((int(test.targets[i]), b"data:image/png;base64," + base64.b64encode(png)))
+        items.append((int(test.targets[i]), data_url(canvas)))
     return items
 
 

@@ -38,6 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from bench.canvas_accuracy import drawings, mnist_drawings
 from scripts import default_history
 from scripts.tsctl import (
@@ -52,6 +54,7 @@ from scripts.tsctl import (
     server,
     set_default,
 )
+from train.calibration import calibration_error
 from train.feedback_data import holdout_drawings
 
 Z_REFUSE = 3.0  # McNemar's z above which a candidate is worse than the default (see the docstring)
@@ -121,13 +124,9 @@ def score(labels: list[int], probabilities: list[list[float] | None]) -> Score:
 
 
 def ece(confidences: list[float], right: list[bool], bins: int = ECE_BINS) -> float:
-    """Expected calibration error: |accuracy - mean confidence| per equal-width confidence bin, weighted
-    by the bin's share of the drawings. A 4xx answer has confidence 0 and is wrong: it lands in bin 0."""
-    totals = [[0, 0.0, 0] for _ in range(bins)]  # count, confidence sum, right
-    for confidence, ok in zip(confidences, right, strict=True):
-        b = totals[min(bins - 1, int(confidence * bins))]
-        b[0], b[1], b[2] = b[0] + 1, b[1] + confidence, b[2] + ok
-    return sum(abs(r - c) for n, c, r in totals if n) / len(right)
+    """Expected calibration error, as training reports it (train/calibration.py). A 4xx answer has
+    confidence 0 and is wrong: it lands in the first bin."""
+    return calibration_error(torch.tensor(confidences), torch.tensor(right), bins)
 
 
 def mcnemar(default: Score, candidate: Score) -> tuple[float, float]:

@@ -38,8 +38,16 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     """Mean |accuracy - confidence| over equal-width bins of the top probability, weighted by bin size."""
     confidence, predicted = probabilities.max(1)
-    right = (predicted == labels).float()
+    return calibration_error(confidence, predicted == labels, bins)
+
+
+def calibration_error(confidence: torch.Tensor, right: torch.Tensor, bins: int = 15) -> float:
+    """The same for answers given as their confidence and whether each was right (scripts/lifecycle.py
+    scores answers from TorchServe so). Bins are (low, high]; the first also takes confidence 0, where an
+    answer refused as 'no digit drawn' lands: wrong, and sure of nothing."""
+    right = right.float()
     edges = torch.linspace(0, 1, bins + 1)
+    edges[0] = -1.0
     error = torch.zeros(())
     for low, high in zip(edges[:-1], edges[1:], strict=True):
         inside = (confidence > low) & (confidence <= high)

@@ -8,7 +8,6 @@ inference key when it expires); nothing here can register, unregister or scale m
 import gc
 import json
 import os
-import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,13 +21,12 @@ from web.bodies import BodyError, drawing
 from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import DEFAULT_DB, FeedbackStore
 from web.metrics import metrics
-from web.registry import model_versions
+from web.registry import VERSION_RE, model_versions
 from web.tokens import KeyFile
 from web.traffic import Traffic, TrafficConfig
 
 STATIC = Path(__file__).parent / "static"
 OPENAPI = Path(__file__).parent / "openapi.yaml"  # the API contract, served as /api/openapi.json
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)

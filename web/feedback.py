@@ -11,7 +11,6 @@ version and the time.
 import asyncio
 import io
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,8 +27,7 @@ from handler.preprocess import (
     to_mnist,
 )
 from web.feedback_store import FeedbackStore, StoreUnavailable
-
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as /predict's ?version=
+from web.registry import VERSION_RE
 
 # Module level: the default registry, so /metrics shows them wherever it is served.
 FEEDBACK_STORED = Counter(

@@ -10,6 +10,8 @@ import json
 import re
 from pathlib import Path
 
+# A version name as /predict's ?version= and a feedback body's "version" take it.
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f"}
 
 
