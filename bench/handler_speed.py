@@ -49,10 +49,24 @@ def preprocess_at(rev: str):
     return module
 
 
+class Context(MockContext):
+    """MockContext plus the per-item response setters of TorchServe's real Context (ts/context.py)."""
+
+    def __init__(self, model_dir: Path):
+        super().__init__(model_pt_file="model.pt", model_dir=str(model_dir), model_file=None)
+        self.statuses, self.content_types = {}, {}
+
+    def set_response_status(self, code=200, phrase="", idx=0):
+        self.statuses[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx, value):
+        self.content_types[idx] = value
+
+
 def handler(model_dir: Path, module=None) -> MnistHandler:
     """The real handler; with `module`, one that preprocesses with that module and runs the model
     unfrozen, as the handler did before it froze it."""
-    context = MockContext(model_pt_file="model.pt", model_dir=str(model_dir), model_file=None)
+    context = Context(model_dir)
     instance = MnistHandler() if module is None else _OldHandler(module)
     instance.initialize(context)
     instance.mock_context = context
@@ -77,7 +91,7 @@ def stages(module, model, body: bytes, batch: int) -> dict:
         t0 = clock()
         data = module.payload_to_bytes(body)
         t1 = clock()
-        image = module.open_image(data)
+        image = getattr(module, "decode", module.open_image)(data)  # older versions: PIL images
         t2 = clock()
         ink = module.ink_map(image)
         t3 = clock()

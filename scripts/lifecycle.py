@@ -59,7 +59,7 @@ from train.feedback_data import holdout_drawings
 
 Z_REFUSE = 3.0  # McNemar's z above which a candidate is worse than the default (see the docstring)
 ECE_BINS = 15
-CLIENTS = 4  # concurrent requests: keeps TorchServe's 2 workers batching without swamping 2 cores
+CLIENTS = 4  # concurrent requests: enough for TorchServe to batch, without swamping 2 cores
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""The TorchServe handler in-process, with TorchServe's own MockContext (no Java, no frontend)."""
+"""The TorchServe handler in-process, with TorchServe's own MockContext plus its real Context's response setters
+(no Java, no frontend)."""
 
 import base64
+import json
 import random
 
 import numpy as np
@@ -8,24 +10,27 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from ts.torch_handler.unit_tests.test_utils.mock_context import MockContext
 
+from bench.handler_speed import Context as HandlerContext
 from handler.mnist_handler import MnistHandler
 from handler.preprocess import preprocess
 from tests.conftest import MNIST_DIR
 from train import pendigits
 
 
-class Context(MockContext):
-    """MockContext plus what TorchServe's real Context offers for per-item status codes."""
-
+class Context(HandlerContext):
     def __init__(self, model_dir):
-        super().__init__(model_pt_file="model.pt", model_dir=str(model_dir), model_file=None)
+        super().__init__(model_dir)
         self.manifest["model"]["modelVersion"] = "3.1"
-        self.statuses = {}
 
-    def set_response_status(self, code=200, phrase="", idx=0):
-        self.statuses[idx] = (code, phrase)
+
+def handle(handler, context, rows) -> list[dict]:
+    """handle() as TorchServe's worker sends it: each answer is JSON bytes, marked as JSON."""
+    context.content_types.clear()
+    answers = handler.handle(rows, context)
+    assert all(isinstance(a, bytes) for a in answers)
+    assert context.content_types == dict.fromkeys(range(len(rows)), "application/json")
+    return [json.loads(a) for a in answers]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +84,7 @@ def test_batch_answers_each_item_and_marks_bad_ones(handler_and_context):
     batch.insert(3, {"body": blank})
     batch.insert(7, {"data": b"hello, world!"})
 
-    answers = handler.handle(batch, context)
+    answers = handle(handler, context, batch)
 
     assert len(answers) == len(batch)
     assert set(context.statuses) == {3, 7}
@@ -97,7 +102,7 @@ def test_batch_answers_each_item_and_marks_bad_ones(handler_and_context):
 def test_answer_carries_the_image_the_model_saw(handler_and_context):
     handler, context = handler_and_context
     drawing = pendigits.layout(pendigits.load()[0], random.Random(1))
-    answer = handler.handle([{"data": canvas_data_url(pendigits.render(drawing))}], context)[0]
+    answer = handle(handler, context, [{"data": canvas_data_url(pendigits.render(drawing))}])[0]
     seen = np.frombuffer(base64.b64decode(answer["input_28x28"]), dtype=np.uint8).reshape(28, 28)
     rows, cols = np.nonzero(seen > 64)
     # MNIST's form: the longer side of the ink is 20 px, and the rest of the 28x28 is black.
@@ -111,6 +116,6 @@ def test_json_and_raw_png_bodies_give_the_same_answer(handler_and_context):
     png = pendigits.png_bytes(pendigits.render(drawing))
     url = canvas_data_url(pendigits.render(drawing))
     bodies = [{"body": png}, {"body": {"image": url}}, {"data": url}, {"data": url.split(",", 1)[1]}]
-    answers = handler.handle(bodies, context)
+    answers = handle(handler, context, bodies)
     assert len({a["digit"] for a in answers}) == 1
     assert np.allclose([a["probabilities"] for a in answers], answers[0]["probabilities"], atol=1e-6)
