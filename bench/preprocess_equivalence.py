@@ -64,7 +64,7 @@ def outcome(module, body: bytes):
 
 
 def compare(old, pngs: list[bytes]) -> dict:
-    diffs, changed, refused, seconds = [], [], 0, {"old": 0.0, "new": 0.0}
+    diffs, means, changed, refused, seconds = [], [], [], 0, {"old": 0.0, "new": 0.0}
     for index, png in enumerate(pngs):
         body = b"data:image/png;base64," + base64.b64encode(png)
         results = {}
@@ -75,13 +75,20 @@ def compare(old, pngs: list[bytes]) -> dict:
         a, b = results["old"], results["new"]
         if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
             diffs.append(float(np.abs(a - b).max()))
+            means.append(float(np.abs(a - b).mean()))
         elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray) or a != b:
             changed.append(
                 (index, a if isinstance(a, tuple) else "image", b if isinstance(b, tuple) else "image")
             )
         else:
             refused += 1
-    return {"diffs": np.array(diffs), "changed": changed, "refused": refused, "seconds": seconds}
+    return {
+        "diffs": np.array(diffs),
+        "mean": float(np.mean(means)) if means else 0.0,
+        "changed": changed,
+        "refused": refused,
+        "seconds": seconds,
+    }
 
 
 def main() -> int:
@@ -99,7 +106,7 @@ def main() -> int:
         sets["mnist"] = mnist_set(args.mnist)
     print(f"this tree against {args.against}; differences in ink intensity (0..1), 1/255 = {1 / 255:.4f}")
     print(
-        f"{'set':<10}{'images':>7}{'refused':>8}{'max diff':>10}{'> 1/255':>8}{'> 0':>6}"
+        f"{'set':<10}{'images':>7}{'refused':>8}{'max diff':>10}{'mean':>8}{'> 1/255':>8}{'> 0':>6}"
         f"{'decisions changed':>18}{'ms old':>8}{'ms new':>8}"
     )
     bad = False
@@ -109,12 +116,14 @@ def main() -> int:
         worst = diffs.max() if len(diffs) else 0.0
         ms = {k: v * 1000 / len(pngs) for k, v in r["seconds"].items()}
         print(
-            f"{name:<10}{len(pngs):>7}{r['refused']:>8}{worst:10.4f}{int((diffs > 1 / 255 + 1e-6).sum()):>8}"
+            f"{name:<10}{len(pngs):>7}{r['refused']:>8}{worst:10.4f}{r['mean']:8.4f}"
+            f"{int((diffs > 1 / 255 + 1e-6).sum()):>8}"
             f"{int((diffs > 0).sum()):>6}{len(changed):>18}{ms['old']:8.3f}{ms['new']:8.3f}"
         )
         for index, was, now in changed:
             print(f"    {name} #{index}: {was} -> {now}")
         bad |= bool(changed) or worst > args.tolerance + 1e-6
+    print("max diff: the largest pixel difference of any image; mean: per pixel, over all images")
     print("ms old/new: preprocess() per image, alternating (a noisy machine: compare the two, not runs)")
     return 1 if bad else 0
 
