@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from aiohttp import web
 
+from handler.mnist_handler import for_inference
 from handler.preprocess import InputError, preprocess
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
@@ -41,7 +42,8 @@ async def predict(request: web.Request) -> web.Response:
 
 def init_app(model_path: str, threads: int) -> web.Application:
     torch.set_num_threads(threads)
-    model = torch.jit.load(model_path, map_location="cpu").eval()
+    # The model as the handler runs it (frozen and optimized), so the two differ only in what serves them.
+    model = for_inference(torch.jit.load(model_path, map_location="cpu"))
     with torch.inference_mode():
         model(torch.zeros(1, 1, 28, 28))  # the first call allocates; pay it before serving
     app = web.Application(client_max_size=1024 * 1024)

@@ -28,16 +28,20 @@ warnings.filterwarnings(
 )
 
 
+def for_inference(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """Freezing inlines the weights as constants; optimize_for_inference then folds batch norms into the
+    convolutions and fuses what it can for this machine: same outputs (within float rounding), ~1.4x
+    faster per batch here. Done at load so the exported model.pt stays the plain one."""
+    return torch.jit.optimize_for_inference(torch.jit.freeze(model.eval()))
+
+
 class MnistHandler(BaseHandler):
     def initialize(self, context):
         options = (context.model_yaml_config or {}).get("handler", {})
         # Workers share the cores: one intra-op thread each unless the config says otherwise.
         torch.set_num_threads(int(options.get("torch_threads", 1)))
         super().initialize(context)  # loads model.pt onto cuda:<gpu_id> when TorchServe gives a GPU
-        # Freezing inlines the weights as constants; optimize_for_inference then folds batch norms into
-        # the convolutions and fuses what it can for this machine: same outputs (within float rounding),
-        # ~1.4x faster per batch here. Done at load so the exported model.pt stays the plain one.
-        self.model = torch.jit.optimize_for_inference(torch.jit.freeze(self.model.eval()))
+        self.model = for_inference(self.model)
         self.version = str(context.manifest["model"].get("modelVersion", ""))
         with torch.inference_mode():  # the first call is slow (allocations); pay it before serving
             self.model(torch.zeros(1, 1, 28, 28, device=self.device))

@@ -27,8 +27,8 @@ FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 MAX_PIXELS = 4096 * 4096  # a canvas is at most a few megapixels; beyond this it is a decompression bomb
 MIN_SIDE = 8  # smaller than this is not a drawing
 # Canvases of twice this or more are shrunk first, by the largest whole factor that leaves at least this
-# on the longer side (the page's 280 px canvas by 2): a digit of 20 px still has its 20 px box's detail,
-# and every later step has a quarter of the pixels (0.06 ms per image less, measured on bench-handler).
+# on the longer side (the page's 280 px canvas by 2): a digit drawn 40 px tall still spans the 20 px of
+# MNIST's box, and every later step has a quarter of the pixels (0.06 ms per image less, bench-handler).
 WORK_SIDE = 140
 INK_THRESHOLD = 0.25  # share of full contrast that counts as ink when finding the digit's box
 # Ink cut off from the rest by empty rows or columns and holding less than this share of it is stray,
