@@ -200,10 +200,10 @@ def _plain_png(image: Image.Image, data: bytes) -> bool:
 def _plain_8_bit(png: bytes) -> bool:
     """8 bits per channel, grey, RGB or RGBA (IHDR's bit depth and colour type, at bytes 24 and 25):
     the PNGs libspng decodes to exactly what PIL does. Palettes and other depths go to PIL."""
-    return len(png) > 25 and png[24] == 8 and png[25] in _COLOUR_TYPE_MODES
+    return len(png) > 25 and png[24] == 8 and png[25] in _GREY_RGB_RGBA
 
 
-_COLOUR_TYPE_MODES = {0: "L", 2: "RGB", 6: "RGBA"}
+_GREY_RGB_RGBA = {0, 2, 6}  # PNG colour types
 
 
 def _decode_png(data: bytes) -> np.ndarray:
