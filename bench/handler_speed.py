@@ -81,7 +81,7 @@ class _OldHandler(MnistHandler):
         self.module = module
 
     def preprocess(self, data):
-        return [self.module.preprocess(row["data"]) for row in data]
+        return [(False, [self.module.preprocess(row["data"])]) for row in data]
 
 
 def stages(module, model, body: bytes, batch: int) -> dict:

@@ -206,11 +206,11 @@ async def load(
 
 
 def prometheus(metrics_url: str) -> dict:
-    """Sums of TorchServe's Prometheus counters (all models and versions), by metric name."""
+    """Sums of the Prometheus samples of TorchServe's metrics, or the web app's (all labels), by name."""
     text = urllib.request.urlopen(metrics_url + "/metrics", timeout=5).read().decode()
     totals = {}
     for line in text.splitlines():
-        match = re.match(r"^(ts_\w+)(?:\{[^}]*\})? ([0-9.eE+-]+)$", line)
+        match = re.match(r"^(\w+)(?:\{[^}]*\})? ([0-9.eE+-]+)$", line)
         if match:
             totals[match[1]] = totals.get(match[1], 0.0) + float(match[2])
     return totals
@@ -272,12 +272,18 @@ class CpuMeter:
 
 async def measure_torchserve(args, target, url, body, headers, clients, targets) -> Result:
     metrics_url, run_dir = targets.metrics_url, targets.run_dir
+    web_before = prometheus(targets.web_url) if target == "web" else {}
     before, log = prometheus(metrics_url), HandlerLog(run_dir)
     result = await load(
         target, url, body, headers, clients, args.duration, args.warmup, args.connection, targets.cpu
     )
     after = prometheus(metrics_url)
     handler_ms, batch = log.per_image()
+    if target == "web":  # the web app packs drawings into requests (web/batching.py): per drawing
+        web_after = prometheus(targets.web_url)
+        sent = web_after["digit_batch_size_count"] - web_before.get("digit_batch_size_count", 0)
+        drawings = (web_after["digit_batch_size_sum"] - web_before.get("digit_batch_size_sum", 0)) / sent
+        handler_ms, batch = handler_ms / drawings, batch * drawings
     requests = after.get("ts_inference_requests_total", 0) - before.get("ts_inference_requests_total", 0)
     if requests:
         result.server = {
@@ -481,7 +487,7 @@ LEGEND = (
     "CPU ms/req: CPU time of each process over the run / requests (client = this load generator). "
     "queue ms, TS ms: TorchServe's\nts_queue_latency_microseconds and ts_inference_latency_microseconds "
     "(includes the queue) per request; handler ms/img: HandlerTime\nper batch / images in it (ts_log.log); "
-    "batch: images per batch."
+    "batch: images per batch (the web app's requests carry several: web/batching.py)."
 )
 
 

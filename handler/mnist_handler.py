@@ -1,8 +1,13 @@
 """TorchServe handler: canvas drawing in, digit and probabilities out.
 
-preprocess turns each request into MNIST's 28x28 form (handler/preprocess.py, the same code every
+preprocess turns each drawing into MNIST's 28x28 form (handler/preprocess.py, the same code every
 evaluation uses), inference runs the TorchScript CNN on the device TorchServe assigned, postprocess
-answers JSON per item. Bad input in one item of a batch gets its own 4xx and does not fail the others.
+answers JSON per request. Bad input in one drawing gets its own 4xx and does not fail the others.
+
+A request carries one drawing as its body, or several as multipart/form-data parts named drawing-0,
+drawing-1, ... (the web app packs drawings that arrive together: web/batching.py). A request of parts
+is answered 200 with a JSON array, one {"status": ..., "answer": ...} per part, in their order: the
+answer is what the part alone would have been answered, with that status.
 """
 
 import base64
@@ -26,6 +31,7 @@ warnings.filterwarnings(
     message=r"`torch\.jit\.(load|freeze|optimize_for_inference)` is deprecated",
     category=FutureWarning,
 )
+PART = "drawing-"  # the name of a drawing in a request of several, before its index
 
 
 def for_inference(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
@@ -50,27 +56,30 @@ class MnistHandler(BaseHandler):
         gc.freeze()
 
     def preprocess(self, data):
-        """One entry per request: the 28x28 image, or the InputError that explains what is wrong."""
-        items = []
+        """Per request, its drawings: each the 28x28 image, or the InputError that says what is wrong
+        with it; and whether the request came as parts (answered as a list)."""
+        requests = []
         for row in data:
-            body = row.get("data")
-            if body is None:
-                body = row.get("body")
-            try:
-                items.append(preprocess(body if body is not None else b""))
-            except InputError as error:
-                items.append(error)
-        return items
+            parts = [value for name, value in row.items() if name.startswith(PART)]
+            bodies = parts or [_body(row)]
+            requests.append((bool(parts), [_image(body) for body in bodies]))
+        return requests
 
-    def inference(self, items, *args, **kwargs):
+    def inference(self, requests, *args, **kwargs):
+        """Every good image of every request through the model at once; each item becomes
+        (image, probabilities) or stays its InputError."""
+        items = [item for _, request_items in requests for item in request_items]
         good = [i for i, item in enumerate(items) if not isinstance(item, InputError)]
-        outputs = list(items)
         if good:
             batch = torch.from_numpy(np.stack([items[i] for i in good])).unsqueeze(1).to(self.device)
             with torch.inference_mode():
                 probabilities = torch.softmax(self.model(batch).float(), dim=1).cpu()
             for row, i in enumerate(good):
-                outputs[i] = (items[i], probabilities[row])
+                items[i] = (items[i], probabilities[row])
+        outputs, start = [], 0
+        for as_parts, request_items in requests:
+            outputs.append((as_parts, items[start : start + len(request_items)]))
+            start += len(request_items)
         return outputs
 
     def postprocess(self, outputs):
@@ -78,26 +87,45 @@ class MnistHandler(BaseHandler):
         with indent=2, which takes Python's slow pure-Python encoder and pads every answer with
         whitespace."""
         answers = []
-        for idx, output in enumerate(outputs):
+        for idx, (as_parts, items) in enumerate(outputs):
             self.context.set_response_content_type(idx, "application/json")
-            if isinstance(output, InputError):
-                self.context.set_response_status(output.status, str(output), idx)
-                answers.append(_json({"error": str(output)}))
+            if as_parts:
+                parts = [{"status": status, "answer": answer} for status, answer in map(self._answer, items)]
+                answers.append(_json(parts))
                 continue
-            image, probabilities = output
-            answers.append(
-                _json(
-                    {
-                        "digit": int(probabilities.argmax()),
-                        "probabilities": probabilities.tolist(),
-                        "version": self.version,
-                        # What the model saw: 784 bytes, row-major, 255 = ink; the page draws it back.
-                        "input_28x28": base64.b64encode((image * 255).round().astype(np.uint8)).decode(),
-                    }
-                )
-            )
+            status, answer = self._answer(items[0])
+            if status != 200:
+                self.context.set_response_status(status, answer["error"], idx)
+            answers.append(_json(answer))
         return answers
 
+    def _answer(self, item) -> tuple[int, dict]:
+        if isinstance(item, InputError):
+            return item.status, {"error": str(item)}
+        image, probabilities = item
+        return 200, {
+            "digit": int(probabilities.argmax()),
+            "probabilities": probabilities.tolist(),
+            "version": self.version,
+            # What the model saw: 784 bytes, row-major, 255 = ink; the page draws it back.
+            "input_28x28": base64.b64encode((image * 255).round().astype(np.uint8)).decode(),
+        }
 
-def _json(answer: dict) -> bytes:
+
+def _body(row: dict):
+    """A lone drawing: the body TorchServe hands over (a form's field `data`, or the raw body)."""
+    body = row.get("data")
+    if body is None:
+        body = row.get("body")
+    return body if body is not None else b""
+
+
+def _image(body):
+    try:
+        return preprocess(body)
+    except InputError as error:
+        return error
+
+
+def _json(answer: dict | list) -> bytes:
     return json.dumps(answer, separators=(",", ":")).encode()

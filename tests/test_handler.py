@@ -119,3 +119,35 @@ def test_json_and_raw_png_bodies_give_the_same_answer(handler_and_context):
     answers = handle(handler, context, bodies)
     assert len({a["digit"] for a in answers}) == 1
     assert np.allclose([a["probabilities"] for a in answers], answers[0]["probabilities"], atol=1e-6)
+
+
+def test_a_request_of_parts_is_answered_part_by_part_as_each_alone(handler_and_context):
+    """The web app's batches (web/batching.py): parts drawing-0, drawing-1, ... in one request, next to a
+    plain request in the same TorchServe batch. Each part is answered as it would be alone, with its own
+    status, in a list; the request itself is 200."""
+    handler, context = handler_and_context
+    drawings = [
+        canvas_data_url(pendigits.render(pendigits.layout(d, random.Random(i))))
+        for i, d in enumerate(pendigits.load()[:3])
+    ]
+    blank = canvas_data_url(Image.new("L", (280, 280), 255))
+    bodies = [
+        drawings[0].encode(),
+        blank.encode(),
+        b"hello, world!",
+        drawings[1].encode(),
+        drawings[2].encode(),
+    ]
+    context.statuses.clear()
+    alone = handle(handler, context, [{"body": b} for b in bodies])
+    alone_statuses = [context.statuses.get(i, (200,))[0] for i in range(len(bodies))]
+    context.statuses.clear()
+
+    plain, batch = handle(
+        handler, context, [{"data": drawings[2]}, {f"drawing-{i}": b for i, b in enumerate(bodies)}]
+    )
+
+    assert context.statuses == {}
+    assert plain == alone[4]
+    assert [part["status"] for part in batch] == alone_statuses == [200, 422, 415, 200, 200]
+    assert [part["answer"] for part in batch] == alone

@@ -1,6 +1,7 @@
 """The web app: serves the canvas page and proxies drawings to TorchServe.
 
 Browser --POST /predict--> this app --POST /predictions/mnist[/version]--> TorchServe --> handler.
+Drawings that arrive while TorchServe is busy go to it together (web/batching.py).
 It holds only TorchServe's inference key (plus the API key, used for nothing but renewing that
 inference key when it expires); nothing here can register, unregister or scale models.
 """
@@ -17,6 +18,7 @@ import uvloop
 import yaml
 from aiohttp import web
 
+from web.batching import Batcher
 from web.bodies import BodyError, drawing
 from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import DEFAULT_DB, FeedbackStore
@@ -41,6 +43,10 @@ class Config:
     timeout: float = 5.0  # a prediction takes milliseconds; this only bounds a hung backend
     connect_timeout: float = 0.5
     pool_size: int = 64
+    max_batch: int = 8  # drawings per request to TorchServe (web/batching.py)
+    # Requests of one version at TorchServe at once: one at the worker and, once a full batch waits,
+    # that one queued behind it (web/batching.py). With more workers (GPU nodes), workers + 1.
+    batches_in_flight: int = 2
     feedback_db: str = DEFAULT_DB  # a SQLite path or a database URL (web/feedback_store.py)
     traffic: TrafficConfig = TrafficConfig()  # canary and shadow versions (web/traffic.py)
 
@@ -54,6 +60,8 @@ class Config:
             management_url=env.get("TS_MANAGEMENT_URL", cls.management_url),
             run_dir=Path(env.get("TS_RUN_DIR", cls.run_dir)),
             timeout=float(env.get("WEB_TIMEOUT", cls.timeout)),
+            max_batch=int(env.get("WEB_MAX_BATCH", cls.max_batch)),
+            batches_in_flight=int(env.get("WEB_BATCHES_IN_FLIGHT", cls.batches_in_flight)),
             feedback_db=env.get("FEEDBACK_DB", cls.feedback_db),
             traffic=TrafficConfig.from_env(),
         )
@@ -64,6 +72,7 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 KEYS = web.AppKey("keys", KeyFile)
 SPEC = web.AppKey("spec", dict)
 TRAFFIC = web.AppKey("traffic", Traffic)
+BATCHER = web.AppKey("batcher", Batcher)
 
 
 async def client_session(app: web.Application):
@@ -79,6 +88,7 @@ async def client_session(app: web.Application):
 async def shadow_tasks(app: web.Application):
     yield
     await app[TRAFFIC].close()  # before the session closes under the copies still in flight
+    await app[BATCHER].close()
 
 
 def error(status: int, message: str) -> web.Response:
@@ -106,7 +116,7 @@ async def forward(app: web.Application, body: bytes, version: str) -> web.Respon
     """The drawing to TorchServe (`version`, or the default for ""), its answer in our shape."""
     config = app[CONFIG]
     try:
-        status, payload = await ask_model(app, body, version)
+        status, payload = await app[BATCHER].predict(version, body)
     except TimeoutError:
         return error(504, "the model server did not answer in time")
     except aiohttp.ClientConnectionError:
@@ -116,14 +126,21 @@ async def forward(app: web.Application, body: bytes, version: str) -> web.Respon
     return relay(status, payload, config.model, version)
 
 
-async def ask_model(app: web.Application, body: bytes, version: str = "", **options) -> tuple[int, bytes]:
+async def ask_model(
+    app: web.Application,
+    body: bytes,
+    version: str = "",
+    content_type: str = "application/octet-stream",
+    **options,
+) -> tuple[int, bytes]:
     """POST to TorchServe's inference API with the inference key, renewed once if it is refused.
     `options` go to the session's post (e.g. a timeout; without one, the session's own applies)."""
     config, session, keys = app[CONFIG], app[SESSION], app[KEYS]
     url = f"{config.inference_url}/predictions/{config.model}" + (f"/{version}" if version else "")
     for attempt in range(2):
-        # An explicit Content-Type: TorchServe decodes form and multipart bodies into fields.
-        headers = {"Content-Type": "application/octet-stream", **keys.headers("inference")}
+        # An explicit Content-Type: TorchServe decodes form and multipart bodies into fields (wanted for
+        # a batch's parts, never for a lone drawing).
+        headers = {"Content-Type": content_type, **keys.headers("inference")}
         async with session.post(url, data=body, headers=headers, **options) as response:
             payload = await response.read()
         if key_refused(response.status, payload) and attempt == 0:
@@ -236,6 +253,7 @@ def init_app(config: Config) -> web.Application:
     app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions)
     app.cleanup_ctx.append(open_feedback_store)
     app[TRAFFIC] = Traffic(config.traffic)
+    app[BATCHER] = Batcher(partial(ask_model, app), config.max_batch, config.batches_in_flight)
     app.cleanup_ctx.append(shadow_tasks)  # after the session: copies are drained before it closes
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)

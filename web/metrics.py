@@ -22,6 +22,12 @@ LATENCY = Histogram(
     ["route"],
     buckets=(0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+BATCH_SIZE = Histogram(
+    "digit_batch_size",
+    "Drawings per request to TorchServe: those that arrived while the model was busy go together "
+    "(web/batching.py)",
+    buckets=(1, 2, 3, 4, 5, 6, 7, 8, 16),
+)
 CANARY = Counter(
     "digit_canary_requests", "Requests without ?version= sent to the canary version", ["version"]
 )

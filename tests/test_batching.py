@@ -1,0 +1,178 @@
+"""The web app's batching (web/batching.py): alone, a drawing goes at once; together, drawings go as one
+multipart request and each gets its own answer back. First against a recording stand-in for TorchServe,
+then through the real TorchServe and handler."""
+
+import asyncio
+import json
+import random
+import re
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+import pytest
+
+from tests.test_hardening import BAD_INPUTS, drawing
+from tests.test_integration import post
+from web.batching import MAX_BATCH_BYTES, Batcher, multipart, split
+
+
+class FakeModel:
+    """Answers each request after `delay` s with {"echo": <drawing>} per drawing (a list for a batch, as
+    the handler does), or with `status` for the whole request; records what each request carried."""
+
+    def __init__(self, delay: float = 0.01, status: int = 200):
+        self.delay, self.status = delay, status
+        self.requests: list[tuple[str, list[bytes]]] = []
+
+    async def __call__(self, body: bytes, version: str, content_type: str):
+        drawings = parts(body, content_type) if content_type.startswith("multipart/") else [body]
+        self.requests.append((version, drawings))
+        await asyncio.sleep(self.delay)
+        if self.status != 200:
+            return self.status, b'{"message": "down"}'
+        answers = [{"echo": d.decode()} for d in drawings]
+        if content_type.startswith("multipart/"):
+            return 200, json.dumps([{"status": 200, "answer": a} for a in answers]).encode()
+        return 200, json.dumps(answers[0]).encode()
+
+
+def parts(body: bytes, content_type: str) -> list[bytes]:
+    boundary = content_type.split("boundary=")[1].encode()
+    pieces = body.split(b"--" + boundary)[1:-1]
+    return [piece.split(b"\r\n\r\n", 1)[1][: -len(b"\r\n")] for piece in pieces]
+
+
+async def test_a_lone_drawing_goes_at_once_as_a_plain_request():
+    model = FakeModel()
+    batcher = Batcher(model)
+    status, body = await batcher.predict("", b"a")
+    assert (status, json.loads(body)) == (200, {"echo": "a"})
+    assert model.requests == [("", [b"a"])]
+    assert batcher.lines == {}, "an idle version is forgotten"
+
+
+async def test_drawings_that_arrive_while_the_model_is_busy_go_together_and_get_their_own_answers():
+    model = FakeModel()
+    batcher = Batcher(model, max_batch=8, in_flight=2)
+    names = [f"d{i}".encode() for i in range(6)]
+    replies = await asyncio.gather(*(batcher.predict("", name) for name in names))
+    assert [json.loads(body)["echo"] for _, body in replies] == [n.decode() for n in names]
+    # The first finds the model idle and goes alone; the other five wait for it and go as one batch.
+    assert [drawings for _, drawings in model.requests] == [names[:1], names[1:]]
+
+
+async def test_a_full_batch_does_not_wait_for_the_request_out_and_batches_stay_within_max_batch():
+    model = FakeModel(delay=0.05)
+    batcher = Batcher(model, max_batch=4, in_flight=2)
+    names = [f"d{i}".encode() for i in range(11)]
+    tasks = [asyncio.create_task(batcher.predict("", name)) for name in names]
+    await asyncio.sleep(0.02)  # the first request is still out
+    # d0 alone; d1-d4 made a full batch and went (two out: in_flight); d5-d10 wait for a reply.
+    assert [len(drawings) for _, drawings in model.requests] == [1, 4]
+    await asyncio.gather(*tasks)
+    assert [len(drawings) for _, drawings in model.requests] == [1, 4, 4, 2]
+    assert [d for _, drawings in model.requests for d in drawings] == names
+
+
+async def test_versions_are_batched_apart():
+    model = FakeModel()
+    batcher = Batcher(model)
+    await asyncio.gather(*(batcher.predict(v, v.encode() or b"-") for v in ["", "2.0", "", "2.0", "2.0"]))
+    assert sorted((v, len(d)) for v, d in model.requests) == [("", 1), ("", 1), ("2.0", 1), ("2.0", 2)]
+
+
+async def test_a_batch_stays_under_the_byte_limit():
+    model = FakeModel()
+    batcher = Batcher(model, max_batch=8)
+    big = b"x" * (MAX_BATCH_BYTES // 2)
+    await asyncio.gather(*(batcher.predict("", big) for _ in range(4)))
+    assert [len(drawings) for _, drawings in model.requests] == [1, 2, 1]
+
+
+async def test_a_failed_request_fails_each_of_its_drawings_and_the_next_ones_still_go():
+    model = FakeModel(status=503)
+    batcher = Batcher(model)
+    replies = await asyncio.gather(*(batcher.predict("", b"x") for _ in range(3)))
+    assert replies == [(503, b'{"message": "down"}')] * 3
+
+    async def unreachable(body, version, content_type):
+        raise aiohttp.ClientConnectionError("refused")
+
+    batcher = Batcher(unreachable)
+    results = await asyncio.gather(*(batcher.predict("", b"x") for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, aiohttp.ClientConnectionError) for r in results)
+    batcher.ask = FakeModel()
+    assert (await batcher.predict("", b"y"))[0] == 200
+
+
+async def test_a_client_that_leaves_while_waiting_is_not_sent():
+    model = FakeModel(delay=0.05)
+    batcher = Batcher(model)
+    first = asyncio.create_task(batcher.predict("", b"first"))
+    await asyncio.sleep(0)
+    gone = asyncio.create_task(batcher.predict("", b"gone"))
+    stays = asyncio.create_task(batcher.predict("", b"stays"))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    await asyncio.gather(first, stays)
+    assert [drawings for _, drawings in model.requests] == [[b"first"], [b"stays"]]
+    assert batcher.lines == {}
+
+
+def test_multipart_keeps_every_byte_and_a_batch_reply_splits_back_in_order():
+    bodies = [bytes(random.Random(i).randbytes(300)) for i in range(3)] + [b"data:image/png;base64,AAAA"]
+    body, content_type = multipart(bodies)
+    assert parts(body, content_type) == bodies
+    assert re.findall(rb'; name="(drawing-\d+)"', body) == [
+        b"drawing-0",
+        b"drawing-1",
+        b"drawing-2",
+        b"drawing-3",
+    ]
+    answers = [
+        {"status": 200, "answer": {"digit": 3}},
+        {"status": 422, "answer": {"error": "no digit drawn"}},
+    ]
+    assert split((200, json.dumps(answers).encode()), 2) == [
+        (200, b'{"digit":3}'),
+        (422, b'{"error":"no digit drawn"}'),
+    ]
+    assert split((404, b"{}"), 2) == [(404, b"{}")] * 2
+    # A reply that does not answer each drawing is no answer for any of them.
+    assert [status for status, _ in split((200, json.dumps(answers[:1]).encode()), 2)] == [500, 500]
+    assert [status for status, _ in split((200, b"not json"), 2)] == [500, 500]
+
+
+def batch_sizes(web_url: str) -> tuple[float, float]:
+    """(requests sent to TorchServe, drawings in them) from the web app's /metrics."""
+    text = urllib.request.urlopen(web_url + "/metrics", timeout=10).read().decode()
+    count = float(re.search(r"^digit_batch_size_count (\S+)$", text, re.M)[1])
+    total = float(re.search(r"^digit_batch_size_sum (\S+)$", text, re.M)[1])
+    return count, total
+
+
+@pytest.mark.parametrize("bad", ["a blank canvas", "text that is not a data URL", "a truncated PNG"])
+def test_through_torchserve_a_bad_drawing_in_a_batch_gets_its_own_4xx_and_the_others_their_answers(
+    stack, bad
+):
+    """Concurrent requests through the web app and the real TorchServe: they travel in batches, and each
+    answer is what the drawing alone is answered."""
+    body, content_type, status = BAD_INPUTS[bad]
+    good = [drawing(index) for index in range(12)]
+    alone = [post(stack.web_url + "/predict", d)[1]["digit"] for d in good]
+    workers = stack.worker_pids()
+    before = batch_sizes(stack.web_url)
+    requests = [(d, "text/plain") for d in good]
+    requests[5:5] = [(body, content_type)] * 3
+    with ThreadPoolExecutor(len(requests)) as pool:
+        replies = list(pool.map(lambda r: post(stack.web_url + "/predict", *r), requests * 3))
+    after = batch_sizes(stack.web_url)
+    assert after[1] - before[1] == len(requests) * 3
+    assert after[1] - before[1] > after[0] - before[0], "no two drawings travelled together"
+    for (sent, _), (got, answer) in zip(requests * 3, replies, strict=True):
+        if sent == body:
+            assert got == status and isinstance(answer.get("error"), str), answer
+        else:
+            assert got == 200 and answer["digit"] == alone[good.index(sent)], answer
+    assert stack.worker_pids() == workers

@@ -1,0 +1,151 @@
+"""Drawings that reach the web app together travel to TorchServe together; a lone one waits for nothing.
+
+TorchServe batches only by holding each request up to maxBatchDelay for company: at least 1 ms even when
+no company can come (the smallest delay a model config takes; 0 means its default, 100 ms). So the
+model takes one request at a time (batchSize 1, handler/model-config.yaml) and the batches form here:
+a drawing that finds no request of its version at the model goes at once, alone, as the plain request
+it came as. Drawings that arrive while one is out queue up and leave together (one multipart request:
+handler/mnist_handler.py) the moment it comes back, or as soon as they make a full batch (max_batch):
+that one goes right away, up to in_flight requests at once, and waits at TorchServe, so the worker
+starts on it the moment it finishes the last, instead of idling through a round trip to the web app.
+Under load the batches fill by themselves; at 1 client nothing is held back.
+"""
+
+import asyncio
+import json
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from web.metrics import BATCH_SIZE
+
+Reply = tuple[int, bytes]  # TorchServe's status and body for one drawing
+# ask(body, version, content type) -> TorchServe's reply to that one request (web/app.py: ask_model)
+Ask = Callable[[bytes, str, str], Awaitable[Reply]]
+
+PART = "drawing-"  # the handler's name for a drawing among several, before its index
+# A batch's body stays under TorchServe's max_request_size (2 MiB, config.properties) with room to spare:
+# a canvas is 10-50 KB, so this only ever stops a batch of unusually large images from growing.
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+@dataclass
+class _Line:
+    """The drawings of one version waiting to go, and how many of its requests are at the model."""
+
+    waiting: deque = field(default_factory=deque)  # (body, future) in arrival order
+    out: int = 0
+
+
+class Batcher:
+    def __init__(self, ask: Ask, max_batch: int = 8, in_flight: int = 2):
+        self.ask = ask
+        self.max_batch = max_batch
+        self.in_flight = in_flight
+        self.lines: dict[str, _Line] = {}  # by version; a line goes once it is idle (?version= is free text)
+        self.tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+    async def predict(self, version: str, body: bytes) -> Reply:
+        """TorchServe's reply to this drawing alone, as if it had been sent alone; raises what the
+        session raises (timeouts, connection errors) for every drawing of a batch that met it."""
+        line = self.lines.setdefault(version, _Line())
+        answered = asyncio.get_running_loop().create_future()
+        line.waiting.append((body, answered))
+        if self._ready(line):
+            self._send_next(version, line)
+        return await answered
+
+    def _ready(self, line: _Line) -> bool:
+        """Send now: nothing of this version is at the model, or a full batch waits and may join it."""
+        return bool(line.waiting) and (
+            line.out == 0 or (line.out < self.in_flight and len(line.waiting) >= self.max_batch)
+        )
+
+    def _send_next(self, version: str, line: _Line) -> None:
+        batch, size = [], 0
+        while line.waiting and len(batch) < self.max_batch:
+            body, answered = line.waiting[0]
+            if batch and size + len(body) > MAX_BATCH_BYTES:
+                break
+            line.waiting.popleft()
+            if not answered.done():  # a client that went away while it waited is sent nothing
+                batch.append((body, answered))
+                size += len(body)
+        if not batch:
+            return
+        line.out += 1
+        task = asyncio.create_task(self._send(version, line, batch))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, version: str, line: _Line, batch: list) -> None:
+        BATCH_SIZE.observe(len(batch))
+        try:
+            if len(batch) == 1:
+                replies = [await self.ask(batch[0][0], version, "application/octet-stream")]
+            else:
+                body, content_type = multipart([body for body, _ in batch])
+                replies = split(await self.ask(body, version, content_type), len(batch))
+            for (_, answered), reply in zip(batch, replies, strict=True):
+                if not answered.done():
+                    answered.set_result(reply)
+        except Exception as error:  # handed to every request of the batch, raised there
+            for _, answered in batch:
+                if not answered.done():
+                    answered.set_exception(error)
+        finally:
+            for _, answered in batch:  # only if this send was cancelled (shutdown)
+                if not answered.done():
+                    answered.cancel()
+            line.out -= 1
+            while self._ready(line):
+                self._send_next(version, line)
+            self._forget_if_idle(version, line)
+
+    def _forget_if_idle(self, version: str, line: _Line) -> None:
+        if not line.out and not line.waiting and self.lines.get(version) is line:
+            del self.lines[version]
+
+    async def close(self, grace: float = 2.0) -> None:
+        """On shutdown: let requests at the model finish for a moment, then cancel the rest."""
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def multipart(bodies: list[bytes]) -> tuple[bytes, str]:
+    """multipart/form-data with one part per drawing, named drawing-0, drawing-1, ...: TorchServe's
+    frontend hands each part to the handler as a field of the request."""
+    boundary = uuid.uuid4().hex
+    while any(boundary.encode() in body for body in bodies):  # a 128-bit collision: never, but cheap
+        boundary = uuid.uuid4().hex
+    parts = []
+    for i, body in enumerate(bodies):
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{PART}{i}"; filename="{PART}{i}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts += [head.encode(), body, b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def split(reply: Reply, count: int) -> list[Reply]:
+    """The reply to a batch as the replies its drawings would have had alone. Anything but the handler's
+    list of answers (TorchServe's own errors: no worker, unknown version, refused key) is every
+    drawing's reply."""
+    status, body = reply
+    if status != 200:
+        return [reply] * count
+    try:
+        parts = json.loads(body)
+        replies = [(int(p["status"]), json.dumps(p["answer"], separators=(",", ":")).encode()) for p in parts]
+    except (ValueError, TypeError, KeyError):
+        replies = []
+    if len(replies) != count:
+        broken = json.dumps({"message": f"the handler answered {count} drawings with something else"})
+        return [(500, broken.encode())] * count
+    return replies
