@@ -17,6 +17,7 @@ import binascii
 import io
 import json
 import re
+import struct
 
 import cv2
 import numpy as np
@@ -159,11 +160,35 @@ def open_image(data: bytes) -> Image.Image:
 def decode(data: bytes) -> np.ndarray:
     """open_image's pixels as an array (HxW grey, HxWx3 RGB or HxWx4 RGBA, uint8), with the same checks:
     serving goes from the PNG's bytes to an array with no PIL image in between (each conversion between
-    the two copies the pixels)."""
+    the two copies the pixels). A plain PNG's header is read here, not by PIL (~3 us against ~33)."""
+    size = _plain_png_size(data)
+    if size:
+        _check_size(*size)
+        return _decode_png(data)
     image = _checked_header(data)
     if _plain_png(image, data):
         return _decode_png(data)
     return _pixels(_loaded(image))
+
+
+def _plain_png_size(png: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG that _plain_png would take, from its chunks before the image data: 8-bit
+    grey, RGB or RGBA, no transparency chunk (tRNS) and not animated (acTL). None for anything else,
+    broken chunks included: PIL reads those, and says what is wrong."""
+    if png[:16] != b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" or len(png) < 33:
+        return None
+    width, height, depth, colour = struct.unpack(">IIBB", png[16:26])
+    if depth != 8 or colour not in _GREY_RGB_RGBA:
+        return None
+    at = 33  # past IHDR: signature 8, length and type 8, data 13, CRC 4
+    while at + 8 <= len(png):
+        length, kind = struct.unpack(">I4s", png[at : at + 8])
+        if kind == b"IDAT":
+            return width, height
+        if kind in (b"tRNS", b"acTL"):
+            return None
+        at += 12 + length
+    return None
 
 
 def _checked_header(data: bytes) -> Image.Image:
@@ -175,14 +200,17 @@ def _checked_header(data: bytes) -> Image.Image:
         )
     except Image.DecompressionBombError:
         raise TooLargeError("image dimensions are too large")
-    width, height = image.size
+    _check_size(*image.size)
+    if getattr(image, "n_frames", 1) > 1:
+        raise InputError("animated or multi-frame images are not accepted: send a single frame")
+    return image
+
+
+def _check_size(width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
         raise TooLargeError(f"image of {width}x{height} pixels is too large (at most {MAX_PIXELS} pixels)")
     if min(width, height) < MIN_SIDE:
         raise InputError(f"image of {width}x{height} pixels is too small to hold a drawing")
-    if getattr(image, "n_frames", 1) > 1:
-        raise InputError("animated or multi-frame images are not accepted: send a single frame")
-    return image
 
 
 def _loaded(image: Image.Image) -> Image.Image:
@@ -264,13 +292,22 @@ def _pixels(image: Image.Image) -> np.ndarray:
 def _to_full_contrast(gray: np.ndarray) -> np.ndarray:
     """Distance from the background, stretched so the strongest ink is 255. The background is what the
     border mostly is: dark for white-on-black, light for black-on-white, clear for a transparent canvas."""
-    background = int(np.median(_border(gray)))
+    background = _median(_border(gray))
     low, high = cv2.minMaxLoc(gray)[:2]
     peak = max(high - background, background - low)
     if peak < MIN_CONTRAST * 255:
         return np.zeros(gray.shape, dtype=np.uint8)
     levels = np.abs(np.arange(256) - background) * (255 / peak)
     return cv2.LUT(gray, np.minimum(levels + 0.5, 255).astype(np.uint8))
+
+
+def _median(values: np.ndarray) -> int:
+    """int(np.median(values)) of uint8 values, from their histogram: ~4 us against ~22 for a sort."""
+    below = np.bincount(values, minlength=256).cumsum()
+    middle = len(values) / 2
+    if len(values) % 2:
+        return int(np.searchsorted(below, middle))  # the value of the middle element
+    return (int(np.searchsorted(below, middle)) + int(np.searchsorted(below, middle + 1))) // 2
 
 
 def _border(a: np.ndarray) -> np.ndarray:

@@ -15,6 +15,9 @@ from handler.preprocess import (
     STRAY_SHARE,
     InputError,
     NoDigitError,
+    _median,
+    _pixels,
+    decode,
     ink_map,
     open_image,
     payload_to_bytes,
@@ -257,7 +260,8 @@ def test_a_detached_part_with_real_ink_is_kept():
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "1", "I;16", "RGB+tRNS"])
 def test_every_png_kind_decodes_to_the_pixels_pil_gives(mode):
-    """8-bit grey/RGB/RGBA PNGs are decoded by libspng, the rest by PIL: the same pixels either way."""
+    """8-bit grey/RGB/RGBA PNGs are decoded by libspng (serving reads their header itself), the rest by
+    PIL: the same pixels either way, as a PIL image (open_image) and as an array (decode)."""
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (40, 50, 4), dtype=np.uint8), "RGBA")
     image = image.convert("RGB") if mode == "RGB+tRNS" else image.convert(mode)
@@ -268,3 +272,21 @@ def test_every_png_kind_decodes_to_the_pixels_pil_gives(mode):
     decoded = open_image(buffer.getvalue())
     assert (decoded.format, decoded.mode, decoded.size) == (reference.format, reference.mode, reference.size)
     assert np.array_equal(np.asarray(decoded), np.asarray(reference))
+    assert np.array_equal(decode(buffer.getvalue()), _pixels(reference))
+
+
+def test_an_animated_png_is_refused_even_in_8_bit_rgba():
+    """An APNG's header looks like a plain PNG's; its acTL chunk sends it to PIL, which counts frames."""
+    frames = [Image.new("RGBA", (40, 40), (v, v, v, 255)) for v in (0, 255)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "PNG", save_all=True, append_images=frames[1:])
+    assert buffer.getvalue()[25] == 6  # RGBA, 8 bits (byte 24): what the fast path takes
+    with pytest.raises(InputError, match="animated"):
+        decode(buffer.getvalue())
+
+
+def test_the_background_median_is_numpys():
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 7, 560, 1119, 1120):
+        for values in (rng.integers(0, 256, size, dtype=np.uint8), np.full(size, 255, np.uint8)):
+            assert _median(values) == int(np.median(values)), (size, values[:8])
