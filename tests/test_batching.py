@@ -120,6 +120,17 @@ async def test_a_client_that_leaves_while_waiting_is_not_sent():
     assert batcher.lines == {}
 
 
+async def test_a_drawing_gets_its_answer_or_a_timeout_within_the_timeout_its_wait_included():
+    model = FakeModel(delay=0.3)
+    batcher = Batcher(model, timeout=0.1)
+    started = asyncio.get_running_loop().time()
+    results = await asyncio.gather(*(batcher.predict("", b"x") for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, TimeoutError) for r in results), results
+    assert asyncio.get_running_loop().time() - started < 0.25
+    await asyncio.sleep(0.3)  # the first came back: the two that waited were never sent
+    assert len(model.requests) == 1 and batcher.lines == {}
+
+
 def test_multipart_keeps_every_byte_and_a_batch_reply_splits_back_in_order():
     bodies = [bytes(random.Random(i).randbytes(300)) for i in range(3)] + [b"data:image/png;base64,AAAA"]
     body, content_type = multipart(bodies)

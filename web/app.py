@@ -253,7 +253,9 @@ def init_app(config: Config) -> web.Application:
     app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions)
     app.cleanup_ctx.append(open_feedback_store)
     app[TRAFFIC] = Traffic(config.traffic)
-    app[BATCHER] = Batcher(partial(ask_model, app), config.max_batch, config.batches_in_flight)
+    app[BATCHER] = Batcher(
+        partial(ask_model, app), config.max_batch, config.batches_in_flight, config.timeout
+    )
     app.cleanup_ctx.append(shadow_tasks)  # after the session: copies are drained before it closes
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)

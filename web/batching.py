@@ -39,22 +39,26 @@ class _Line:
 
 
 class Batcher:
-    def __init__(self, ask: Ask, max_batch: int = 8, in_flight: int = 2):
+    def __init__(self, ask: Ask, max_batch: int = 8, in_flight: int = 2, timeout: float = 5.0):
         self.ask = ask
         self.max_batch = max_batch
         self.in_flight = in_flight
+        # A drawing's answer comes within this, its wait in the queue included (the session's own
+        # timeout starts only when its request is sent).
+        self.timeout = timeout
         self.lines: dict[str, _Line] = {}  # by version; a line goes once it is idle (?version= is free text)
         self.tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
     async def predict(self, version: str, body: bytes) -> Reply:
         """TorchServe's reply to this drawing alone, as if it had been sent alone; raises what the
-        session raises (timeouts, connection errors) for every drawing of a batch that met it."""
+        session raises (timeouts, connection errors) for every drawing of a batch that met it, and
+        TimeoutError when no answer came within the timeout (a drawing still waiting is then not sent)."""
         line = self.lines.setdefault(version, _Line())
         answered = asyncio.get_running_loop().create_future()
         line.waiting.append((body, answered))
         if self._ready(line):
             self._send_next(version, line)
-        return await answered
+        return await asyncio.wait_for(answered, self.timeout)
 
     def _ready(self, line: _Line) -> bool:
         """Send now: nothing of this version is at the model, or a full batch waits and may join it."""
