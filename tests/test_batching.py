@@ -58,36 +58,42 @@ async def test_drawings_that_arrive_while_the_model_is_busy_go_together_and_get_
     names = [f"d{i}".encode() for i in range(6)]
     replies = await asyncio.gather(*(batcher.predict("", name) for name in names))
     assert [json.loads(body)["echo"] for _, body in replies] == [n.decode() for n in names]
-    # The first finds the model idle and goes alone; the other five wait for it and go as one batch.
-    assert [drawings for _, drawings in model.requests] == [names[:1], names[1:]]
+    # d0 finds the model idle and goes alone; d1 is as many as went last, so it goes too, to wait at
+    # TorchServe behind d0; d2-d5 wait for an answer and go as one request.
+    assert [drawings for _, drawings in model.requests] == [names[:1], names[1:2], names[2:]]
 
 
-async def test_a_full_batch_does_not_wait_for_the_request_out_and_batches_stay_within_max_batch():
+async def test_batches_grow_with_the_queue_up_to_max_batch_and_keep_the_worker_fed():
     model = FakeModel(delay=0.05)
     batcher = Batcher(model, max_batch=4, in_flight=2)
     names = [f"d{i}".encode() for i in range(11)]
     tasks = [asyncio.create_task(batcher.predict("", name)) for name in names]
-    await asyncio.sleep(0.02)  # the first request is still out
-    # d0 alone; d1-d4 made a full batch and went (two out: in_flight); d5-d10 wait for a reply.
-    assert [len(drawings) for _, drawings in model.requests] == [1, 4]
+    await asyncio.sleep(0.02)  # nothing has come back yet: two requests out (in_flight), nine wait
+    assert [len(drawings) for _, drawings in model.requests] == [1, 1]
     await asyncio.gather(*tasks)
-    assert [len(drawings) for _, drawings in model.requests] == [1, 4, 4, 2]
+    # Each answer lets the waiting go, a full batch at most; a batch joins the one out only once it is
+    # as large as that one, so the last drawing waits for both to come back rather than go alone.
+    assert [len(drawings) for _, drawings in model.requests] == [1, 1, 4, 4, 1]
     assert [d for _, drawings in model.requests for d in drawings] == names
 
 
 async def test_versions_are_batched_apart():
     model = FakeModel()
     batcher = Batcher(model)
-    await asyncio.gather(*(batcher.predict(v, v.encode() or b"-") for v in ["", "2.0", "", "2.0", "2.0"]))
-    assert sorted((v, len(d)) for v, d in model.requests) == [("", 1), ("", 1), ("2.0", 1), ("2.0", 2)]
+    sent = [(v, f"{v}:{i}".encode()) for i in range(6) for v in ("", "2.0")]
+    await asyncio.gather(*(batcher.predict(v, body) for v, body in sent))
+    for version in ("", "2.0"):
+        requests = [drawings for v, drawings in model.requests if v == version]
+        assert all(d.startswith(f"{version}:".encode()) for drawings in requests for d in drawings)
+        assert [len(drawings) for drawings in requests] == [1, 1, 4]
 
 
 async def test_a_batch_stays_under_the_byte_limit():
     model = FakeModel()
     batcher = Batcher(model, max_batch=8)
     big = b"x" * (MAX_BATCH_BYTES // 2)
-    await asyncio.gather(*(batcher.predict("", big) for _ in range(4)))
-    assert [len(drawings) for _, drawings in model.requests] == [1, 2, 1]
+    await asyncio.gather(*(batcher.predict("", big) for _ in range(5)))
+    assert [len(drawings) for _, drawings in model.requests] == [1, 1, 2, 1]
 
 
 async def test_a_failed_request_fails_each_of_its_drawings_and_the_next_ones_still_go():
@@ -108,7 +114,7 @@ async def test_a_failed_request_fails_each_of_its_drawings_and_the_next_ones_sti
 
 async def test_a_client_that_leaves_while_waiting_is_not_sent():
     model = FakeModel(delay=0.05)
-    batcher = Batcher(model)
+    batcher = Batcher(model, in_flight=1)
     first = asyncio.create_task(batcher.predict("", b"first"))
     await asyncio.sleep(0)
     gone = asyncio.create_task(batcher.predict("", b"gone"))
@@ -127,8 +133,8 @@ async def test_a_drawing_gets_its_answer_or_a_timeout_within_the_timeout_its_wai
     results = await asyncio.gather(*(batcher.predict("", b"x") for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, TimeoutError) for r in results), results
     assert asyncio.get_running_loop().time() - started < 0.25
-    await asyncio.sleep(0.3)  # the first came back: the two that waited were never sent
-    assert len(model.requests) == 1 and batcher.lines == {}
+    await asyncio.sleep(0.3)  # the two out came back; the third, that waited, was never sent
+    assert len(model.requests) == 2 and batcher.lines == {}
 
 
 def test_multipart_keeps_every_byte_and_a_batch_reply_splits_back_in_order():

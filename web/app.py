@@ -44,8 +44,8 @@ class Config:
     connect_timeout: float = 0.5
     pool_size: int = 64
     max_batch: int = 8  # drawings per request to TorchServe (web/batching.py)
-    # Requests of one version at TorchServe at once: one at the worker and, once a full batch waits,
-    # that one queued behind it (web/batching.py). With more workers (GPU nodes), workers + 1.
+    # Requests of one version at TorchServe at once: one at the worker and one queued behind it, sent
+    # once it is as large as the one ahead (web/batching.py). With more workers (GPU nodes), workers + 1.
     batches_in_flight: int = 2
     feedback_db: str = DEFAULT_DB  # a SQLite path or a database URL (web/feedback_store.py)
     traffic: TrafficConfig = TrafficConfig()  # canary and shadow versions (web/traffic.py)

@@ -4,11 +4,11 @@ TorchServe batches only by holding each request up to maxBatchDelay for company:
 no company can come (the smallest delay a model config takes; 0 means its default, 100 ms). So the
 model takes one request at a time (batchSize 1, handler/model-config.yaml) and the batches form here:
 a drawing that finds no request of its version at the model goes at once, alone, as the plain request
-it came as. Drawings that arrive while one is out queue up and leave together (one multipart request:
-handler/mnist_handler.py) the moment it comes back, or as soon as they make a full batch (max_batch):
-that one goes right away, up to in_flight requests at once, and waits at TorchServe, so the worker
-starts on it the moment it finishes the last, instead of idling through a round trip to the web app.
-Under load the batches fill by themselves; at 1 client nothing is held back.
+it came as. Drawings that arrive while one is out queue up. They go, as one multipart request
+(handler/mnist_handler.py), when it comes back, or as soon as they are as many as went last (max_batch
+at most): then they join it, up to in_flight requests out, and wait at TorchServe, so the worker starts
+on them the moment it finishes instead of idling through a round trip to the web app. Batches so grow
+with the load and stay even: 2 clients make 1 + 1, pipelined; 16 make 8 + 8. At 1 client nothing waits.
 """
 
 import asyncio
@@ -36,6 +36,7 @@ class _Line:
 
     waiting: deque = field(default_factory=deque)  # (body, future) in arrival order
     out: int = 0
+    last: int = 0  # drawings in the last request sent
 
 
 class Batcher:
@@ -61,9 +62,12 @@ class Batcher:
         return await asyncio.wait_for(answered, self.timeout)
 
     def _ready(self, line: _Line) -> bool:
-        """Send now: nothing of this version is at the model, or a full batch waits and may join it."""
+        """Send now: nothing of this version is at the model, or as many wait as went last (a full batch
+        at most) and may join what is out. So the worker is fed without waiting for a round trip, and
+        batches stay even: 2 clients make 1 + 1, pipelined; 16 make 8 + 8."""
         return bool(line.waiting) and (
-            line.out == 0 or (line.out < self.in_flight and len(line.waiting) >= self.max_batch)
+            line.out == 0
+            or (line.out < self.in_flight and len(line.waiting) >= min(line.last, self.max_batch))
         )
 
     def _send_next(self, version: str, line: _Line) -> None:
@@ -79,6 +83,7 @@ class Batcher:
         if not batch:
             return
         line.out += 1
+        line.last = len(batch)
         task = asyncio.create_task(self._send(version, line, batch))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
