@@ -46,13 +46,14 @@ def memory_mib(pod: str) -> dict:
     names = [f"{pod}-{c}" for c in CONTAINERS]
     command = ["podman", "stats", "--no-stream", "--format", "json", *names]
     stats = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-    units = {"kB": 1 / 1024, "MB": 1, "GB": 1024, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "B": 1 / 2**20}
+    # podman prints decimal units (go-units' HumanSize: 1 MB = 10^6 bytes); binary ones are taken too.
+    units = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
     result = {}
     for entry in stats:
         used = entry["mem_usage"].split("/")[0].strip()
         number = float(used.rstrip("kMGiB"))
         unit = used[len(used.rstrip("kMGiB")) :] or "B"
-        result[entry["name"].removeprefix(f"{pod}-")] = number * units[unit]
+        result[entry["name"].removeprefix(f"{pod}-")] = number * units[unit] / 2**20
     return result
 
 
