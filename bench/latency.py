@@ -281,9 +281,10 @@ async def measure_torchserve(args, target, url, body, headers, clients, targets)
     handler_ms, batch = log.per_image()
     if target == "web":  # the web app packs drawings into requests (web/batching.py): per drawing
         web_after = prometheus(targets.web_url)
-        sent = web_after["digit_batch_size_count"] - web_before.get("digit_batch_size_count", 0)
-        drawings = (web_after["digit_batch_size_sum"] - web_before.get("digit_batch_size_sum", 0)) / sent
-        handler_ms, batch = handler_ms / drawings, batch * drawings
+        sent = web_after.get("digit_batch_size_count", 0) - web_before.get("digit_batch_size_count", 0)
+        drawings = web_after.get("digit_batch_size_sum", 0) - web_before.get("digit_batch_size_sum", 0)
+        if sent:
+            handler_ms, batch = handler_ms * sent / drawings, batch * drawings / sent
     requests = after.get("ts_inference_requests_total", 0) - before.get("ts_inference_requests_total", 0)
     if requests:
         result.server = {

@@ -148,6 +148,11 @@ def test_a_request_of_parts_is_answered_part_by_part_as_each_alone(handler_and_c
     )
 
     assert context.statuses == {}
-    assert plain == alone[4]
     assert [part["status"] for part in batch] == alone_statuses == [200, 422, 415, 200, 200]
-    assert [part["answer"] for part in batch] == alone
+    # The same answers, to float rounding: a batch of other size may take other kernels.
+    for got, expected in zip([plain] + [part["answer"] for part in batch], alone[4:] + alone, strict=True):
+        assert got.keys() == expected.keys()
+        assert {k: v for k, v in got.items() if k != "probabilities"} == {
+            k: v for k, v in expected.items() if k != "probabilities"
+        }
+        assert np.allclose(got.get("probabilities", []), expected.get("probabilities", []), atol=1e-5)

@@ -85,9 +85,10 @@ async def client_session(app: web.Application):
         yield
 
 
-async def shadow_tasks(app: web.Application):
+async def background_requests(app: web.Application):
+    """On shutdown, before the session closes under them: shadow copies, then batches still out."""
     yield
-    await app[TRAFFIC].close()  # before the session closes under the copies still in flight
+    await app[TRAFFIC].close()
     await app[BATCHER].close()
 
 
@@ -256,7 +257,7 @@ def init_app(config: Config) -> web.Application:
     app[BATCHER] = Batcher(
         partial(ask_model, app), config.max_batch, config.batches_in_flight, config.timeout
     )
-    app.cleanup_ctx.append(shadow_tasks)  # after the session: copies are drained before it closes
+    app.cleanup_ctx.append(background_requests)  # after the session: drained before it closes
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_post("/predict", predict)
