@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from web.background import drain
 from web.metrics import BATCH_SIZE
 
 Reply = tuple[int, bytes]  # TorchServe's status and body for one drawing
@@ -118,11 +119,7 @@ class Batcher:
 
     async def close(self, grace: float = 2.0) -> None:
         """On shutdown: let requests at the model finish for a moment, then cancel the rest."""
-        if self.tasks:
-            _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await drain(self.tasks, grace)
 
 
 def multipart(bodies: list[bytes]) -> tuple[bytes, str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from web.background import drain
 from web.metrics import CANARY, LATENCY, PREDICTIONS, SHADOW, SHADOW_IN_FLIGHT
 
 Send = Callable[[str], Awaitable[web.Response]]  # send(version or "" for the default) -> the relayed answer
@@ -105,11 +106,7 @@ class Traffic:
 
     async def close(self, grace: float = 2.0) -> None:
         """On shutdown: let copies in flight finish for a moment, then cancel the rest."""
-        if self.shadows:
-            _, pending = await asyncio.wait(set(self.shadows), timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await drain(self.shadows, grace)
 
 
 def _json(response: web.Response) -> dict:
