@@ -55,7 +55,7 @@ class Batcher:
         """TorchServe's reply to this drawing alone, as if it had been sent alone; raises what the
         session raises (timeouts, connection errors) for every drawing of a batch that met it, and
         TimeoutError when no answer came within the timeout (a drawing still waiting is then not sent)."""
-        line = self.lines.setdefault(version, _Line())
+        line = self.lines.get(version) or self.lines.setdefault(version, _Line())  # no new _Line per call
         answered = asyncio.get_running_loop().create_future()
         line.waiting.append((body, answered))
         if self._ready(line):
