@@ -5,6 +5,7 @@ browser canvas draws them, sent as data URLs through the real web app's /predict
     python -m bench.canvas_accuracy --url http://127.0.0.1:5500 --limit 500
     python -m bench.canvas_accuracy --in-process build/convnet/model.pt --writers trainable   # for tuning
     python -m bench.canvas_accuracy --mnist            # MNIST's 10,000 test digits drawn on canvases instead
+    python -m bench.canvas_accuracy --writers later    # after scripts/pen_feedback.py's halves were trained on
 
 Each digit of writers 21-30 (train/pendigits.py HELD_OUT_WRITERS: training only ever sees writers 1-20)
 is laid out on a 280x280 canvas with a random brush of 8-20 px, a height of 35-85% of the canvas and
@@ -37,7 +38,9 @@ from PIL import Image
 from bench.soak import Client
 from train import mnist_canvas, pendigits
 
-WRITERS = {"held-out": pendigits.held_out, "trainable": pendigits.trainable}
+# later: the held-out writers' second halves, after their first halves were trained on as feedback
+# (scripts/pen_feedback.py).
+WRITERS = {"held-out": pendigits.held_out, "trainable": pendigits.trainable, "later": pendigits.later}
 
 
 def drawings(
@@ -158,6 +161,7 @@ def report(results: list[Result], writers: str = "held-out") -> float:
     names = {
         "held-out": "held-out pen digits (writers 21-30, never trained on)",
         "trainable": "trainable pen digits (writers 1-20, for tuning)",
+        "later": "held-out pen digits, second half of each writer (writers 21-30)",
         "mnist": "MNIST test digits drawn on canvases",
     }[writers]
     print(f"{names}: {right}/{len(results)} = {right / len(results):.2%}")

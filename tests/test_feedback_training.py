@@ -167,3 +167,45 @@ def test_a_missing_database_is_an_error_not_an_empty_set(tmp_path):
     with pytest.raises(FileNotFoundError):
         feedback_split(str(tmp_path / "nowhere.sqlite3"))
     assert not (tmp_path / "nowhere.sqlite3").exists()
+
+
+def test_new_writers_halves_split_each_held_out_writer_and_meet_nowhere():
+    digits = pendigits.load()
+    earlier, later = pendigits.earlier(digits), pendigits.later(digits)
+    held = pendigits.held_out(digits)
+    assert sorted(map(id, earlier + later)) == sorted(map(id, held))  # every held-out digit, once
+    for writer in pendigits.HELD_OUT_WRITERS:
+        mine = [d for d in held if d.writer == writer]
+        first = [d for d in earlier if d.writer == writer]
+        assert first == mine[: len(mine) // 2]  # the first half, in the file's order
+        assert [d for d in later if d.writer == writer] == mine[len(mine) // 2 :]
+
+
+def test_pen_feedback_stores_the_earlier_halves_as_the_page_would(model_dir, tmp_path):
+    db = tmp_path / "pen-feedback.sqlite3"
+    command = [
+        "python",
+        "-m",
+        "scripts.pen_feedback",
+        "--db",
+        str(db),
+        "--model",
+        str(model_dir / "model.pt"),
+    ]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=600)
+    rows = read_rows(str(db))
+    earlier = pendigits.earlier(pendigits.load())
+    assert [r.label for r in rows] == [d.label for d in earlier]
+    # Each row is what the page's feedback stores: the PNG, and the 28x28 the serving code makes of it.
+    sample = rows[:: len(rows) // 20]
+    assert all(r.input_28x28 == as_28x28(r.png).tobytes() for r in sample)
+    # `predicted` is the model's reading of that 28x28, as the page showed it before the correction.
+    model = torch.jit.load(str(model_dir / "model.pt")).eval()
+    seen = np.stack([np.frombuffer(r.input_28x28, np.uint8).reshape(28, 28) for r in sample])
+    with torch.no_grad():
+        read = model(torch.from_numpy(seen).unsqueeze(1).float() / 255).argmax(1).tolist()
+    assert [r.predicted for r in sample] == read
+    # A second run on the same file is refused: no other feedback is mixed in, nothing is added.
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0 and "exists" in again.stderr
+    assert len(read_rows(str(db))) == len(rows)

@@ -24,9 +24,11 @@ from handler.preprocess import InputError, ink_map, open_image, to_mnist
 from web.feedback_store import Row, masked, read_rows
 
 HOLDOUT_PERCENT = 20  # of the drawings, by hash; changing it moves drawings between the sides
-# Each training drawing appears this many times per epoch (augmented differently each time), as a
-# trainable pen digit does (PEN_COPIES renderings): a few hundred corrections count against 60,000 MNIST.
-FEEDBACK_COPIES = int(os.environ.get("FEEDBACK_COPIES", 4))
+# Each training drawing appears this many times per epoch (augmented differently each time): a few hundred
+# corrections must count against 60,000 MNIST and 20,000 pen renders. 16, measured (README, "How much
+# corrections teach"): with 1,000 corrections by writers 21-30, misreads of their later drawings went
+# 13 -> 8 and 20 -> 10 (seeds 0, 1) at 16 copies, 12 and 15 at 4, 9 and 18 at 8.
+FEEDBACK_COPIES = int(os.environ.get("FEEDBACK_COPIES", 16))
 
 
 def held_out(png_sha256: str) -> bool:

@@ -81,6 +81,28 @@ def tuning(digits: list[PenDigit]) -> list[PenDigit]:
     return [d for d in digits if d.writer in TUNE_WRITERS]
 
 
+def earlier(digits: list[PenDigit]) -> list[PenDigit]:
+    """The first half of each held-out writer's digits, in the file's order: what a new writer would have
+    drawn, and corrected, on the page before (scripts/pen_feedback.py stores them as feedback)."""
+    return _halves(held_out(digits))[0]
+
+
+def later(digits: list[PenDigit]) -> list[PenDigit]:
+    """The other half of each held-out writer's digits: what a model trained on `earlier` is measured on."""
+    return _halves(held_out(digits))[1]
+
+
+def _halves(digits: list[PenDigit]) -> tuple[list[PenDigit], list[PenDigit]]:
+    seen: dict[int, int] = {}
+    for d in digits:
+        seen[d.writer] = seen.get(d.writer, 0) + 1
+    first, second, counted = [], [], {}
+    for d in digits:
+        counted[d.writer] = counted.get(d.writer, 0) + 1
+        (first if counted[d.writer] <= seen[d.writer] // 2 else second).append(d)
+    return first, second
+
+
 def extent(strokes: list) -> tuple[float, float, float, float]:
     """(left, right, low, high) of the strokes' points: x from left to right, y from low to high."""
     xs = [x for stroke in strokes for x, _ in stroke]
