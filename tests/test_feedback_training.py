@@ -7,6 +7,7 @@ import csv
 import os
 import random
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -184,7 +185,7 @@ def test_new_writers_halves_split_each_held_out_writer_and_meet_nowhere():
 def test_pen_feedback_stores_the_earlier_halves_as_the_page_would(model_dir, tmp_path):
     db = tmp_path / "pen-feedback.sqlite3"
     command = [
-        "python",
+        sys.executable,
         "-m",
         "scripts.pen_feedback",
         "--db",

@@ -93,14 +93,11 @@ def later(digits: list[PenDigit]) -> list[PenDigit]:
 
 
 def _halves(digits: list[PenDigit]) -> tuple[list[PenDigit], list[PenDigit]]:
-    seen: dict[int, int] = {}
+    by_writer: dict[int, list[PenDigit]] = {}
     for d in digits:
-        seen[d.writer] = seen.get(d.writer, 0) + 1
-    first, second, counted = [], [], {}
-    for d in digits:
-        counted[d.writer] = counted.get(d.writer, 0) + 1
-        (first if counted[d.writer] <= seen[d.writer] // 2 else second).append(d)
-    return first, second
+        by_writer.setdefault(d.writer, []).append(d)
+    first = {id(d) for mine in by_writer.values() for d in mine[: len(mine) // 2]}
+    return [d for d in digits if id(d) in first], [d for d in digits if id(d) not in first]
 
 
 def extent(strokes: list) -> tuple[float, float, float, float]:
