@@ -215,9 +215,11 @@ def main():
     model = torch.nn.Sequential(ema, Temperature(temperature)).to(device).eval()
     results = {"temperature": round(temperature, 4)}
     pen = pen_held_out_set()
-    # val_raw: the validation digits as MNIST's own 28x28, what a recipe's raw accuracy is judged on.
-    sets = {"val_raw": data["val_raw"]}
-    sets |= {"test_raw": data["test_raw"], "test_canvas": data["test_canvas"]}  # the one look at the test set
+    sets = {
+        "val_raw": data["val_raw"],  # validation as MNIST's own 28x28: what raw accuracy is tuned on
+        "test_raw": data["test_raw"],  # the one look at the test set
+        "test_canvas": data["test_canvas"],
+    }
     if pen is not None:
         sets["pen_held_out"] = (pen[0].to(device), pen[1].to(device))
     tune = pen_held_out_set(pendigits.tuning)  # TUNE=1 only: writers 17-20, what recipes are chosen on
