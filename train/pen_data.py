@@ -74,7 +74,8 @@ def pen_training_set():
 
 def pen_held_out_set(writers=pendigits.held_out):
     """Writers 21-30 as bench/canvas_accuracy.py draws them (layouts from one Random(0), 4x supersampled),
-    to measure only (or, with writers=pendigits.tuning, writers 17-20 under TUNE=1); None without them."""
+    to measure only (or, with writers=pendigits.tuning, writers 17-20 under TUNE=1; with
+    writers=pendigits.validation, the training writers' digits kept out of training); None without them."""
     if not pendigits.PATH.exists():
         return None
     digits = writers(pendigits.load())

@@ -28,6 +28,10 @@ HELD_OUT_WRITERS = set(range(21, 31))  # writers 21..30: never trained on, the b
 # (augmentation, copies, model) are judged on writers we trained without, never on writers 21..30.
 TUNE_WRITERS = set(range(17, 21)) if os.environ.get("TUNE") == "1" else set()
 TRAINED_ON = "writers 1-16" if TUNE_WRITERS else "writers 1-20"
+# Every VALIDATION_EVERY-th digit of the trainable writers (in the file's order) leaves training: held-out
+# drawings of the training writers, on which (with MNIST's validation split) the "not a digit" threshold
+# is chosen (train/train.py). Writers 21-30 stay for measuring only.
+VALIDATION_EVERY = 20
 CANVAS = 280
 SUPERSAMPLE = 4  # draw 4x larger and shrink: the antialiasing a canvas does
 
@@ -74,6 +78,15 @@ def held_out(digits: list[PenDigit]) -> list[PenDigit]:
 
 
 def trainable(digits: list[PenDigit]) -> list[PenDigit]:
+    return [d for i, d in enumerate(_of_training_writers(digits)) if i % VALIDATION_EVERY]
+
+
+def validation(digits: list[PenDigit]) -> list[PenDigit]:
+    """The trainable writers' digits kept out of training, to choose the rejection threshold on."""
+    return [d for i, d in enumerate(_of_training_writers(digits)) if not i % VALIDATION_EVERY]
+
+
+def _of_training_writers(digits: list[PenDigit]) -> list[PenDigit]:
     return [d for d in digits if d.writer not in HELD_OUT_WRITERS | TUNE_WRITERS]
 
 
