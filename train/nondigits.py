@@ -317,8 +317,13 @@ def _family_of(member: str) -> str:
 
 def nondigit_training_set(copies: int):
     """(images uint8 N x 28 x 28, labels all NOT_A_DIGIT) from the training families, or None."""
-    if copies <= 0 or not FONT_DIR.exists():
+    if copies <= 0:
         return None
+    if not FONT_DIR.exists():
+        sys.exit(
+            f"error: no Hershey fonts in {FONT_DIR} (apt-get install hershey-fonts-data, or HERSHEY_FONTS=dir); "
+            "NONDIGIT_COPIES=0 trains a model of ten outputs that never says 'not a digit'"
+        )
     fonts = [f for family in TRAIN_FONTS.values() for f in family]
     arrays = _rendered("nondigit-train", fonts, TRAIN_SHAPES, copies, RENDER_SEED)
     images = torch.from_numpy(arrays["images"])

@@ -99,15 +99,15 @@ def load_mnist(device):
     if pen is not None:
         fit_x, fit_y = torch.cat([fit_x, pen[0]]), torch.cat([fit_y, pen[1]])
         print(f"training on {len(fit)} MNIST + {len(pen[0])} rendered pen digits ({pendigits.TRAINED_ON})")
-    feedback = (
-        feedback_training_set()
-    )  # $FEEDBACK_DB's drawings, less their hold-out (train/feedback_data.py)
-    if feedback is not None:
-        fit_x, fit_y = torch.cat([fit_x, feedback[0]]), torch.cat([fit_y, feedback[1]])
     negatives = nondigit_training_set(NONDIGIT_COPIES)  # label 10 (train/nondigits.py)
     if negatives is not None:
         fit_x, fit_y = torch.cat([fit_x, negatives[0]]), torch.cat([fit_y, negatives[1]])
         print(f"plus {len(negatives[0])} drawings that are not digits (label 10)")
+    # $FEEDBACK_DB's drawings, less their hold-out (train/feedback_data.py): label 10 where a person
+    # confirmed "not a digit", the digit where one corrected a rejection.
+    feedback = feedback_training_set()
+    if feedback is not None:
+        fit_x, fit_y = torch.cat([fit_x, feedback[0]]), torch.cat([fit_y, feedback[1]])
     test_images, test_ok = through_pipeline(test.data.numpy(), torch.arange(len(test.data)).numpy(), "test")
     # A test digit refused as 'no digit drawn' counts as wrong: its label becomes -1, never predicted.
     test_canvas_y = torch.where(torch.from_numpy(test_ok), test.targets, -1)
