@@ -25,9 +25,8 @@ from web.feedback_store import Row, masked, read_rows
 
 HOLDOUT_PERCENT = 20  # of the drawings, by hash; changing it moves drawings between the sides
 # Each training drawing appears this many times per epoch (augmented differently each time): a few hundred
-# corrections must count against 60,000 MNIST and 20,000 pen renders. 16, measured (README, "How much
-# corrections teach"): with 1,000 corrections by writers 21-30, misreads of their later drawings went
-# 13 -> 8 and 20 -> 10 (seeds 0, 1) at 16 copies, 12 and 15 at 4, 9 and 18 at 8.
+# corrections must count against 60,000 MNIST and 20,000 pen renders. 16 is the fewest copies that
+# mended most of the measured misreads over two seeds (docs/lifecycle.md, "How much corrections teach").
 FEEDBACK_COPIES = int(os.environ.get("FEEDBACK_COPIES", 16))
 # Epochs are counted over every image, so feedback lengthens training: at most this many feedback images
 # per epoch (+27% on MNIST + pen digits, ~30 s here; 1,250 drawings still get all 16 copies) until there

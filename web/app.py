@@ -274,8 +274,8 @@ def init_app(config: Config) -> web.Application:
 def main() -> None:
     config = Config.from_env()
     print(f"Digit recognizer: http://{config.host}:{config.port}", flush=True)
-    # uvloop: a prediction here is event-loop work only (two HTTP exchanges), and uvloop makes it cheaper:
-    # at 1 client the hop added 1.5 ms to p50 over direct TorchServe on asyncio's loop, 0.1 ms on uvloop.
+    # uvloop: a prediction here is event-loop work only (two HTTP exchanges), and uvloop makes it cheaper
+    # than asyncio's own loop (docs/performance.md, "Settings, and why").
     loop = uvloop.new_event_loop()
     app = init_app(config)
     # What exists now (modules, the app) lives as long as the process: out of the collector's sight, a
