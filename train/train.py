@@ -4,8 +4,10 @@
     ARCH=lenet EPOCHS=1 python -m train.train        # smoke run for tests: ~15 s, ~98%
     MAX_STEPS=200 python -m train.train              # or cap the steps (the schedule fits itself to them)
     FEEDBACK_DB=data/feedback.sqlite3 python -m train.train   # plus the page's feedback, less its hold-out
+    CONFIG_FROM=build/convnet/metrics.json python -m train.train  # that run's recipe again (build/convnet-rerun)
 
-Configuration comes from the environment; every knob and its default is right below. Train what we
+Configuration comes from the environment (or a metrics.json's "config"); every knob and its default is
+right below, and metrics.json records them all. Train what we
 serve: every image, MNIST's included, is drawn on a canvas and read back by handler/preprocess.py
 (train/mnist_canvas.py, train/pen_data.py; cached in build/cache after the first run). The validation
 split is carved from the 60k training images (seeded), picks the best checkpoint and fits the
