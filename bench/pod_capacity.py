@@ -1,4 +1,4 @@
-"""One pod's capacity: closed-loop load through the pod's published web port (bench/latency.py's load
+"""One pod's capacity: closed-loop load through the pod's published web port (bench/closed_loop.py's load
 generator and canvas data URL), the CPU each container spends per request, and its memory.
 
     make image && make deploy-local && python -m bench.pod_capacity     # the pod of `make deploy-local`
@@ -18,7 +18,8 @@ import subprocess
 
 import psutil
 
-from bench.latency import RawConnection, canvas_data_url, load
+from bench.canvas_body import canvas_data_url
+from bench.closed_loop import RawConnection, load
 
 CONTAINERS = ("torchserve", "web")
 
