@@ -21,10 +21,8 @@ RECIPE = {
 }
 
 
-def train(env: dict, tmp_path) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "train.train"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+def train(env: dict, command: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -44,7 +42,7 @@ def test_metrics_config_reruns_the_same_recipe(tmp_path):
     env = {**clean, **RECIPE, "MNIST_DIR": str(MNIST_DIR), "PEN_DIGITS": missing_pen, "OUT_DIR": str(first)}
     if "CACHE_DIR" in os.environ:
         env["CACHE_DIR"] = os.environ["CACHE_DIR"]
-    train(env, tmp_path)
+    train(env, [sys.executable, "-m", "train.train"])
     metrics = json.loads((first / "metrics.json").read_text())
     config = metrics["config"]
     assert set(config) == set(knobs)  # every knob, nothing else
@@ -52,8 +50,9 @@ def test_metrics_config_reruns_the_same_recipe(tmp_path):
         assert config[name] == type(config[name])(value), name
     assert config["PEN_DIGITS"] == missing_pen and config["SEED"] == 0 and config["EPOCHS"] == 8.5
 
-    # Re-run from the result alone: no knob in the environment, only CONFIG_FROM.
-    done = train({**clean, "CONFIG_FROM": str(first / "metrics.json")}, tmp_path)
+    # Re-run from the result alone, as `make train CONFIG_FROM=...`: no knob in the environment, and the
+    # Makefile's own defaults (ARCH=convnet, MNIST_DIR=data, MODEL_DIR) must not override the recipe.
+    done = train(clean, ["make", "-s", "train", f"CONFIG_FROM={first / 'metrics.json'}"])
     rerun = first.parent / "first-rerun"  # never the recipe's own directory
     assert "wrote " + str(rerun) in done.stdout
     again = json.loads((rerun / "metrics.json").read_text())
