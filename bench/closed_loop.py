@@ -1,6 +1,6 @@
 """A closed-loop load generator in Python for the benchmarks that pair targets request by request
-(bench/proxy_hop.py, bench/shadow_overhead.py, bench/pod_capacity.py): pre-built requests written on raw
-asyncio streams, one keep-alive connection per simulated client. bench/latency.py uses wrk instead.
+(bench/proxy_hop.py, bench/shadow_overhead.py): pre-built requests written on raw asyncio
+streams, one keep-alive connection per simulated client. Plain closed-loop load uses wrk (bench/wrk.py).
 """
 
 import asyncio
