@@ -1,6 +1,8 @@
 # Digit recognizer: `make run` does everything on a fresh clone, `make test` checks it.
 # Knobs (make VAR=value): ARCH, VERSION, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR,
-# FEEDBACK_DB, EVAL_MNIST, EVAL_PEN (evaluation sizes): docs/configuration.md. `make help` lists the targets.
+# FEEDBACK_DB, EVAL_MNIST, EVAL_PEN (evaluation sizes), CONFIG_FROM (a run's metrics.json: its recipe again);
+# every training knob is in train/train.py's configuration block. All of them: docs/configuration.md.
+# `make help` lists the targets.
 
 SHELL := /bin/bash
 PYTHON_SYSTEM ?= python3.11
@@ -31,8 +33,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-train: install  ## train a model into MODEL_DIR (ARCH, SEED, EPOCHS, FEEDBACK_DB, ...)
-	OUT_DIR=$(MODEL_DIR) $(PY) -m train.train
+# CONFIG_FROM=<dir>/metrics.json trains that run's recipe again (train/train.py), into <dir>-rerun unless
+# MODEL_DIR is given: this Makefile's own defaults (ARCH, MNIST_DIR, MODEL_DIR) stay out of it.
+RECIPE_ENV = $(if $(CONFIG_FROM),env $(foreach v,ARCH MNIST_DIR,$(if $(filter file,$(origin $(v))),-u $(v))))
+OUT_ENV = $(if $(and $(CONFIG_FROM),$(filter file,$(origin MODEL_DIR))),,OUT_DIR=$(MODEL_DIR))
+
+train: install  ## train a model into MODEL_DIR (ARCH, SEED, EPOCHS, FEEDBACK_DB, CONFIG_FROM, ...)
+	$(OUT_ENV) $(RECIPE_ENV) $(PY) -m train.train
 
 $(MODEL_DIR)/model.pt:
 	$(MAKE) train

