@@ -5,7 +5,7 @@
     python -m bench.handler_speed --model-dir build/nondigit --against-model-dir build/convnet   # two models
 
 No servers: TorchServe's MockContext and MnistHandler.handle() on a batch of the body `make bench`
-sends (bench/latency.py canvas_data_url: a 280x280 RGBA PNG data URL). The older version is
+sends (bench/canvas_body.py canvas_data_url: a 280x280 RGBA PNG data URL). The older version is
 handler/preprocess.py as it is at --against (read with `git show`) plus the model as TorchScript loads
 it (no freeze). With --against-model-dir, "old" is instead this tree's handler serving that model
 (e.g. ten outputs against eleven: what "not a digit" costs). Old and new alternate, round after round, so both see the same moments of a noisy
@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from ts.torch_handler.unit_tests.test_utils.mock_context import MockContext
 
-from bench.latency import DEFAULT_MODEL_DIR, canvas_data_url
+from bench.canvas_body import canvas_data_url
+from bench.latency import DEFAULT_MODEL_DIR
 from handler import preprocess as new
 from handler.mnist_handler import MnistHandler
 from tests.stack import ROOT

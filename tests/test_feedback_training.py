@@ -90,11 +90,13 @@ def test_training_adds_the_training_part_and_never_the_hold_out(db, monkeypatch)
 
     (train_x, train_y), (hold_x, _) = feedback_split(str(db))
     n = len(train_x)
-    monkeypatch.setenv("FEEDBACK_DB", str(db))
-    monkeypatch.setattr(feedback_data, "FEEDBACK_COPIES", 3)
-    monkeypatch.setattr(feedback_data, "FEEDBACK_IMAGES", 2 * n + 1)  # the cap: 2 copies, not 3
+    monkeypatch.setattr(train, "FEEDBACK_DB", str(db))
+    monkeypatch.setattr(train, "FEEDBACK_COPIES", 3)
+    monkeypatch.setattr(train, "FEEDBACK_IMAGES", 2 * n + 1)  # the cap: 2 copies, not 3
     monkeypatch.setattr(train, "MNIST_DIR", str(MNIST_DIR))
-    monkeypatch.setattr(train, "pen_training_set", lambda: None)  # MNIST + feedback only: quick
+    monkeypatch.setattr(
+        train, "pen_training_set", lambda *args, **kwargs: None
+    )  # MNIST + feedback only: quick
     # The quick test model's subset (tests/conftest.py): its renders are cached already in a test session.
     monkeypatch.setattr(train, "MNIST_SUBSET", int(QUICK_TRAINING["MNIST_SUBSET"]))
     fit_x, fit_y = train.load_mnist(torch.device("cpu"))["fit"]
@@ -106,10 +108,10 @@ def test_training_adds_the_training_part_and_never_the_hold_out(db, monkeypatch)
     assert not any(bytes(image) in seen_in_training for image in hold_x.numpy().reshape(len(hold_x), -1))
 
 
-def test_feedback_copies_shrink_past_the_cap_and_never_to_none(monkeypatch):
-    monkeypatch.setattr(feedback_data, "FEEDBACK_COPIES", 16)
-    monkeypatch.setattr(feedback_data, "FEEDBACK_IMAGES", 20_000)
-    copies = {n: feedback_data.copies_of(n) for n in (0, 100, 1_250, 1_251, 5_000, 20_000, 40_000)}
+def test_feedback_copies_shrink_past_the_cap_and_never_to_none():
+    copies = {
+        n: feedback_data.copies_of(n, 16, 20_000) for n in (0, 100, 1_250, 1_251, 5_000, 20_000, 40_000)
+    }
     assert copies == {0: 16, 100: 16, 1_250: 16, 1_251: 15, 5_000: 4, 20_000: 1, 40_000: 1}
 
 
@@ -130,7 +132,7 @@ def test_make_train_with_feedback_db(db, tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    line = f"training on {len(train_x)} drawings x {feedback_data.FEEDBACK_COPIES}, {len(hold_x)} held out"
+    line = f"training on {len(train_x)} drawings x 16, {len(hold_x)} held out"  # FEEDBACK_COPIES' default
     assert line in result.stdout, result.stdout[-3000:]
     assert (out / "model.pt").is_file()
 

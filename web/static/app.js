@@ -351,7 +351,7 @@ function showError(status, detail) {
 
 // ---- Feedback: was the answer right? -------------------------------------------------------------
 // The drawing exactly as /predict got it, the digit the person meant and the answer, go to /api/feedback;
-// stored drawings become training data for the next model version (README: Model lifecycle).
+// stored drawings become training data for the next model version (docs/lifecycle.md).
 
 function buildDigitButtons() {
   const digits = $("digits");
