@@ -8,7 +8,7 @@ browser canvas draws them, sent as data URLs through the real web app's /predict
     python -m bench.canvas_accuracy --writers later    # after scripts/pen_feedback.py's halves were trained on
 
 Each digit of writers 21-30 (train/pendigits.py HELD_OUT_WRITERS: training only ever sees writers 1-20)
-is laid out on a 280x280 canvas with a random brush of 8-20 px, a height of 35-85% of the canvas and
+is laid out (train/canvases.py) on a 280x280 canvas with a random brush of 8-20 px, a height of 35-85% of the canvas and
 a random position (fixed seed), rendered with round caps and joins, antialiased, black on white.
 Prints accuracy overall and per digit, the worst confusions, and how honest the probabilities are:
 mean top probability against accuracy, and the expected calibration error (15 bins).
@@ -23,101 +23,14 @@ is the one through the real stack.
 """
 
 import argparse
-import base64
 import collections
 import os
-import random
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from bench.soak import Client
-from train import mnist_canvas, pendigits
-
-# later: the held-out writers' second halves, after their first halves were trained on as feedback
-# (scripts/pen_feedback.py).
-WRITERS = {"held-out": pendigits.held_out, "trainable": pendigits.trainable, "later": pendigits.later}
-
-
-def drawings(
-    limit: int | None, seed: int, writers: str = "held-out", stray_tap: bool = False
-) -> list[tuple[int, bytes]]:
-    digits = WRITERS[writers](pendigits.load())
-    if limit:
-        digits = random.Random(seed).sample(digits, limit)
-    rng, tap_rng = random.Random(seed), random.Random(seed + 1)  # the same layouts with or without taps
-    items = []
-    for digit in digits:
-        drawing = pendigits.layout(digit, rng)
-        if stray_tap:
-            drawing = with_stray_tap(drawing, tap_rng)
-        items.append((digit.label, data_url(pendigits.render(drawing))))
-    return items
-
-
-def data_url(canvas: Image.Image) -> bytes:
-    """The canvas as the page sends it: a PNG data URL (canvas.toDataURL())."""
-    return b"data:image/png;base64," + base64.b64encode(pendigits.png_bytes(canvas))
-
-
-def mnist_on_canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
-    """An MNIST digit drawn the way a person fills a 280x280 canvas: black on white, some size, somewhere."""
-    side = int(rng.integers(120, 260))
-    ink = Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC)
-    canvas = Image.new("L", (280, 280), 0)
-    canvas.paste(ink, tuple(int(v) for v in rng.integers(0, 280 - side + 1, size=2)))
-    return pendigits.png_bytes(Image.eval(canvas, lambda v: 255 - v))
-
-
-def mnist_drawings(mnist_dir: str, limit: int | None, seed: int) -> list[tuple[int, bytes]]:
-    """MNIST test digits drawn on a 280x280 canvas as training's test_canvas figure draws them."""
-    import torchvision
-
-    test = torchvision.datasets.MNIST(mnist_dir, train=False)
-    indices = (
-        range(len(test.data))
-        if not limit
-        else sorted(random.Random(seed).sample(range(len(test.data)), limit))
-    )
-    items = []
-    for i in indices:
-        canvas = mnist_canvas.draw(test.data[i].numpy(), random.Random(mnist_canvas.render_seed("test", i)))
-        items.append((int(test.targets[i]), data_url(canvas)))
-    return items
-
-
-def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.Drawing:
-    """The drawing plus one tap of the brush at a random spot at least two brush widths clear of the
-    digit's extent, left or right or above or below it (unchanged if the digit leaves no such room)."""
-    left, right, top, bottom = pendigits.extent(drawing.strokes)
-    clear, low, high = 2 * drawing.brush, drawing.brush, pendigits.CANVAS - drawing.brush
-    for _ in range(100):
-        x, y = rng.uniform(low, high), rng.uniform(low, high)
-        if x < left - clear or x > right + clear or y < top - clear or y > bottom + clear:
-            return pendigits.Drawing(drawing.label, [*drawing.strokes, [(x, y)]], drawing.brush)
-    return drawing
-
-
-Result = tuple[int, int | None, list[float] | None]  # label, digit read (None: refused), probabilities
-
-
-def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list[Result]:
-    """(label, digit read or None for an error, probabilities) per drawing, through the web app at url."""
-
-    def run(chunk):
-        client = Client(url)
-        return [
-            (label, answer.get("digit"), answer.get("probabilities"))
-            for label, (status, answer) in ((lbl, client.predict(b)) for lbl, b in chunk)
-        ]
-
-    chunks = [items[i::clients] for i in range(clients)]
-    with ThreadPoolExecutor(clients) as pool:
-        return [pair for part in pool.map(run, chunks) for pair in part]
+from tests.clients import Result, evaluate
+from train.canvases import WRITERS, drawings, mnist_drawings
 
 
 def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> list[Result]:

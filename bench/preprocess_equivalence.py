@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from bench.canvas_accuracy import with_stray_tap
+from train.canvases import with_stray_tap
 from bench.handler_speed import preprocess_at
 from bench.latency import png_like_chromium
 from handler import preprocess as new
@@ -46,8 +46,8 @@ def pen_sets(limit: int | None) -> dict[str, list[bytes]]:
 def mnist_set(count: int) -> list[bytes]:
     import torchvision
 
-    from tests.conftest import MNIST_DIR
-    from tests.test_integration import as_canvas
+    from tests.models import MNIST_DIR
+    from train.canvases import mnist_on_canvas as as_canvas
 
     mnist = torchvision.datasets.MNIST(MNIST_DIR, train=False, download=True)
     rng = np.random.default_rng(0)

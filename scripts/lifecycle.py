@@ -9,7 +9,7 @@ Both versions answer the same drawings through the running TorchServe (`make ser
 ports as scripts/tsctl.py finds them), by version, with the inference key:
   MNIST test    EVAL_MNIST (default 2,000) MNIST test digits, a fixed seeded sample, drawn on a canvas;
   pen digits    EVAL_PEN (default 0: all 2,498) digits of writers 21-30, never trained on, rendered as
-                bench/canvas_accuracy.py renders them;
+                train/canvases.py draws them (as `make bench-canvas` measures);
   feedback      the feedback hold-out (train/feedback_data.py, FEEDBACK_DB), when there is one.
 About 9,000 requests with the defaults: 67 s on the 2 cores here, busy with other work.
 
@@ -40,7 +40,6 @@ from pathlib import Path
 
 import torch
 
-from bench.canvas_accuracy import drawings, mnist_drawings
 from scripts import default_history
 from scripts.tsctl import (
     MODEL,
@@ -55,6 +54,7 @@ from scripts.tsctl import (
     set_default,
 )
 from train.calibration import calibration_error
+from train.canvases import drawings, mnist_drawings
 from train.feedback_data import holdout_drawings
 
 Z_REFUSE = 3.0  # McNemar's z above which a candidate is worse than the default (see the docstring)

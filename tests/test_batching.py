@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 import pytest
 
-from tests.test_hardening import BAD_INPUTS, drawing
-from tests.test_integration import post
+from tests.drawings import BAD_INPUTS, drawing
+from tests.stack import post
 from web.batching import MAX_BATCH_BYTES, Batcher, multipart, split
 
 

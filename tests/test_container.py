@@ -21,9 +21,10 @@ import urllib.request
 
 import pytest
 
-from bench.canvas_accuracy import drawings, evaluate
 from scripts.local_pod import local_deployment
+from tests.clients import evaluate
 from tests.stack import ROOT, free_port_base, get_json
+from train.canvases import drawings
 
 # Per test session: two sessions on one machine (two checkouts) never meet.
 IMAGE = NAME = f"digit-recognizer-test-{os.getpid()}"

@@ -13,7 +13,7 @@ from PIL import Image
 from prometheus_client import REGISTRY
 
 from handler.preprocess import preprocess
-from tests.test_hardening import animated_gif, data_url, drawing, png
+from tests.drawings import animated_gif, data_url, drawing, png
 from web.app import Config, init_app
 from web.feedback_store import SCHEMA_VERSION
 

@@ -13,8 +13,8 @@ import tempfile
 import pytest
 from sqlalchemy import text
 
-from tests.stack import Stack
-from tests.test_feedback_service import feedback_body, post_feedback
+from tests.drawings import feedback_body
+from tests.stack import Stack, post_feedback
 from train.feedback_data import feedback_split, holdout_drawings
 from web.feedback_store import SCHEMA_VERSION, FeedbackStore, read_rows
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from handler.preprocess import preprocess
-from tests.conftest import MNIST_DIR, QUICK_TRAINING
+from tests.models import MNIST_DIR, QUICK_TRAINING
 from tests.stack import ROOT
 from train import feedback_data, pendigits
 from train.feedback_data import data_url, feedback_split, held_out, holdout_drawings

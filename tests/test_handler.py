@@ -14,7 +14,7 @@ from PIL import Image
 from bench.handler_speed import Context as HandlerContext
 from handler.mnist_handler import MnistHandler
 from handler.preprocess import preprocess
-from tests.conftest import MNIST_DIR
+from tests.models import MNIST_DIR
 from train import pendigits
 
 

@@ -25,7 +25,7 @@ from handler.preprocess import (
     stroke_width,
     to_mnist,
 )
-from tests.conftest import MNIST_DIR
+from tests.models import MNIST_DIR
 from train import pendigits
 
 DIGITS = pendigits.held_out(pendigits.load())[:40:4]

@@ -8,8 +8,7 @@ import subprocess
 import pytest
 
 from scripts.lifecycle import Score, ece, mcnemar
-from tests.stack import ROOT, archive
-from tests.test_traffic import version_workers
+from tests.stack import archive, make, version_workers
 from web.registry import model_versions
 
 # Smaller than the real gate (2,000 MNIST + 2,498 pen digits) to bound the suite's time, and still
@@ -18,16 +17,8 @@ from web.registry import model_versions
 EVAL_SIZE = {"EVAL_MNIST": "300", "EVAL_PEN": "300"}
 
 
-def make(stack, target: str, version: str = "") -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        **EVAL_SIZE,
-        "TS_RUN_DIR": str(stack.run_dir),
-        "MODEL_STORE": str(stack.model_store),
-        "PORT_BASE": str(stack.port_base),
-    }
-    command = ["make", "-s", target] + ([f"VERSION={version}"] if version else [])
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+def make_gate(stack, target: str, version: str = ""):
+    return make(stack, target, version, **EVAL_SIZE)
 
 
 def accuracies(table: str) -> dict[tuple[str, str], float]:
@@ -46,9 +37,9 @@ def test_weak_version_refused_good_one_promoted_and_rolled_back(own_stack, model
     archive(weak_model_dir, stack.model_store, "2.0")
     archive(model_dir, stack.model_store, "3.0")  # the default's model again: as good as it, exactly
     for version in ("2.0", "3.0"):
-        assert make(stack, "register", version).returncode == 0
+        assert make_gate(stack, "register", version).returncode == 0
 
-    refused = make(stack, "promote", "2.0")
+    refused = make_gate(stack, "promote", "2.0")
     assert refused.returncode != 0, refused.stdout
     assert "refused: version 2.0 is worse" in refused.stdout
     scores = accuracies(refused.stdout)
@@ -60,19 +51,19 @@ def test_weak_version_refused_good_one_promoted_and_rolled_back(own_stack, model
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
 
     # 3.0 served as a shadow first: its workers at nice 19, which promote must not keep for a default.
-    assert make(stack, "shadow", "3.0").returncode == 0
+    assert make_gate(stack, "shadow", "3.0").returncode == 0
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in version_workers(stack, "3.0")} == {19}
-    promoted = make(stack, "promote", "3.0")
+    promoted = make_gate(stack, "promote", "3.0")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "promoted: version 3.0 is the default" in promoted.stdout and "WORSE" not in promoted.stdout
     assert "registering it afresh" in promoted.stdout
     assert model_versions(stack.run_dir, "mnist")["default"] == "3.0"
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in version_workers(stack, "3.0")} == {0}
 
-    back = make(stack, "rollback")
+    back = make_gate(stack, "rollback")
     assert back.returncode == 0, back.stderr
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
-    nothing_left = make(stack, "rollback")
+    nothing_left = make_gate(stack, "rollback")
     assert nothing_left.returncode != 0 and "no previous default" in nothing_left.stderr
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
 
@@ -81,11 +72,11 @@ def test_rollback_steps_back_through_set_default_and_promote(own_stack, model_di
     stack = own_stack
     for version in ("2.0", "3.0"):
         archive(model_dir, stack.model_store, version)
-        assert make(stack, "register", version).returncode == 0
-    assert make(stack, "set-default", "2.0").returncode == 0
-    assert make(stack, "set-default", "3.0").returncode == 0
+        assert make_gate(stack, "register", version).returncode == 0
+    assert make_gate(stack, "set-default", "2.0").returncode == 0
+    assert make_gate(stack, "set-default", "3.0").returncode == 0
     for expected in ("2.0", "1.0"):
-        assert make(stack, "rollback").returncode == 0
+        assert make_gate(stack, "rollback").returncode == 0
         assert model_versions(stack.run_dir, "mnist")["default"] == expected
 
 

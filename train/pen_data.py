@@ -2,7 +2,7 @@
 draw and MNIST's writers rarely did.
 
 Only the trainable writers (1-20) are trained on; writers 21-30 stay held out, rendered here only to
-measure (accuracy and calibration in metrics.json, the same drawings as bench/canvas_accuracy.py).
+measure (accuracy and calibration in metrics.json, the same drawings as train/canvases.py).
 Each digit is laid out on a 280x280 canvas PEN_COPIES times (random brush, size, position), rendered
 and turned into 28x28 by handler/preprocess.py, the serving code itself, so training sees exactly
 what the model will be fed. Renders are cached on disk (train/cache.py).
@@ -73,7 +73,7 @@ def pen_training_set():
 
 
 def pen_held_out_set(writers=pendigits.held_out):
-    """Writers 21-30 as bench/canvas_accuracy.py draws them (layouts from one Random(0), 4x supersampled),
+    """Writers 21-30 as train/canvases.py draws them (layouts from one Random(0), 4x supersampled),
     to measure only (or, with writers=pendigits.tuning, writers 17-20 under TUNE=1); None without them."""
     if not pendigits.PATH.exists():
         return None
