@@ -23,11 +23,11 @@ import time
 
 import numpy as np
 
-from train.canvases import with_stray_tap
 from bench.handler_speed import preprocess_at
 from bench.latency import png_like_chromium
 from handler import preprocess as new
 from train import pendigits
+from train.canvases import with_stray_tap
 
 
 def pen_sets(limit: int | None) -> dict[str, list[bytes]]:

@@ -5,7 +5,6 @@ TorchServe behind it) goes on answering."""
 import asyncio
 import base64
 import contextlib
-import json
 import random
 import sqlite3
 import threading

@@ -5,22 +5,15 @@ faults must be clear 5xx JSON and heal by themselves; nothing the web app expose
 controls.
 """
 
-import base64
-import functools
-import io
 import json
 import os
-import random
 import signal
 import socket
-import struct
 import threading
 import time
 import urllib.request
-import zlib
 
 import pytest
-from PIL import Image
 
 from tests.clients import run_soak
 from tests.drawings import BAD_INPUTS, drawing

@@ -1,7 +1,6 @@
 """The whole product end to end: a trained model, archived, served by a real TorchServe, behind the real
 web app, answering real MNIST test digits drawn onto a 280x280 canvas and sent as data URLs."""
 
-import base64
 import json
 import urllib.error
 import urllib.parse

@@ -3,7 +3,6 @@
 
 import os
 import re
-import subprocess
 
 import pytest
 
@@ -15,10 +14,6 @@ from web.registry import model_versions
 # decisive: the weak version reads ~20 of these 300 MNIST and ~90 of the 300 pen digits differently
 # from the default, a McNemar z near 7 and 9 against the refusal threshold of 3.
 EVAL_SIZE = {"EVAL_MNIST": "300", "EVAL_PEN": "300"}
-
-
-def make_gate(stack, target: str, version: str = ""):
-    return make(stack, target, version, **EVAL_SIZE)
 
 
 def accuracies(table: str) -> dict[tuple[str, str], float]:
@@ -37,9 +32,9 @@ def test_weak_version_refused_good_one_promoted_and_rolled_back(own_stack, model
     archive(weak_model_dir, stack.model_store, "2.0")
     archive(model_dir, stack.model_store, "3.0")  # the default's model again: as good as it, exactly
     for version in ("2.0", "3.0"):
-        assert make_gate(stack, "register", version).returncode == 0
+        assert make(stack, "register", version, **EVAL_SIZE).returncode == 0
 
-    refused = make_gate(stack, "promote", "2.0")
+    refused = make(stack, "promote", "2.0", **EVAL_SIZE)
     assert refused.returncode != 0, refused.stdout
     assert "refused: version 2.0 is worse" in refused.stdout
     scores = accuracies(refused.stdout)
@@ -51,19 +46,19 @@ def test_weak_version_refused_good_one_promoted_and_rolled_back(own_stack, model
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
 
     # 3.0 served as a shadow first: its workers at nice 19, which promote must not keep for a default.
-    assert make_gate(stack, "shadow", "3.0").returncode == 0
+    assert make(stack, "shadow", "3.0", **EVAL_SIZE).returncode == 0
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in version_workers(stack, "3.0")} == {19}
-    promoted = make_gate(stack, "promote", "3.0")
+    promoted = make(stack, "promote", "3.0", **EVAL_SIZE)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "promoted: version 3.0 is the default" in promoted.stdout and "WORSE" not in promoted.stdout
     assert "registering it afresh" in promoted.stdout
     assert model_versions(stack.run_dir, "mnist")["default"] == "3.0"
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in version_workers(stack, "3.0")} == {0}
 
-    back = make_gate(stack, "rollback")
+    back = make(stack, "rollback", **EVAL_SIZE)
     assert back.returncode == 0, back.stderr
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
-    nothing_left = make_gate(stack, "rollback")
+    nothing_left = make(stack, "rollback", **EVAL_SIZE)
     assert nothing_left.returncode != 0 and "no previous default" in nothing_left.stderr
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
 
@@ -72,11 +67,11 @@ def test_rollback_steps_back_through_set_default_and_promote(own_stack, model_di
     stack = own_stack
     for version in ("2.0", "3.0"):
         archive(model_dir, stack.model_store, version)
-        assert make_gate(stack, "register", version).returncode == 0
-    assert make_gate(stack, "set-default", "2.0").returncode == 0
-    assert make_gate(stack, "set-default", "3.0").returncode == 0
+        assert make(stack, "register", version, **EVAL_SIZE).returncode == 0
+    assert make(stack, "set-default", "2.0", **EVAL_SIZE).returncode == 0
+    assert make(stack, "set-default", "3.0", **EVAL_SIZE).returncode == 0
     for expected in ("2.0", "1.0"):
-        assert make_gate(stack, "rollback").returncode == 0
+        assert make(stack, "rollback", **EVAL_SIZE).returncode == 0
         assert model_versions(stack.run_dir, "mnist")["default"] == expected
 
 

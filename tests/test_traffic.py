@@ -1,7 +1,6 @@
 """Canary and shadow traffic and /metrics, through the real web app in front of a real TorchServe
 serving two versions: 1.0 (the session's model, the default) and 2.0 (a deliberately weak one)."""
 
-import json
 import math
 import os
 import signal

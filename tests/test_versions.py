@@ -1,9 +1,6 @@
 """Model versions through TorchServe's management API (the Makefile's targets), seen from the web app."""
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 
 import pytest
