@@ -26,6 +26,8 @@ from tests.clients import evaluate
 from tests.stack import ROOT, free_port_base, get_json
 from train.canvases import drawings
 
+pytestmark = pytest.mark.container
+
 # Per test session: two sessions on one machine (two checkouts) never meet.
 IMAGE = NAME = f"digit-recognizer-test-{os.getpid()}"
 POD = f"{NAME}-pod-0"

@@ -5,7 +5,7 @@ out of it would go unfuzzed)."""
 import yaml
 from openapi_spec_validator import validate
 
-from tests.test_fuzz import HTTP_METHODS, SPEC
+from tests.contract import HTTP_METHODS, SPEC
 from web.app import Config, init_app
 
 

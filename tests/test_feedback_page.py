@@ -6,10 +6,11 @@ import base64
 import json
 import sqlite3
 
-from tests import test_browser
-from tests.test_browser import draw_with_mouse, pen_drawings, predict_requests, settled
+import pytest
 
-browser, visit = test_browser.browser, test_browser.visit  # the same fixtures: Debian's Chromium
+from tests.page import draw_with_mouse, pen_drawings, predict_requests, settled
+
+pytestmark = pytest.mark.browser
 
 FEEDBACK_STATE = """() => ({
   offered: !document.getElementById("feedback").hidden,

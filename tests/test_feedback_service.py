@@ -16,6 +16,8 @@ import pytest
 from tests.drawings import drawing, feedback_body
 from tests.stack import Stack, post, post_feedback
 
+pytestmark = pytest.mark.stack
+
 CLIENTS, SECONDS = 16, 30  # the figure: 16 concurrent clients posting for 30 s
 
 

@@ -11,9 +11,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from bench.handler_speed import Context as HandlerContext
 from handler.mnist_handler import MnistHandler
 from handler.preprocess import preprocess
+from tests.handler_context import Context as HandlerContext
 from tests.models import MNIST_DIR
 from train import pendigits
 

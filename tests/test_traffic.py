@@ -17,6 +17,8 @@ from tests.stack import Stack, archive, make, post, version_workers
 from train.canvases import drawings
 from web.app import Config, init_app
 
+pytestmark = pytest.mark.stack
+
 # Rendered by the default registry's /metrics like any module-level metric of another module (feedback).
 PROBE = Counter("digit_test_probe", "A counter only tests/test_traffic.py defines")
 

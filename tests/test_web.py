@@ -1,66 +1,13 @@
 """The web app in-process (pytest-aiohttp's aiohttp_client), in front of a fake TorchServe that records
-what it is sent: the proxy's own rules, its use of keys, and its answers when the backend misbehaves."""
-
-import asyncio
-import json
+what it is sent (tests/fake_torchserve.py): the proxy's own rules, its use of keys, and its answers when the backend misbehaves."""
 
 import aiohttp
 import pytest
-from aiohttp import web
 
+from tests.fake_torchserve import INFERENCE_KEY, MANAGEMENT_KEY
 from web.app import Config, init_app
 
-INFERENCE_KEY, MANAGEMENT_KEY, API_KEY = "inf-1", "mgmt-1", "api-1"
 GOOD = b"data:image/png;base64,iVBORw0KGgo="
-
-
-def write_keys(path, inference):
-    doc = {
-        "management": {"key": MANAGEMENT_KEY, "expiration time": "2099-01-01T00:00:00Z"},
-        "inference": {"key": inference, "expiration time": "2099-01-01T00:00:00Z"},
-        "API": {"key": API_KEY},
-    }
-    path.write_text(json.dumps(doc))
-
-
-@pytest.fixture
-async def fake_torchserve(aiohttp_server, tmp_path):
-    """Answers predictions with the inference key it currently holds; /token renews it, as TorchServe does."""
-    seen = {"auth": [], "paths": [], "content_types": [], "renewals": 0, "valid": INFERENCE_KEY, "delay": 0}
-    key_file = tmp_path / "key_file.json"
-    write_keys(key_file, INFERENCE_KEY)
-
-    async def predictions(request):
-        seen["auth"].append(request.headers.get("Authorization"))
-        seen["paths"].append(request.path)
-        seen["content_types"].append(request.headers.get("Content-Type"))
-        await asyncio.sleep(seen["delay"])
-        if seen.get("refuse_every_key") or request.headers.get("Authorization") != f"Bearer {seen['valid']}":
-            return web.json_response(
-                {"code": 400, "type": "InvalidKeyException", "message": "no"}, status=400
-            )
-        if request.match_info.get("version") == "9":
-            return web.json_response({"code": 404, "message": "Model version: 9 does not exist"}, status=404)
-        if "raw" in seen:
-            return web.Response(body=seen["raw"], content_type="application/json")
-        return web.json_response({"digit": 3, "echo": (await request.read()).decode()})
-
-    async def token(request):
-        assert request.headers.get("Authorization") == f"Bearer {API_KEY}"
-        assert request.query["type"] == "inference"
-        seen["renewals"] += 1
-        seen["valid"] = f"inf-{seen['renewals'] + 1}"
-        write_keys(key_file, seen["valid"])
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_post("/predictions/mnist", predictions)
-    app.router.add_post("/predictions/mnist/{version}", predictions)
-    app.router.add_get("/token", token)
-    server = await aiohttp_server(app)
-    seen["url"] = str(server.make_url("")).rstrip("/")
-    seen["run_dir"] = tmp_path
-    return seen
 
 
 @pytest.fixture
