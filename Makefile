@@ -18,7 +18,7 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 FEEDBACK_EXPORT ?= build/feedback-export
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
-.PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
+.PHONY: install train archive serve web stop run test test-fast lint format register unregister set-default versions \
 	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak bench-hop bench-shadow \
 	bench-handler bench-equivalence clean image deploy-local undeploy-local bench-pod feedback-export
 
@@ -81,6 +81,10 @@ rollback: install
 test: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
+
+# The unit tests alone (no servers, no training, no browser, no podman): under a minute.
+test-fast: install
+	$(PY) -m pytest -q -m "not stack and not train and not browser and not container" tests
 
 lint: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

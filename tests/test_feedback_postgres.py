@@ -85,6 +85,7 @@ async def test_the_store_on_postgresql_loses_nothing_under_concurrency(postgres)
     await reopened.close()
 
 
+@pytest.mark.stack
 def test_the_web_app_stores_feedback_on_postgresql_and_training_reads_it(postgres, tmp_path):
     postgres_url = postgres("web")
     stack = Stack(tmp_path / "run", tmp_path / "model_store")
