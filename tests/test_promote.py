@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from scripts.lifecycle import Score, ece, mcnemar
+from scripts.lifecycle import Score, mcnemar
 from tests.stack import archive, make, version_workers
 from web.registry import model_versions
 
@@ -87,12 +87,3 @@ def test_mcnemar_counts_only_the_drawings_read_differently():
     assert z == pytest.approx(9 / 15**0.5) and margin == pytest.approx(3 * 15**0.5 / 100)
     assert mcnemar(default, default) == (0.0, 0.0)
     assert mcnemar(candidate, default)[0] == pytest.approx(-9 / 15**0.5)
-
-
-def test_expected_calibration_error():
-    # Calibrated: 80% sure and right 4 times in 5.
-    assert ece([0.8] * 5, [True, True, True, True, False]) == pytest.approx(0.0)
-    # Always sure, right half the time: off by 0.5.
-    assert ece([1.0] * 4, [True, False, True, False]) == pytest.approx(0.5)
-    # Two bins, weighted by their share: |1 - 0.95| * 1/2 + |0 - 0.55| * 1/2.
-    assert ece([0.95, 0.55], [True, False]) == pytest.approx((0.05 + 0.55) / 2)
