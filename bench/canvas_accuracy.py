@@ -6,6 +6,8 @@ browser canvas draws them, sent as data URLs through the real web app's /predict
     python -m bench.canvas_accuracy --in-process build/convnet/model.pt --writers trainable   # for tuning
     python -m bench.canvas_accuracy --mnist            # MNIST's 10,000 test digits drawn on canvases instead
     python -m bench.canvas_accuracy --writers later    # after scripts/pen_feedback.py's halves were trained on
+    python -m bench.canvas_accuracy --nondigits        # the held-out non-digit families (train/nondigits.py)
+    python -m bench.canvas_accuracy --all              # pen writers 21-30, MNIST test and non-digits, one stack
 
 Each digit of writers 21-30 (train/pendigits.py HELD_OUT_WRITERS: training only ever sees writers 1-20)
 is laid out (train/canvases.py) on a 280x280 canvas with a random brush of 8-20 px, a height of 35-85% of the canvas and
@@ -16,6 +18,10 @@ mean top probability against accuracy, and the ECE of answers (15 bins; refused 
 --mnist draws MNIST's test digits on the canvas instead (train/mnist_canvas.py, the same renders that
 training's test_canvas_accuracy scores in-process), to compare with the raw 28x28 test accuracy.
 
+A drawing answered 422 "not_a_digit" is read as 10 (train/nondigits.NOT_A_DIGIT): wrong for a real digit
+(counted as rejected), right for a non-digit. --nondigits sends the held-out non-digit families (fonts
+and shape kinds never trained on) and prints the share of each answered "not a digit".
+
 --in-process skips the servers: the same handler.preprocess.preprocess on the same data URLs, then the
 TorchScript model. It is for quick tuning (use --writers trainable: tuning on the held-out writers would
 make the held-out figure meaningless) and prints preprocess() time per data URL; the figure to report
@@ -24,13 +30,15 @@ is the one through the real stack.
 
 import argparse
 import collections
+import contextlib
 import os
 import tempfile
 import time
 from pathlib import Path
 
 from tests.clients import Result, evaluate
-from train.canvases import WRITERS, drawings, mnist_drawings
+from train.canvases import WRITERS, drawings, mnist_drawings, nondigit_drawings
+from train.nondigits import NOT_A_DIGIT
 
 
 def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> list[Result]:
@@ -60,8 +68,14 @@ def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> lis
         batch = torch.from_numpy(np.stack([images[i] for i in good])).unsqueeze(1)
         probabilities = dict(zip(good, torch.softmax(model(batch), 1).tolist(), strict=True))
     results = [(label, None, None) for label, _ in items]
-    for i, p in probabilities.items():
-        results[i] = (items[i][0], max(range(10), key=p.__getitem__), p)
+    for i, p in probabilities.items():  # as handler/mnist_handler.py answers
+        digits = [v / sum(p[:NOT_A_DIGIT]) for v in p[:NOT_A_DIGIT]]
+        read = (
+            NOT_A_DIGIT
+            if len(p) > NOT_A_DIGIT and p[NOT_A_DIGIT] > 0.5
+            else max(range(10), key=digits.__getitem__)
+        )
+        results[i] = (items[i][0], read, digits)
     ms = np.array(seconds) * 1000
     print(
         f"preprocess() per 280x280 PNG data URL: median {np.median(ms):.3f} ms, p90 {np.percentile(ms, 90):.3f} ms"
@@ -78,6 +92,12 @@ def report(results: list[Result], writers: str = "held-out") -> float:
         "mnist": "MNIST test digits drawn on canvases",
     }[writers]
     print(f"{names}: {right}/{len(results)} = {right / len(results):.2%}")
+    rejected = sum(read == NOT_A_DIGIT for _, read, _ in results)
+    guessed = sum(p is not None and max(range(10), key=p.__getitem__) == label for label, _, p in results)
+    print(
+        f"  answered 'not a digit': {rejected}/{len(results)} = {rejected / len(results):.2%}; "
+        f"the guess (rejected or not) right: {guessed / len(results):.2%}"
+    )
     per_digit = collections.defaultdict(lambda: [0, 0])
     for label, read, _ in results:
         per_digit[label][0] += label == read
@@ -92,18 +112,35 @@ def report(results: list[Result], writers: str = "held-out") -> float:
 
 
 def calibration(results: list[Result]) -> None:
-    """Mean top probability of the answers against accuracy, and the ECE of answers (15 bins; refused
-    drawings left out and counted: train/calibration.py answered_calibration_error, as `make evaluate`)."""
+    """Mean top probability of the digits answered against accuracy, and the ECE of answers (15 bins;
+    refused drawings, "no digit drawn" or "not a digit", left out and counted: train/calibration.py
+    answered_calibration_error, the figure `make evaluate` reports)."""
     import numpy as np
 
     from train.calibration import answered_calibration_error
 
-    ece, refused = answered_calibration_error([p for _, _, p in results], [label for label, _, _ in results])
-    top = np.array([max(p) for _, _, p in results if p is not None])
+    given = [None if read in (None, NOT_A_DIGIT) else p for _, read, p in results]
+    ece, refused = answered_calibration_error(given, [label for label, _, _ in results])
+    top = np.array([max(p) for p in given if p is not None])
     print(
         f"  calibration: mean top probability {top.mean():.2%}, ECE of answers (15 bins) {ece:.2%}, "
         f"{refused} refused; {(top < 0.8).mean():.2%} of answers below 80% (the page's 'not sure')"
     )
+
+
+def report_nondigits(results: list[Result]) -> float:
+    """Per held-out family, the share answered "not a digit" (the label is the family's name here)."""
+    families = collections.defaultdict(lambda: [0, 0])
+    for family, read, _ in results:
+        families[family][0] += read == NOT_A_DIGIT
+        families[family][1] += 1
+    total = sum(r for r, _ in families.values())
+    print(
+        f"held-out non-digit families: {total}/{len(results)} = {total / len(results):.2%} answered 'not a digit'"
+    )
+    for family, (r, n) in sorted(families.items()):
+        print(f"  {family}: {r}/{n} = {r / n:.2%}")
+    return total / len(results)
 
 
 def main() -> None:
@@ -121,7 +158,19 @@ def main() -> None:
     parser.add_argument(
         "--stray-tap", action="store_true", help="add one tap of the brush clear of each digit"
     )
+    parser.add_argument("--nondigits", action="store_true", help="the held-out non-digit families instead")
+    parser.add_argument("--all", action="store_true", help="pen writers 21-30, MNIST test, non-digits")
     args = parser.parse_args()
+    if args.all:
+        return run_all(args)
+    if args.nondigits:
+        items = nondigit_drawings()
+        if args.in_process:
+            report_nondigits(evaluate_in_process(args.in_process, items))
+            return
+        with serving(args) as url:
+            report_nondigits(evaluate(url, items))
+        return
     if args.mnist:
         items, args.writers = mnist_drawings(args.mnist_dir, args.limit, args.seed), "mnist"
     else:
@@ -131,8 +180,23 @@ def main() -> None:
     if args.in_process:
         report(evaluate_in_process(args.in_process, items), args.writers)
         return
+    with serving(args) as url:
+        report(evaluate(url, items), args.writers)
+
+
+def run_all(args) -> None:
+    """The three figures of docs/not-a-digit.md through one stack."""
+    with serving(args) as url:
+        report(evaluate(url, drawings(args.limit, args.seed)), "held-out")
+        report(evaluate(url, mnist_drawings(args.mnist_dir, args.limit, args.seed)), "mnist")
+        report_nondigits(evaluate(url, nondigit_drawings()))
+
+
+@contextlib.contextmanager
+def serving(args):
+    """The web app at --url, or a stack of its own serving --model-dir."""
     if args.url:
-        report(evaluate(args.url, items), args.writers)
+        yield args.url
         return
     from tests.stack import Stack, archive
 
@@ -140,7 +204,7 @@ def main() -> None:
     archive(args.model_dir.resolve(), work / "model_store", "1.0")
     stack = Stack(work / "run", work / "model_store").start()
     try:
-        report(evaluate(stack.web_url, items), args.writers)
+        yield stack.web_url
     finally:
         stack.stop()
 

@@ -4,7 +4,7 @@
     python -m bench.handler_speed --against HEAD~3 --rounds 400
 
 No servers: TorchServe's MockContext and MnistHandler.handle() on a batch of the body `make bench`
-sends (bench/latency.py canvas_data_url: a 280x280 RGBA PNG data URL). The older version is
+sends (bench/canvas_body.py canvas_data_url: a 280x280 RGBA PNG data URL). The older version is
 handler/preprocess.py as it is at --against (read with `git show`) plus the model as TorchScript loads
 it (no freeze). Old and new alternate, round after round, so both see the same moments of a noisy
 machine: compare the ratios, not the absolute figures.
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.latency import DEFAULT_MODEL_DIR, canvas_data_url
+from bench.canvas_body import canvas_data_url
+from bench.latency import DEFAULT_MODEL_DIR
 from handler import preprocess as new
 from handler.mnist_handler import MnistHandler
 from tests.handler_context import Context

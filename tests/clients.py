@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from train import pendigits
+from train.nondigits import NOT_A_DIGIT
 
 SOAK_IMAGES = 24
-Result = tuple[int, int | None, list[float] | None]  # label, digit read (None: refused), probabilities
+# label, digit read (None: refused as no digit; 10: answered "not a digit"), the guess's probabilities
+Result = tuple[int, int | None, list[float] | None]
 
 
 class Client:
@@ -35,13 +37,19 @@ class Client:
             return 0, {"error": repr(e)}
 
 
+def read_of(status: int, answer: dict) -> int | None:
+    if status == 422 and answer.get("reason") == "not_a_digit":
+        return NOT_A_DIGIT
+    return answer.get("digit") if status == 200 else None
+
+
 def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list[Result]:
     """(label, digit read or None for an error, probabilities) per drawing, through the web app at url."""
 
     def run(chunk):
         client = Client(url)
         return [
-            (label, answer.get("digit"), answer.get("probabilities"))
+            (label, read_of(status, answer), answer.get("probabilities"))
             for label, (status, answer) in ((lbl, client.predict(b)) for lbl, b in chunk)
         ]
 

@@ -47,10 +47,11 @@ def answered_calibration_error(
     """(ECE of the answered drawings, how many were refused), for answers from the served model
     (`make evaluate`, `make bench-canvas`: the one definition both report).
 
-    The rule for refused drawings (a 4xx such as 'no digit drawn': None here, no probabilities): they are
-    left out of the ECE, which measures only how honest the probabilities given were; they count as
-    wrong in accuracy, and their number is reported beside the ECE. The figure is named for that:
-    "ECE of answers". NaN when nothing was answered."""
+    The rule for refused drawings (None here: answered with no digit, a 4xx such as 'no digit drawn' or
+    'not a digit', even when that answer carries a guess): they are left out of the ECE, which measures
+    only how honest the probabilities of the digits given were; accuracy counts them as it counts them
+    (wrong for a real digit), and their number is reported beside the ECE. The figure is named for
+    that: "ECE of answers". NaN when nothing was answered."""
     answered = [(p, label) for p, label in zip(probabilities, labels, strict=True) if p is not None]
     refused = len(labels) - len(answered)
     if not answered:

@@ -7,6 +7,7 @@
   mnist_drawings()  MNIST's test digits drawn on canvases (train/mnist_canvas.py, the same renders that
                     training's test_canvas figure scores in-process).
   mnist_on_canvas() one MNIST digit, scaled and placed at random the way a person fills a canvas.
+  nondigit_drawings() the held-out non-digit families (train/nondigits.py), the ones metrics.json measures.
 """
 
 import base64
@@ -15,7 +16,7 @@ import random
 import numpy as np
 from PIL import Image
 
-from train import mnist_canvas, pendigits
+from train import mnist_canvas, nondigits, pendigits
 
 # later: the held-out writers' second halves, after their first halves were trained on as feedback
 # (scripts/pen_feedback.py).
@@ -68,6 +69,11 @@ def mnist_drawings(mnist_dir: str, limit: int | None, seed: int) -> list[tuple[i
         canvas = mnist_canvas.draw(test.data[i].numpy(), random.Random(mnist_canvas.render_seed("test", i)))
         items.append((int(test.targets[i]), data_url(canvas)))
     return items
+
+
+def nondigit_drawings(copies: int = 4) -> list[tuple[str, bytes]]:
+    """(family, data URL) of the held-out non-digit families, the drawings metrics.json measures."""
+    return [(family, data_url(pendigits.render(d))) for family, d in nondigits.held_out_drawings(copies)]
 
 
 def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.Drawing:
