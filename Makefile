@@ -20,7 +20,8 @@ export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
 	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak bench-hop bench-shadow \
-	bench-handler bench-equivalence clean image deploy-local undeploy-local bench-pod feedback-export
+	bench-handler bench-equivalence clean image postgres-image deploy-local undeploy-local bench-pod \
+	feedback-export
 
 install: $(VENV)/.installed
 
@@ -117,10 +118,19 @@ image: archive
 	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
 	$(CONTAINER_TOOL) build -f deploy/Containerfile --build-arg MODEL_VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
-# podman kube play of deploy/kubernetes.yaml's pod, web port on 127.0.0.1:$(LOCAL_PORT) only; waits for /readyz.
-# Again with another VERSION: the pod is replaced by one running that image.
-deploy-local: install
-	$(PY) -m scripts.local_pod play --image localhost/$(IMAGE):$(VERSION) --name $(LOCAL_NAME) --port $(LOCAL_PORT)
+# The local stand-in for the official postgres image (docs/database.md); the name deploy/local/ substitutes.
+POSTGRES_IMAGE ?= localhost/digit-recognizer-postgres:15
+
+postgres-image:
+	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
+	$(CONTAINER_TOOL) build -q -t $(POSTGRES_IMAGE) deploy/postgres
+
+# podman kube play of deploy/base/'s pods: the database (once; its data in a named volume) and the web pod,
+# web port on 127.0.0.1:$(LOCAL_PORT) only; waits for /readyz. Again with another VERSION: the web pod is
+# replaced by one running that image, the database and its rows stay (docs/database.md).
+deploy-local: install postgres-image
+	$(PY) -m scripts.local_pod play --image localhost/$(IMAGE):$(VERSION) --name $(LOCAL_NAME) \
+	  --port $(LOCAL_PORT) --postgres-image $(POSTGRES_IMAGE) $(if $(LOCAL_DATABASE),--database $(LOCAL_DATABASE))
 
 undeploy-local: install
 	$(PY) -m scripts.local_pod down --name $(LOCAL_NAME)
