@@ -14,8 +14,9 @@ VERSION: a rollout) replaces the web pod only, and the data lives in the named v
 
 The changes from deploy/base/:
 - the web port is published on 127.0.0.1:<port> (hostPort + hostIP: loopback only); the database's port
-  is published nowhere: the web pod reaches the database pod's address on podman's network, given to it
-  as the host name `postgres` (hostAliases), the name the Service gives it in a cluster;
+  is published nowhere: the pods join a podman network of the database's own, <database>-network, on
+  which podman's DNS answers `postgres` (the Service's name in a cluster) with the database pod's
+  address, wherever a restart put it;
 - Secrets and $(VAR) references are filled in here (deploy/base/secrets.yaml's placeholders): podman 4.3
   keeps `$(VAR)` as it is and fails on secretKeyRef ("secret ... is not valid JSON");
 - the StatefulSet becomes a Deployment of one pod (podman 4.3 plays no StatefulSet), its claim template
@@ -94,14 +95,12 @@ def local_pod_spec(spec: dict) -> dict:
     return spec
 
 
-def local_deployment(image: str, name: str, port: int, database_ip: str = "127.0.0.1") -> dict:
-    """The web Deployment, one replica of `image`, the web port on 127.0.0.1:port, `postgres` at
-    database_ip."""
+def local_deployment(image: str, name: str, port: int) -> dict:
+    """The web Deployment, one replica of `image`, the web port on 127.0.0.1:port."""
     deployment = copy.deepcopy(manifests("Deployment")[0])
     deployment["metadata"]["name"] = name
     deployment["spec"]["replicas"] = 1
     spec = local_pod_spec(deployment["spec"]["template"]["spec"])
-    spec["hostAliases"] = [{"ip": database_ip, "hostnames": [DATABASE_HOST]}]
     for container in spec["containers"]:
         container["image"] = image
         for published in container.get("ports", []):
@@ -111,6 +110,10 @@ def local_deployment(image: str, name: str, port: int, database_ip: str = "127.0
 
 def volume_name(database: str) -> str:
     return f"{database}-postgres-data"
+
+
+def network_name(database: str) -> str:
+    return f"{database}-network"
 
 
 def local_database(database: str, image: str | None = None) -> dict:
@@ -143,24 +146,20 @@ def podman(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["podman", *args], capture_output=True, text=True)
 
 
-def kube_play(document: dict, name: str) -> None:
+def kube_play(document: dict, name: str, network: str) -> None:
     path = manifest_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    result = podman("kube", "play", "--replace", str(path))
+    result = podman("kube", "play", "--replace", "--network", network, str(path))
     if result.returncode != 0:
         sys.exit(f"error: podman kube play failed:\n{result.stdout}{result.stderr}")
 
 
-def pod_address(pod: str) -> str:
-    infra = podman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod).stdout.strip()
-    template = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
-    return podman("inspect", "--format", template, infra).stdout.strip()
-
-
-def start_database(database: str, image: str | None, timeout: float) -> str:
-    """The database pod, played unless it already runs (a rollout leaves it alone); its address."""
+def start_database(database: str, image: str | None, timeout: float) -> None:
+    """The database pod, played unless it already runs (a rollout leaves it alone)."""
     pod = f"{database}-postgres-pod-0"
+    if podman("network", "exists", network_name(database)).returncode != 0:
+        podman("network", "create", network_name(database))  # with DNS, as podman makes them
     if podman("pod", "inspect", "--format", "{{.State}}", pod).stdout.strip() != "Running":
         document = local_database(database, image)
         (container,) = document["spec"]["template"]["spec"]["containers"]
@@ -170,7 +169,7 @@ def start_database(database: str, image: str | None, timeout: float) -> str:
         # document whose volume exists already.
         if podman("volume", "exists", volume_name(database)).returncode != 0:
             podman("volume", "create", volume_name(database))
-        kube_play(document, f"{database}-postgres")
+        kube_play(document, f"{database}-postgres", f"{network_name(database)}:alias={DATABASE_HOST}")
         print(f"database pod {pod} (image {container['image']}, volume {volume_name(database)})")
     deadline = time.monotonic() + timeout
     ready = ["exec", f"{pod}-postgres", "pg_isready", "--host=127.0.0.1", "--quiet"]
@@ -178,17 +177,16 @@ def start_database(database: str, image: str | None, timeout: float) -> str:
         if time.monotonic() > deadline:
             sys.exit(f"error: database pod {pod} not ready after {timeout:.0f} s; see `podman logs`")
         time.sleep(0.5)
-    return pod_address(pod)
 
 
 def play(image: str, name: str, port: int, database: str, postgres_image: str | None, timeout: float):
     if podman("image", "exists", image).returncode != 0:
         sys.exit(f"error: image {image} not found: run `make image` first")
-    address = start_database(database, postgres_image, timeout)
-    kube_play(local_deployment(image, name, port, address), name)
+    start_database(database, postgres_image, timeout)
+    kube_play(local_deployment(image, name, port), name, network_name(database))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, timeout)
-    print(f"Digit recognizer (pod {name}-pod-0, image {image}, database at {address}): {url}")
+    print(f"Digit recognizer (pod {name}-pod-0, image {image}, database {database}-postgres-pod-0): {url}")
 
 
 def wait_ready(url: str, timeout: float) -> None:
@@ -224,6 +222,8 @@ def down(name: str) -> None:
     down_one(name)
     if manifest_path(f"{name}-postgres").exists():
         down_one(f"{name}-postgres")
+    # Refused while another web pod still uses it (--database); removed with the last one.
+    podman("network", "rm", network_name(name))
     if podman("volume", "exists", volume_name(name)).returncode == 0:
         print(f"feedback kept in volume {volume_name(name)} (`podman volume rm` it to delete)")
 

@@ -80,7 +80,7 @@ def test_every_manifest_is_valid_kubernetes(version):
     )
     variants = [
         gpu_deployment(),
-        local_deployment("localhost/digit-recognizer:1.0", "digit-recognizer", 5500, "10.88.0.2"),
+        local_deployment("localhost/digit-recognizer:1.0", "digit-recognizer", 5500),
         local_database("digit-recognizer"),
     ]
     for doc in docs + variants:
@@ -176,7 +176,7 @@ def test_the_gpu_variant_puts_torchserve_on_one_gpu():
 
 
 def test_the_local_variant_publishes_the_web_port_on_loopback_only():
-    local = local_deployment("localhost/digit-recognizer:test", "digit-recognizer-test", 5599, "10.88.0.9")
+    local = local_deployment("localhost/digit-recognizer:test", "digit-recognizer-test", 5599)
     pod = containers(local)
     assert local["metadata"]["name"] == "digit-recognizer-test" and local["spec"]["replicas"] == 1
     assert pod["web"]["ports"] == [
@@ -338,9 +338,7 @@ def test_the_local_variants_substitute_the_image_fill_in_secrets_and_keep_the_re
     assert "ports" not in postgres or all("hostPort" not in p for p in postgres["ports"])  # published nowhere
     assert postgres["securityContext"] == containers(statefulset)["postgres"]["securityContext"]
 
-    web = containers(local_deployment("x", "x", 5599, "10.88.0.9"))["web"]
+    web = containers(local_deployment("x", "x", 5599))["web"]
     env = {var["name"]: var["value"] for var in web["env"]}  # every value filled in, none from a Secret
     assert env["FEEDBACK_DB"] == f"postgresql://feedback:{password}@postgres:5432/feedback"
     assert env["FEEDBACK_TICKET_KEY"] == documents(BASE / "secrets.yaml")[1]["stringData"]["ticket-key"]
-    hosts = local_deployment("x", "x", 5599, "10.88.0.9")["spec"]["template"]["spec"]["hostAliases"]
-    assert hosts == [{"ip": "10.88.0.9", "hostnames": ["postgres"]}]
