@@ -20,7 +20,8 @@ The changes from deploy/base/:
 - Secrets and $(VAR) references are filled in here (deploy/base/secrets.yaml's placeholders): podman 4.3
   keeps `$(VAR)` as it is and fails on secretKeyRef ("secret ... is not valid JSON");
 - the StatefulSet becomes a Deployment of one pod (podman 4.3 plays no StatefulSet), its claim template
-  the volume above; its image is deploy/local/'s substitute (kustomize `images:`) unless given;
+  the volume above, without its containerPort (which podman 4.3 would publish on all host addresses);
+  its image is deploy/local/'s substitute (kustomize `images:`) unless given;
 - one replica, the given image (a local tag) and name; no Service, HPA, PDB, NetworkPolicy or CronJob;
 - no probes: podman 4.3 turns an httpGet probe into a `curl` healthcheck run by systemd timers (the
   image has no curl, this sandbox no systemd) and ignores readiness; `play` polls /readyz itself.
@@ -123,6 +124,9 @@ def local_database(database: str, image: str | None = None) -> dict:
     spec = local_pod_spec(statefulset["spec"]["template"]["spec"])
     for container in spec["containers"]:
         container["image"] = image or local_image(container["image"])
+        # podman 4.3 publishes a containerPort without hostPort on every host address: only the pods on
+        # the database's network are to reach it.
+        container.pop("ports", None)
     for claim in statefulset["spec"]["volumeClaimTemplates"]:
         volume = {"persistentVolumeClaim": {"claimName": volume_name(database)}}
         spec.setdefault("volumes", []).append({"name": claim["metadata"]["name"], **volume})

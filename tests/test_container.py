@@ -27,7 +27,7 @@ import pytest
 
 from bench.canvas_accuracy import drawings, evaluate
 from handler.preprocess import payload_to_bytes
-from scripts.local_pod import local_database, local_deployment
+from scripts.local_pod import local_database, local_deployment, manifests, resolved_env
 from tests.stack import ROOT, free_port_base, get_json
 from web.feedback_store import SCHEMA_VERSION
 
@@ -336,6 +336,55 @@ def test_a_new_model_version_is_rolled_out_as_a_new_image_tag_and_keeps_every_ro
     assert status == 201, body
     pod["stored"] += 1
     assert psql(f"SELECT version FROM feedback WHERE id = {body['id']}") == VERSIONS[1]
+
+
+def test_the_nightly_backup_and_the_documented_restore_bring_back_every_row(pod, tmp_path):
+    """The CronJob's own command (deploy/base/postgres-backup.yaml) in the database image, on the
+    database's network with the Secret's password over TCP, as the Job would run it; then the rows
+    lost and docs/database.md's restore, while the web pod runs on."""
+    (cronjob,) = manifests("CronJob")
+    (job,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = [f"--env={var['name']}={var['value']}" for var in resolved_env(job["env"])]
+    script = job["args"][0].replace("$$", "$")  # Kubernetes' escape, undone as the kubelet does
+    tmp_path.chmod(0o777)  # the backup volume, writable by the Job's user (fsGroup in a cluster)
+    network = f"--network={NAME}-network"
+    volume = f"--volume={tmp_path}:/backup"
+    run(
+        "podman",
+        "run",
+        "--rm",
+        network,
+        "--user=999:999",
+        "--read-only",
+        *env,
+        volume,
+        POSTGRES_IMAGE,
+        *job["command"],
+        script,
+    )
+    (dump,) = tmp_path.glob("feedback-*.dump")
+    before = psql("SELECT id, png_sha256 FROM feedback ORDER BY id")
+    psql("DELETE FROM feedback")  # what a backup is for
+    assert rows() == 0
+    restore = [
+        "pg_restore",
+        "-U",
+        "feedback",
+        "-d",
+        "feedback",
+        "--clean",
+        "--if-exists",
+        "--single-transaction",
+    ]
+    with dump.open("rb") as stdin:
+        subprocess.run(
+            ["podman", "exec", "-i", DATABASE, *restore], stdin=stdin, check=True, capture_output=True
+        )
+    assert psql("SELECT id, png_sha256 FROM feedback ORDER BY id") == before
+    status, body = send_feedback(pod["url"], seed=6)  # the web pod writes on, after the last restored id
+    assert status == 201, body
+    assert body["id"] > int(before.splitlines()[-1].split("|")[0])
+    pod["stored"] += 1
 
 
 def test_undeploy_leaves_nothing_running_but_keeps_the_data_for_the_next_deploy(pod):
