@@ -23,6 +23,9 @@ The changes from deploy/base/:
   the volume above, without its containerPort (which podman 4.3 would publish on all host addresses);
   its image is deploy/local/'s substitute (kustomize `images:`) unless given;
 - one replica, the given image (a local tag) and name; no Service, HPA, PDB, NetworkPolicy or CronJob;
+- each emptyDir is named <deployment>-<volume>: podman 4.3 plays an emptyDir as a named volume of the
+  manifest's name (`run`), shared by every pod that names it so (one TorchServe's key file in another
+  pod); `down` removes them, as a pod's end removes its emptyDirs;
 - no probes: podman 4.3 turns an httpGet probe into a `curl` healthcheck run by systemd timers (the
   image has no curl, this sandbox no systemd) and ignores readiness; `play` polls /readyz itself.
 Restart policy, volumes, resources and securityContext are kept: podman applies them.
@@ -88,12 +91,23 @@ def local_image(image: str) -> str:
     return image
 
 
-def local_pod_spec(spec: dict) -> dict:
+def local_pod_spec(spec: dict, name: str) -> dict:
+    """Probes off, env filled in, and each emptyDir named for its Deployment: podman 4.3 plays an emptyDir
+    as a named volume called as the manifest calls it, which every pod of that name would share."""
+    renamed = {v["name"]: f"{name}-{v['name']}" for v in spec.get("volumes", []) if "emptyDir" in v}
+    for volume in spec.get("volumes", []):
+        volume["name"] = renamed.get(volume["name"], volume["name"])
     for container in spec["containers"]:
         container.pop("readinessProbe", None)
         container.pop("livenessProbe", None)
         container["env"] = resolved_env(container.get("env", []))
+        for mount in container.get("volumeMounts", []):
+            mount["name"] = renamed.get(mount["name"], mount["name"])
     return spec
+
+
+def empty_dirs(document: dict) -> list[str]:
+    return [v["name"] for v in document["spec"]["template"]["spec"]["volumes"] if "emptyDir" in v]
 
 
 def local_deployment(image: str, name: str, port: int) -> dict:
@@ -101,7 +115,7 @@ def local_deployment(image: str, name: str, port: int) -> dict:
     deployment = copy.deepcopy(manifests("Deployment")[0])
     deployment["metadata"]["name"] = name
     deployment["spec"]["replicas"] = 1
-    spec = local_pod_spec(deployment["spec"]["template"]["spec"])
+    spec = local_pod_spec(deployment["spec"]["template"]["spec"], name)
     for container in spec["containers"]:
         container["image"] = image
         for published in container.get("ports", []):
@@ -121,7 +135,7 @@ def local_database(database: str, image: str | None = None) -> dict:
     """The StatefulSet as a Deployment of one pod (<database>-postgres-pod-0), its claim template the
     named volume <database>-postgres-data."""
     statefulset = copy.deepcopy(manifests("StatefulSet")[0])
-    spec = local_pod_spec(statefulset["spec"]["template"]["spec"])
+    spec = local_pod_spec(statefulset["spec"]["template"]["spec"], f"{database}-postgres")
     for container in spec["containers"]:
         container["image"] = image or local_image(container["image"])
         # podman 4.3 publishes a containerPort without hostPort on every host address: only the pods on
@@ -214,6 +228,8 @@ def down_one(name: str) -> None:
         result = podman("kube", "down", str(path))
         if result.returncode != 0 and "no such pod" not in result.stderr:
             sys.exit(f"error: podman kube down failed:\n{result.stdout}{result.stderr}")
+        for volume in empty_dirs(yaml.safe_load(path.read_text())):  # an emptyDir ends with its pod
+            podman("volume", "rm", volume)
         path.unlink()
     elif podman("pod", "rm", "--force", f"{name}-pod-0").returncode != 0:
         print(f"no pod {name}-pod-0")
