@@ -333,6 +333,13 @@ def test_the_local_variants_substitute_the_image_fill_in_secrets_and_keep_the_re
         "name": "data",
         "persistentVolumeClaim": {"claimName": "dr-test-postgres-data"},
     }
+    # podman plays an emptyDir as a volume of that name: each is the Deployment's own, never shared.
+    assert {n for n, v in volumes.items() if "emptyDir" in v} == {
+        "dr-test-postgres-socket",
+        "dr-test-postgres-tmp",
+    }
+    web_volumes = local_deployment("x", "dr-web", 5599)["spec"]["template"]["spec"]["volumes"]
+    assert {v["name"] for v in web_volumes} == {"dr-web-run", "dr-web-tmp"}
     password = documents(BASE / "secrets.yaml")[0]["stringData"]["password"]
     assert {"name": "POSTGRES_PASSWORD", "value": password} in postgres["env"]
     assert "ports" not in postgres  # podman would publish a containerPort on every host address
