@@ -1,580 +1,249 @@
-"""Latency and throughput of the whole path, against a naive one-process server, in one run.
+"""Latency, throughput and CPU per request of the whole path, against a naive one-process server, on wrk.
 
-    python -m bench.latency                      # starts its own TorchServe + web app + naive server
+    python -m bench.latency --model-dir DIR      # make bench: its own TorchServe + web app + naive server
     python -m bench.latency --duration 3 --clients 1 16
     python -m bench.latency --running            # the `make serve` + `make web` stack (run/, ports 8080.., 5500)
 
-Every request carries the same body the page sends: a canvas data URL (280x280 PNG, RGBA, dark ink on
-white) of a held-out pen digit rendered by train/pendigits.py. Three targets, each at 1 and 16 clients:
+Every request carries the page's body, a canvas data URL of a held-out pen digit (bench/canvas_body.py).
+Three targets, each at 1 and 16 clients (closed loop, one keep-alive connection each: bench/wrk.py):
   web     POST <web>/predict (text/plain), through the aiohttp proxy;
   direct  POST <inference>/predictions/mnist with the inference key, application/octet-stream;
   naive   POST /predict on bench/naive_server.py (same preprocess.py, same model, no TorchServe).
-Each simulated client is one keep-alive connection sending its next request as soon as the last answer
-arrives (closed loop). The load generator writes pre-built requests on raw asyncio streams: on 2 cores
-the client competes with the servers, and aiohttp's client costs ~3x more CPU per request (its cost is
-printed: --client aiohttp to compare).
-Server-side figures come from TorchServe's Prometheus counters (queue and inference time per request)
-and the handler's HandlerTime lines in <run_dir>/logs/model_metrics.log (per image, batches included).
-CPU per prediction is the CPU time of the stack's processes (web app, TorchServe's JVM, its workers)
-over a run, per request answered; the architecture tax is the web app's p50 minus the naive server's,
-one client sending to each in turn. handle() is also timed in this process (bench/handler_speed.py).
-Issue 16's targets are printed with PASS/FAIL; nothing here asserts.
-"""
+Server-side: TorchServe's counters, its handler times and each process's CPU (bench/stack_figures.py).
+Paired p50s alternate 1-client 1 s runs over the targets (all see the same moments of a noisy machine).
+At the end, every target in one table (docs/performance.md)."""
 
 import argparse
-import asyncio
-import base64
 import json
 import os
-import random
 import re
-import struct
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import numpy as np
 import psutil
 
+from bench.canvas_body import canvas_data_url
+from bench.stack_figures import cpu_seconds, handler_times, prometheus
+from bench.wrk import require, wait_until_up, wrk
 from tests.stack import ROOT, Stack, archive, free_port_base
-from train import pendigits
 
 DEFAULT_MODEL_DIR = ROOT / "build" / "convnet"
-
-
-def canvas_data_url(index: int = 0) -> bytes:
-    """A held-out pen digit as the page sends it: canvas.toDataURL("image/png") of an opaque canvas."""
-    digit = pendigits.held_out(pendigits.load())[index]
-    image = pendigits.render(pendigits.layout(digit, random.Random(index)))
-    return b"data:image/png;base64," + base64.b64encode(png_like_chromium(image))
-
-
-def png_like_chromium(image) -> bytes:
-    """PNG bytes encoded the way Chromium's toDataURL does (read off a real one): RGBA 8-bit, every row
-    filtered with Up, zlib at its fastest level. Decoding that costs ~0.4 ms, 2-3x PIL's default grey PNG."""
-    pixels = np.asarray(image.convert("RGBA"))
-    height, width, _ = pixels.shape
-    up = pixels.copy()
-    up[1:] -= pixels[:-1]  # uint8 arithmetic wraps modulo 256, as PNG's filters do
-    rows = np.concatenate([np.full((height, 1), 2, np.uint8), up.reshape(height, width * 4)], axis=1)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
-        + chunk(b"IEND", b"")
-    )
-
-
-# ---- load generation -------------------------------------------------------------------------------
-
-
-def http_request(url: str, body: bytes, headers: dict) -> bytes:
-    parts = urlsplit(url)
-    lines = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-class RawConnection:
-    """One keep-alive HTTP/1.1 connection that sends the same pre-built request again and again."""
-
-    def __init__(self, url: str, body: bytes, headers: dict):
-        self.host, self.port = urlsplit(url).hostname, urlsplit(url).port
-        self.request = http_request(url, body, headers)
-        self.reader = self.writer = None
-
-    async def send(self) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        self.writer.write(self.request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        match = re.search(rb"\r\ncontent-length: *(\d+)", lower)
-        if match:
-            body = await self.reader.readexactly(int(match[1]))
-        else:  # chunked
-            body = b""
-            while size := int((await self.reader.readuntil(b"\r\n")).strip(), 16):
-                body += (await self.reader.readexactly(size + 2))[:-2]
-            await self.reader.readuntil(b"\r\n")
-        if b"\r\nconnection: close" in lower:
-            self.close()
-        return status, body
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
-class AiohttpConnection:
-    """The same with aiohttp's client (one connector of one connection), to measure what it costs."""
-
-    def __init__(self, url: str, body: bytes, headers: dict):
-        import aiohttp
-
-        self.url, self.body, self.headers = url, body, headers
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
-
-    async def send(self) -> tuple[int, bytes]:
-        async with self.session.post(self.url, data=self.body, headers=self.headers) as response:
-            return response.status, await response.read()
-
-    def close(self) -> None:
-        asyncio.get_running_loop().create_task(self.session.close())
-
-
-@dataclass
-class Result:
-    target: str
-    clients: int
-    seconds: float
-    latencies: list = field(default_factory=list)  # seconds, successful requests in the window
-    errors: int = 0
-    cpu: dict = field(default_factory=dict)  # CPU ms per request, by process group, in the window
-    server: dict = field(default_factory=dict)
-
-    @property
-    def rps(self) -> float:
-        return len(self.latencies) / self.seconds
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000 if ordered else float("nan")
-
-
-async def load(
-    target, url, body, headers, clients, seconds, warmup, connection_class, cpu_snapshot
-) -> Result:
-    """`clients` closed-loop connections; only requests started after the warm-up and done in time count."""
-    result = Result(target, clients, seconds)
-    loop = asyncio.get_running_loop()
-    start = loop.time() + warmup
-    end = start + seconds
-    first = {}
-
-    async def client(index: int) -> None:
-        connection = connection_class(url, body, headers)
-        try:
-            while (sent := loop.time()) < end:
-                try:
-                    status, answer = await connection.send()
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    status, answer = 0, b""
-                    connection.close()
-                done = loop.time()
-                first.setdefault("answer", (status, answer))
-                if sent >= start and done <= end:
-                    if status == 200:
-                        result.latencies.append(done - sent)
-                    else:
-                        result.errors += 1
-        finally:
-            connection.close()
-
-    cpu = {}
-
-    async def measure_cpu() -> None:
-        await asyncio.sleep(max(0.0, start - loop.time()))
-        before = cpu_snapshot()
-        await asyncio.sleep(max(0.0, end - loop.time()))
-        cpu.update({name: seconds - before.get(name, 0.0) for name, seconds in cpu_snapshot().items()})
-
-    await asyncio.gather(measure_cpu(), *(client(i) for i in range(clients)))
-    requests = max(1, len(result.latencies) + result.errors)
-    result.cpu = {name: seconds * 1000 / requests for name, seconds in cpu.items()}
-    status, answer = first.get("answer", (0, b""))
-    if status != 200 or "digit" not in json.loads(answer or b"{}"):
-        print(f"  {target}: unexpected answer {status}: {answer[:200]!r}", file=sys.stderr)
-    return result
-
-
-# ---- server-side figures ---------------------------------------------------------------------------
-
-
-def prometheus(metrics_url: str) -> dict:
-    """Sums of the Prometheus samples of TorchServe's metrics, or the web app's (all labels), by name."""
-    text = urllib.request.urlopen(metrics_url + "/metrics", timeout=5).read().decode()
-    totals = {}
-    for line in text.splitlines():
-        match = re.match(r"^(\w+)(?:\{[^}]*\})? ([0-9.eE+-]+)$", line)
-        if match:
-            totals[match[1]] = totals.get(match[1], 0.0) + float(match[2])
-    return totals
-
-
-class HandlerLog:
-    """The workers' HandlerTime metric, one line per batch. In Prometheus mode it is only a gauge (the last
-    batch) there, so the per-batch values are read where the frontend logs each worker's [METRICS] line
-    (ts_log.log, logger org.pytorch.serve.wlm.WorkerLifeCycle): "HandlerTime.Milliseconds:1.23|...
-    |#hostname:vm,<timestamp>,<request id>,<request id>,..." (the batch's request ids)."""
-
-    LINE = re.compile(r"HandlerTime\.\w+:([0-9.]+)\|[^\n]*?#hostname:[^,\n]*,\d+,([^\n]*?),? pattern")
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "logs" / "ts_log.log"
-        self.offset = self.path.stat().st_size if self.path.exists() else 0
-
-    def per_image(self) -> tuple[float, float]:
-        """(handler ms per image, images per batch) since the offset; NaN when nothing was logged."""
-        if not self.path.exists():
-            return float("nan"), float("nan")
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            text = f.read().decode(errors="replace")
-        batches = {ids: float(ms) for ms, ids in self.LINE.findall(text)}  # the default config logs twice
-        images = sum(len(ids.split(",")) for ids in batches)
-        if not images:
-            return float("nan"), float("nan")
-        return sum(batches.values()) / images, images / len(batches)
-
-
-class CpuMeter:
-    """CPU seconds used so far by each part: this load generator, the web app, TorchServe's Java frontend,
-    its Python workers, the naive server. Their sum over a run, per request, is what a request costs."""
-
-    def __init__(self, web: int | None, frontend: int | None, naive: int | None):
-        self.pids = {"web": web, "frontend": frontend, "naive": naive}
-
-    def __call__(self) -> dict:
-        seconds = {"client": time.process_time()}
-        for name, pid in self.pids.items():
-            seconds[name] = self._cpu(pid)
-        workers = (
-            psutil.Process(self.pids["frontend"]).children(recursive=True) if self.pids["frontend"] else []
-        )
-        seconds["workers"] = sum(self._cpu(child.pid) for child in workers)
-        return seconds
-
-    @staticmethod
-    def _cpu(pid: int | None) -> float:
-        if not pid:
-            return 0.0
-        try:
-            times = psutil.Process(pid).cpu_times()
-        except psutil.Error:
-            return 0.0
-        return times.user + times.system
-
-
-async def measure_torchserve(args, target, url, body, headers, clients, targets) -> Result:
-    metrics_url, run_dir = targets.metrics_url, targets.run_dir
-    web_before = prometheus(targets.web_url) if target == "web" else {}
-    before, log = prometheus(metrics_url), HandlerLog(run_dir)
-    result = await load(
-        target, url, body, headers, clients, args.duration, args.warmup, args.connection, targets.cpu
-    )
-    after = prometheus(metrics_url)
-    handler_ms, batch = log.per_image()
-    if target == "web":  # the web app packs drawings into requests (web/batching.py): per drawing
-        web_after = prometheus(targets.web_url)
-        sent = web_after.get("digit_batch_size_count", 0) - web_before.get("digit_batch_size_count", 0)
-        drawings = web_after.get("digit_batch_size_sum", 0) - web_before.get("digit_batch_size_sum", 0)
-        if sent:
-            handler_ms, batch = handler_ms * sent / drawings, batch * drawings / sent
-    requests = after.get("ts_inference_requests_total", 0) - before.get("ts_inference_requests_total", 0)
-    if requests:
-        result.server = {
-            "queue_ms": (after["ts_queue_latency_microseconds"] - before["ts_queue_latency_microseconds"])
-            / requests
-            / 1000,
-            "inference_ms": (
-                after["ts_inference_latency_microseconds"] - before["ts_inference_latency_microseconds"]
-            )
-            / requests
-            / 1000,
-            "handler_ms_per_image": handler_ms,
-            "batch": batch,
-        }
-    return result
-
-
-# ---- the stack -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Targets:
-    web_url: str
-    inference_url: str
-    metrics_url: str
-    run_dir: Path
-    naive_url: str
-    web_pid: int | None = None
-    cpu: CpuMeter | None = None
-    cold_start: float | None = None  # seconds from `tsctl start` to the first answer
-
-
-def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited ({process.returncode})")
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return  # it answers (400 for the empty body)
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up in {seconds} s")
-
-
-def start_naive(model: Path, port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "bench.naive_server", "--model", str(model), "--port", str(port)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    wait_until_up(f"http://127.0.0.1:{port}/predict", process)
-    return process
-
-
-def listening_pid(port: int) -> int | None:
-    for connection in psutil.net_connections(kind="tcp"):
-        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
-            return connection.pid
-    return None
-
-
-def running_targets(run_dir: Path) -> Targets:
-    """The stack `make serve` + `make web` started: addresses from its run dir's config.properties."""
-    props = dict(re.findall(r"^(\w+)=(.*)$", (run_dir / "config.properties").read_text(), re.M))
-    web_port = int(os.environ.get("WEB_PORT", 5500))
-    targets = Targets(
-        f"http://127.0.0.1:{web_port}", props["inference_address"], props["metrics_address"], run_dir, ""
-    )
-    targets.web_pid = listening_pid(web_port)
-    return targets
-
-
-def run(args) -> int:
-    model = args.model_dir / "model.pt"
-    if not model.exists():
-        print(f"error: {model} not found: `make train` (or --model-dir DIR with model.pt)", file=sys.stderr)
-        return 2
-    payload = canvas_data_url(args.digit)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=args.workdir))
-    processes, stack = [], None
-    try:
-        if args.running:
-            targets = running_targets(args.run_dir.resolve())
-        else:
-            store = workdir / "model_store"
-            archive(args.model_dir, store, "1.0")
-            stack = Stack(workdir / "run", store)
-            stack.run_dir.mkdir(parents=True)
-            started = time.monotonic()
-            stack.tsctl("start", "1.0")  # returns once a real drawing is answered
-            cold_start = time.monotonic() - started
-            stack.start_web()
-            targets = Targets(stack.web_url, stack.inference_url, stack.metrics_url, stack.run_dir, "")
-            targets.cold_start, targets.web_pid = cold_start, stack.web.pid
-        naive_port = free_port_base(1)
-        processes.append(start_naive(model, naive_port, workdir / "naive.log"))
-        targets.naive_url = f"http://127.0.0.1:{naive_port}"
-        frontend = int((targets.run_dir / "tmp" / ".model_server.pid").read_text())
-        targets.cpu = CpuMeter(targets.web_pid, frontend, processes[0].pid)
-        key = json.loads((targets.run_dir / "key_file.json").read_text())["inference"]["key"]
-        return asyncio.run(measure_all(args, targets, payload, key))
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(10)
-        if stack:
-            stack.stop()
-
-
-async def measure_all(args, targets: Targets, payload: bytes, key: str) -> int:
-    direct_headers = {"Content-Type": "application/octet-stream", "Authorization": f"Bearer {key}"}
-    plain = {"Content-Type": "text/plain"}
-    urls = {
-        "direct": (targets.inference_url + "/predictions/mnist", direct_headers),
-        "web": (targets.web_url + "/predict", plain),
-        "naive": (targets.naive_url + "/predict", plain),
-    }
-    urls = {target: urls[target] for target in args.targets}
-    print(
-        f"body: {len(payload)} B canvas data URL; {args.duration:g} s per run after {args.warmup:g} s warm-up"
-    )
-    print(f"model: {args.model_dir}; load generator: {args.client}; {os.cpu_count()} cores")
-    if targets.cold_start is not None:
-        print(f"cold start: {targets.cold_start:.1f} s from `tsctl start` to the first answer")
-    if args.settle:
-        # A fresh JVM compiles its hot paths in the first seconds (the frontend burns ~5 ms of CPU per
-        # request until then), and the workers' first batches allocate: load everything first, unmeasured.
-        for target, (url, headers) in urls.items():
-            await load(
-                target, url, payload, headers, max(args.clients), args.settle, 0, args.connection, dict
-            )
-    print(HEADER)
-    results = {}
-    for clients in args.clients:
-        for target, (url, headers) in urls.items():
-            if target == "naive":
-                result = await load(
-                    target, url, payload, headers, clients,
-                    args.duration, args.warmup, args.connection, targets.cpu,
-                )  # fmt: skip
-            else:
-                result = await measure_torchserve(args, target, url, payload, headers, clients, targets)
-            results[target, clients] = result
-            print_row(result)
-            await asyncio.sleep(args.pause)
-    print(LEGEND)
-    p50 = await paired(urls, payload, args.duration * 2, args.connection)
-    return verdict(results, targets.cold_start, p50, handler_ms(args.model_dir, payload))
-
-
-async def paired(urls: dict, body: bytes, seconds: float, connection_class) -> dict:
-    """p50 of each target at 1 client, paired: one client sends to each in turn, so all see the same
-    moment of a noisy 2-core machine. Run one after the other for 8 s each, two p50s drift apart by up
-    to 1 ms from run to run here; paired, their difference is stable to ~0.1 ms. Returns ms by target."""
-    connections = {name: connection_class(url, body, headers) for name, (url, headers) in urls.items()}
-    latencies = {name: [] for name in urls}
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    try:
-        while loop.time() < end:
-            for name, connection in connections.items():
-                sent = loop.time()
-                status, _ = await connection.send()
-                if status == 200:
-                    latencies[name].append(loop.time() - sent)
-    finally:
-        for connection in connections.values():
-            connection.close()
-    p50 = {name: sorted(values)[len(values) // 2] * 1000 for name, values in latencies.items() if values}
-    rounds = min(len(values) for values in latencies.values())
-    print(
-        f"paired, 1 client sending to each in turn ({rounds} rounds): p50 "
-        + ", ".join(f"{name} {ms:.2f} ms" for name, ms in p50.items())
-    )
-    return p50
-
-
-def handler_ms(model_dir: Path, body: bytes, batch: int = 4, rounds: int = 200) -> float:
-    """handle() in this process (TorchServe's MockContext), ms per image at batch 4: the workers' own
-    figure under load includes waiting for a core."""
-    import torch
-
-    from bench.handler_speed import handle_ms, handler
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the workers
-    try:
-        return handle_ms(handler(model_dir), body, batch, rounds)
-    finally:
-        torch.set_num_threads(threads)
-
-
 CPU_PARTS = ("client", "web", "frontend", "workers", "naive")
 STACK_PARTS = ("web", "frontend", "workers")  # what serving a prediction costs; not the load generator
+# The parser names every counter sample ..._total (TorchServe exposes these two without it).
+TS_LATENCIES = ("ts_queue_latency_microseconds_total", "ts_inference_latency_microseconds_total")
 HEADER = (
     f"{'target':<7}{'clients':>8}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7} |"
     f" CPU ms/req: {' '.join(f'{p:>8}' for p in CPU_PARTS)}{'total':>7} |"
     f" {'queue ms':>8} {'TS ms':>6} {'handler ms/img':>14} {'batch':>5}"
 )
-LEGEND = (
-    "CPU ms/req: CPU time of each process over the run / requests (client = this load generator). "
-    "queue ms, TS ms: TorchServe's\nts_queue_latency_microseconds and ts_inference_latency_microseconds "
-    "(includes the queue) per request; handler ms/img: HandlerTime\nper batch / images in it (ts_log.log); "
-    "batch: images per batch (the web app's requests carry several: web/batching.py)."
-)
+LEGEND = """CPU ms/req: CPU time of each process over the run / requests (client = wrk). queue ms, TS ms: TorchServe's
+ts_queue_latency_microseconds and ts_inference_latency_microseconds (includes the queue) per request; handler ms/img: HandlerTime
+per batch / images in it (ts_log.log); batch: images per batch (the web app's requests carry several: web/batching.py)."""
 
 
-def print_row(r: Result) -> None:
-    s = r.server
-    server = (
-        f"{s['queue_ms']:8.2f} {s['inference_ms']:6.2f} {s['handler_ms_per_image']:14.3f} {s['batch']:5.1f}"
-        if s
-        else f"{'-':>8} {'-':>6} {'-':>14} {'-':>5}"
-    )
-    cpu = " ".join(f"{r.cpu.get(part, 0.0):8.3f}" for part in CPU_PARTS)
+def measure(target: str, url: str, headers: dict, clients: int, args, stack: dict) -> dict:
+    """One wrk run, with the stack's CPU, TorchServe's counters and the handler's log around it."""
+    served, log = target != "naive", stack["run_dir"] / "logs" / "ts_log.log"
+    before = prometheus(stack["metrics"]) if served else {}
+    web_before = prometheus(stack["web"]) if target == "web" else {}
+    offset, cpu = log.stat().st_size, cpu_seconds(stack["pids"])
+    run = wrk(url, args.body, headers, clients, args.duration)
+    used = {name: s - cpu[name] for name, s in cpu_seconds(stack["pids"]).items()}
+    used["client"] = run.client_cpu
+    row = {"target": target, "clients": clients, "run": run, "server": None}
+    row["cpu"] = {name: s * 1000 / max(1, run.requests) for name, s in used.items()}
+    after = prometheus(stack["metrics"]) if served else {}
+    requests = after.get("ts_inference_requests_total", 0) - before.get("ts_inference_requests_total", 0)
+    if requests:
+        handler_ms, batch = handler_times(log, offset)
+        if target == "web":  # the web app packs drawings into requests (web/batching.py): per drawing
+            web_after = prometheus(stack["web"])
+            sent = web_after["digit_batch_size_count"] - web_before.get("digit_batch_size_count", 0)
+            drawings = web_after["digit_batch_size_sum"] - web_before.get("digit_batch_size_sum", 0)
+            if sent:
+                handler_ms, batch = handler_ms * sent / drawings, batch * drawings / sent
+        queue, inference = ((after[n] - before[n]) / requests / 1000 for n in TS_LATENCIES)
+        row["server"] = f"{queue:8.2f} {inference:6.2f} {handler_ms:14.3f} {batch:5.1f}"
+    return row
+
+
+def print_row(row: dict) -> None:
+    run, cpu = row["run"], row["cpu"]
+    server = row["server"] or f"{'-':>8} {'-':>6} {'-':>14} {'-':>5}"
+    parts = " ".join(f"{cpu.get(part, 0.0):8.3f}" for part in CPU_PARTS)
     print(
-        f"{r.target:<7}{r.clients:>8}{r.rps:7.0f}{r.percentile(50):8.2f}{r.percentile(99):8.2f}{r.errors:>7} |"
-        f"             {cpu}{sum(r.cpu.values()):7.3f} | {server}",
+        f"{row['target']:<7}{row['clients']:>8}{run.rps:7.0f}{run.p50:8.2f}{run.p99:8.2f}{run.errors:>7} |"
+        f"             {parts}{sum(cpu.values()):7.3f} | {server}",
         flush=True,
     )
 
 
-def verdict(results: dict, cold_start: float | None, p50: dict, handler: float) -> int:
-    """Issue 16's targets, each PASS or FAIL with its figures; the older ratios for information."""
-    checks, info = [], []
-    web16, direct16, naive16 = (results.get((t, 16)) for t in ("web", "direct", "naive"))
+def paired(urls: dict, body: bytes, rounds: int) -> dict:
+    """p50 per target, ms: the median over `rounds` rounds of 1-client, 1 s runs, the targets in turn."""
+    p50s = {name: [] for name in urls}
+    for round_ in range(rounds):
+        for name in list(urls) if round_ % 2 == 0 else list(urls)[::-1]:
+            p50s[name].append(wrk(urls[name][0], body, urls[name][1], 1, 1).p50)
+    p50 = {name: statistics.median(values) for name, values in p50s.items()}
+    figures = ", ".join(f"{name} {ms:.2f} ms" for name, ms in p50.items())
+    print(f"paired, 1 client, {rounds} rounds of 1 s runs in turn: median p50 {figures}")
+    return p50
+
+
+def handler_ms(model_dir: Path, body: bytes) -> float:
+    """handle() in this process, ms per image at batch 4, one thread as in the workers."""
+    import torch
+
+    from bench.handler_speed import handle_ms, handler
+
+    torch.set_num_threads(1)
+    return handle_ms(handler(model_dir), body, 4, 200)
+
+
+def targets_table(rows: dict, p50: dict, handler: float, cold_start: float | None) -> int:
+    """Every target in one table (what, measured, limit, met); the ratios after it for information."""
+    web16, table = rows.get(("web", 16)), []
     if web16:
-        cpu = sum(web16.cpu.get(part, 0.0) for part in STACK_PARTS)
-        checks.append(
-            (
-                cpu <= 1.0,
-                f"CPU per prediction, web, 16 clients: {cpu:.2f} ms ({'+'.join(STACK_PARTS)}, <= 1.0)",
-            )
-        )
-        p99 = web16.percentile(99)
-        checks.append(
-            (
-                p99 <= 20 and not web16.errors,
-                f"web p99, 16 clients: {p99:.1f} ms, {web16.errors} errors (<= 20, 0)",
-            )
-        )
+        cpu = sum(web16["cpu"][part] for part in STACK_PARTS)
+        table.append(("CPU per prediction, web, 16 clients (web+frontend+workers)", cpu, 1.0, "ms"))
+        table += [
+            ("web p99, 16 clients", web16["run"].p99, 20, "ms"),
+            ("web errors", web16["run"].errors, 0, ""),
+        ]
     if {"web", "naive"} <= p50.keys():
-        tax = p50["web"] - p50["naive"]
-        checks.append(
-            (tax <= 1.5, f"architecture tax, 1 client, paired: web p50 - naive p50 = {tax:.2f} ms (<= 1.5)")
+        table.append(
+            ("architecture tax: web p50 - naive p50, 1 client, paired", p50["web"] - p50["naive"], 1.5, "ms")
         )
-    checks.append((handler <= 0.5, f"handle() in-process, batch 4: {handler:.3f} ms per image (<= 0.5)"))
+    table.append(("handle() in-process, batch 4, per image", handler, 0.5, "ms"))
     if cold_start is not None:
-        checks.append((cold_start <= 5, f"cold start: {cold_start:.1f} s (<= 5)"))
-    if {"web", "direct"} <= p50.keys():
-        info.append(
-            f"web app over direct TorchServe, 1 client, paired: +{p50['web'] - p50['direct']:.2f} ms p50"
+        table.append(("cold start: `tsctl start` to the first answer", cold_start, 5, "s"))
+    print(f"{'target':<58}{'measured':>11}{'limit':>11}  met")
+    for what, figure, limit, unit in table:
+        print(
+            f"{what:<58}{figure:>8.2f} {unit:<2}{'<= ' + f'{limit:g}':>8} {unit:<2} {'yes' if figure <= limit else 'NO'}"
         )
-    if web16 and direct16:
-        info.append(f"web/direct throughput, 16 clients: {web16.rps / direct16.rps:.2f}")
-    if web16 and naive16:
-        info.append(f"web/naive throughput, 16 clients: {web16.rps / naive16.rps:.2f}")
-    for ok, text in checks:
-        print(f"{'PASS' if ok else 'FAIL'}  {text}")
-    for text in info:
-        print(f"info  {text}")
-    return 0 if all(ok for ok, _ in checks) else 1
+    if {"web", "direct"} <= p50.keys():
+        print(
+            f"info  web app over direct TorchServe, 1 client, paired: +{p50['web'] - p50['direct']:.2f} ms p50"
+        )
+    for name in ("direct", "naive"):
+        if web16 and (other := rows.get((name, 16))):
+            print(f"info  web/{name} throughput, 16 clients: {web16['run'].rps / other['run'].rps:.2f}")
+    return 0 if all(figure <= limit for _, figure, limit, _ in table) else 1
+
+
+def check_answer(url: str, body: bytes, headers: dict) -> None:
+    """One request first: a target that does not answer a digit is said so, not measured in silence."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=10) as response:
+            answer = response.read()
+    except urllib.error.HTTPError as e:
+        answer = e.read()
+    if "digit" not in json.loads(answer or b"{}"):
+        print(f"  {url}: unexpected answer {answer[:200]!r}", file=sys.stderr)
+
+
+def start_stack(args, workdir: Path) -> tuple[Stack | None, dict, float | None]:
+    """Its own stack (or the running one): (the Stack to stop, its addresses and pids, cold start s)."""
+    if args.running:
+        run_dir = args.run_dir.resolve()
+        props = dict(re.findall(r"^(\w+)=(.*)$", (run_dir / "config.properties").read_text(), re.M))
+        port = int(os.environ.get("WEB_PORT", 5500))
+        listening = psutil.net_connections(kind="tcp")
+        web_pid = next((c.pid for c in listening if c.status == "LISTEN" and c.laddr.port == port), None)
+        urls = (f"http://127.0.0.1:{port}", props["inference_address"], props["metrics_address"])
+        return None, {"run_dir": run_dir, "urls": urls, "web_pid": web_pid}, None
+    archive(args.model_dir, workdir / "model_store", "1.0")
+    stack = Stack(workdir / "run", workdir / "model_store")
+    stack.run_dir.mkdir(parents=True)
+    started = time.monotonic()
+    stack.tsctl("start", "1.0")  # returns once a real drawing is answered
+    cold_start = time.monotonic() - started
+    stack.start_web()
+    urls = (stack.web_url, stack.inference_url, stack.metrics_url)
+    return stack, {"run_dir": stack.run_dir, "urls": urls, "web_pid": stack.web.pid}, cold_start
+
+
+def run(args, workdir: Path) -> int:
+    stack, found, cold_start = start_stack(args, workdir)
+    (web, inference, metrics), run_dir = found["urls"], found["run_dir"]
+    port = free_port_base(1)
+    command = [sys.executable, "-m", "bench.naive_server", "--model", str(args.model_dir / "model.pt")]
+    naive = subprocess.Popen(
+        [*command, "--port", str(port)], cwd=ROOT, stdout=open(workdir / "naive.log", "ab")
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/predict", naive)
+        key = json.loads((run_dir / "key_file.json").read_text())["inference"]["key"]
+        plain, direct = {"Content-Type": "text/plain"}, {"Content-Type": "application/octet-stream"}
+        urls = {
+            "direct": (inference + "/predictions/mnist", {**direct, "Authorization": f"Bearer {key}"}),
+            "web": (web + "/predict", plain),
+            "naive": (f"http://127.0.0.1:{port}/predict", plain),
+        }
+        urls = {target: urls[target] for target in args.targets}
+        frontend = int((run_dir / "tmp" / ".model_server.pid").read_text())
+        pids = {"web": found["web_pid"], "frontend": frontend, "naive": naive.pid}
+        state = {"run_dir": run_dir, "metrics": metrics, "web": web, "pids": pids}
+        version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
+        print(
+            f"body: {len(args.body)} B canvas data URL; {args.duration} s per run after {args.settle} s settling"
+        )
+        print(f"model: {args.model_dir}; load generator: {version}; {os.cpu_count()} cores")
+        if cold_start is not None:
+            print(f"cold start: {cold_start:.1f} s from `tsctl start` to the first answer")
+        for url, headers in urls.values():
+            check_answer(url, args.body, headers)
+            if args.settle:  # a fresh JVM compiles its hot paths in the first seconds: unmeasured load first
+                wrk(url, args.body, headers, max(args.clients), args.settle)
+        print(HEADER)
+        rows = {}
+        for clients in args.clients:
+            for target, (url, headers) in urls.items():
+                rows[target, clients] = measure(target, url, headers, clients, args, state)
+                print_row(rows[target, clients])
+                time.sleep(args.pause)
+        print(LEGEND)
+        p50 = paired(urls, args.body, args.rounds)
+        return targets_table(rows, p50, handler_ms(args.model_dir, args.body), cold_start)
+    finally:
+        naive.terminate()
+        naive.wait(10)
+        if stack:
+            stack.stop()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR))
-    )
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
-    parser.add_argument(
-        "--targets", nargs="+", default=["direct", "web", "naive"], choices=["direct", "web", "naive"]
-    )
-    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds per run before measuring")
-    parser.add_argument(
-        "--settle", type=float, default=3.0, help="unmeasured seconds of load per target first"
-    )
-    parser.add_argument("--pause", type=float, default=0.5, help="seconds between runs (queues drain)")
-    parser.add_argument("--client", choices=["raw", "aiohttp"], default="raw")
-    parser.add_argument("--digit", type=int, default=0, help="which held-out pen digit to send")
-    parser.add_argument("--running", action="store_true", help="measure the running make serve/web stack")
-    parser.add_argument("--run-dir", type=Path, default=ROOT / "run", help="with --running: its run dir")
-    parser.add_argument("--workdir", type=Path, default=None, help="where its own stack's run dir goes")
+    add = parser.add_argument
+    add("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR)))
+    add("--clients", type=int, nargs="+", default=[1, 16])
+    add("--targets", nargs="+", default=["direct", "web", "naive"], choices=["direct", "web", "naive"])
+    add("--duration", type=int, default=8, help="measured seconds per run (whole seconds: wrk's unit)")
+    add("--settle", type=int, default=3, help="unmeasured seconds of load per target first")
+    add("--pause", type=float, default=0.5, help="seconds between runs (queues drain)")
+    add("--rounds", type=int, default=8, help="paired rounds of 1 s per target")
+    add("--digit", type=int, default=0, help="which held-out pen digit to send")
+    add("--running", action="store_true", help="measure the running make serve/web stack")
+    add("--run-dir", type=Path, default=ROOT / "run", help="with --running: its run dir")
+    add("--workdir", type=Path, default=None, help="where its own stack's run dir goes")
     args = parser.parse_args()
     args.model_dir = args.model_dir.resolve()
-    args.connection = RawConnection if args.client == "raw" else AiohttpConnection
-    return run(args)
+    if not (args.model_dir / "model.pt").exists():
+        print(f"error: {args.model_dir}/model.pt not found: `make train` or --model-dir DIR", file=sys.stderr)
+        return 2
+    require()
+    args.body = canvas_data_url(args.digit)
+    return run(args, Path(tempfile.mkdtemp(prefix="bench-", dir=args.workdir)))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""One pod's capacity: closed-loop load through the pod's published web port (bench/latency.py's load
-generator and canvas data URL), the CPU each container spends per request, and its memory.
+"""One pod's capacity: closed-loop load with wrk through the pod's published web port (bench/wrk.py, the
+page's canvas data URL), the CPU each container spends per request, and its memory.
 
     make image && make deploy-local && python -m bench.pod_capacity     # the pod of `make deploy-local`
     python -m bench.pod_capacity --url http://127.0.0.1:5500 --pod digit-recognizer-pod-0 --clients 1 4 16
@@ -10,15 +10,16 @@ the same machine and competes with the pod for its cores, as in bench/latency.py
 """
 
 import argparse
-import asyncio
 import json
 import math
 import os
 import subprocess
+import time
 
 import psutil
 
-from bench.latency import RawConnection, canvas_data_url, load
+from bench.canvas_body import canvas_data_url
+from bench.wrk import require, wrk
 
 CONTAINERS = ("torchserve", "web")
 
@@ -57,7 +58,7 @@ def memory_mib(pod: str) -> dict:
     return result
 
 
-async def measure(args) -> None:
+def measure(args) -> None:
     pids = {c: container_pid(args.pod, c) for c in CONTAINERS}
 
     def snapshot() -> dict:
@@ -68,19 +69,19 @@ async def measure(args) -> None:
     print(f"pod {args.pod} at {args.url}; {os.cpu_count()} cores shared with the load generator")
     print(f"memory before load (MiB): {memory_mib(args.pod)}")
     # A fresh JVM compiles its hot paths in the first seconds: load it once, unmeasured.
-    await load("pod", url, body, headers, max(args.clients), args.settle, 0, RawConnection, dict)
+    wrk(url, body, headers, max(args.clients), args.settle)
     print(f"{'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | CPU ms/request: "
           f"{'torchserve':>10} {'web':>6} {'pod':>6}")  # fmt: skip
     rows = []
     for clients in args.clients:
-        r = await load(
-            "pod", url, body, headers, clients, args.duration, args.warmup, RawConnection, snapshot
-        )
-        cpu = sum(r.cpu.values())
-        rows.append((clients, r.rps, r.percentile(99), cpu))
-        print(f"{clients:>7} {r.rps:7.0f} {r.percentile(50):7.2f} {r.percentile(99):7.2f} {r.errors:>6} | "
-              f"{'':>16}{r.cpu['torchserve']:10.3f} {r.cpu['web']:6.3f} {cpu:6.3f}", flush=True)  # fmt: skip
-        await asyncio.sleep(1)
+        before = snapshot()
+        r = wrk(url, body, headers, clients, args.duration)
+        used = {c: (seconds - before[c]) * 1000 / max(1, r.requests) for c, seconds in snapshot().items()}
+        cpu = sum(used.values())
+        rows.append((clients, r.rps, r.p99, cpu))
+        print(f"{clients:>7} {r.rps:7.0f} {r.p50:7.2f} {r.p99:7.2f} {r.errors:>6} | "
+              f"{'':>16}{used['torchserve']:10.3f} {used['web']:6.3f} {cpu:6.3f}", flush=True)  # fmt: skip
+        time.sleep(1)
     memory = memory_mib(args.pod)
     print("memory after load (MiB): " + ", ".join(f"{c} {m:.0f}" for c, m in memory.items()))
     within = [row for row in rows if row[2] <= args.p99_ms]
@@ -114,9 +115,8 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:5500")
     parser.add_argument("--pod", default="digit-recognizer-pod-0")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8, 12, 16, 24])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per load level")
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--settle", type=float, default=5.0, help="unmeasured load first (JVM warm-up)")
+    parser.add_argument("--duration", type=int, default=5, help="seconds measured per load level")
+    parser.add_argument("--settle", type=int, default=5, help="unmeasured load first (JVM warm-up)")
     parser.add_argument("--p99-ms", type=float, default=25.0)
     parser.add_argument("--target-utilization", type=float, default=0.6, help="the HPA's CPU target")
     parser.add_argument(
@@ -124,7 +124,8 @@ def main() -> None:
     )
     parser.add_argument("--core-hour-price", type=float, default=0.05, help="USD per core-hour")
     parser.add_argument("--demand", type=float, nargs="+", default=[100, 1000, 5000, 20000])
-    asyncio.run(measure(parser.parse_args()))
+    require()
+    measure(parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Sets (fixed seeds), each drawing sent as the data URL a client would send:
   pen        all 7,494 pen digits (train/pendigits.py, writers 1-30) laid out and rendered as
              bench/canvas_accuracy.py does: black on white, greyscale PNG;
   pen+tap    the same digits with one stray tap of the brush clear of the digit
-             (canvas_accuracy --stray-tap), encoded as Chromium's toDataURL does (RGBA PNG);
+             (canvas_accuracy --stray-tap), encoded as a canvas.toDataURL() (RGBA PNG: bench/canvas_body.py);
   pen-clear  the first 1,000 drawn on a transparent canvas (RGBA, ink in the alpha channel);
   mnist      2,000 MNIST test digits drawn on 280x280 canvases as tests/test_integration.py does.
 Exit status 1 when a decision changed or an image differs by more than --tolerance.
@@ -24,8 +24,8 @@ import time
 import numpy as np
 
 from bench.canvas_accuracy import with_stray_tap
+from bench.canvas_body import canvas_png
 from bench.handler_speed import preprocess_at
-from bench.latency import png_like_chromium
 from handler import preprocess as new
 from train import pendigits
 
@@ -37,7 +37,7 @@ def pen_sets(limit: int | None) -> dict[str, list[bytes]]:
     for i, digit in enumerate(digits):
         drawing = pendigits.layout(digit, rng)
         sets["pen"].append(pendigits.png_bytes(pendigits.render(drawing)))
-        sets["pen+tap"].append(png_like_chromium(pendigits.render(with_stray_tap(drawing, tap_rng))))
+        sets["pen+tap"].append(canvas_png(pendigits.render(with_stray_tap(drawing, tap_rng))))
         if i < 1000:
             sets["pen-clear"].append(pendigits.png_bytes(pendigits.render(drawing, transparent=True)))
     return sets

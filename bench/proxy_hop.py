@@ -24,7 +24,9 @@ import time
 import psutil
 import uvloop
 
-from bench.latency import RawConnection, canvas_data_url, wait_until_up
+from bench.canvas_body import canvas_data_url
+from bench.closed_loop import RawConnection
+from bench.wrk import wait_until_up
 from tests.stack import ROOT, free_port_base
 
 WARMUP = 300  # rounds per target before measuring

@@ -8,7 +8,7 @@ a copy costs what an answer costs; its workers reniced as `make shadow` does, --
 Web apps in front of it: "plain" (no shadow) and one per --percent (SHADOW_VERSION=2.0 and that
 SHADOW_PERCENT; the first is the default's figure). The load alternates between them in blocks of --block
 seconds, in the order plain, shadow..., shadow..., plain, ... (so a drift in the machine's speed lands on
-all), with bench/latency.py's closed-loop load generator; the p50 of each over all its blocks is compared
+all), with bench/closed_loop.py's load generator; the p50 of each over all its blocks is compared
 with plain's. Target: <= 1.10 at the default SHADOW_PERCENT. The copies' work is real (the shadow's
 workers compete for the same cores), and it happens after each answer, while the client sends its next
 request: back-to-back load with no pause between requests, the worst case for a copy.
@@ -23,7 +23,9 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from bench.latency import DEFAULT_MODEL_DIR, RawConnection, canvas_data_url, load
+from bench.canvas_body import canvas_data_url
+from bench.closed_loop import RawConnection, load
+from bench.latency import DEFAULT_MODEL_DIR
 from scripts.lifecycle import shadow as lower_priority
 from scripts.tsctl import TorchServe
 from tests.stack import ROOT, Stack, archive, free_port_base

@@ -7,27 +7,29 @@
 TorchServe runs with its working directory in RUN_DIR (default run/): key_file.json, logs/, config
 snapshots and the pid file ($TMPDIR/.model_server.pid, with TMPDIR=RUN_DIR/tmp) all live there, so two
 instances (yours and the tests') never meet. PORT_BASE moves the five ports together (tests use it).
-Management calls use the management key from key_file.json and renew it with the API key if it expired.
+Calls go through the web app's TorchServe client (web/torchserve.py): the key from key_file.json, renewed
+with the API key if it expired.
 """
 
 import argparse
+import asyncio
 import io
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+import aiohttp
+import psutil
 from PIL import Image, ImageDraw
 
 from scripts import default_history
 from web.registry import latest_snapshot, read_properties, snapshot_models
+from web.torchserve import KeyFile, TorchServeClient
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "mnist"
@@ -47,6 +49,7 @@ class TorchServe:
         self.tmp = self.run_dir / "tmp"
         self.pid_file = self.tmp / ".model_server.pid"
         self.properties = self._properties()
+        self.keys = KeyFile(self.run_dir / "key_file.json")
 
     # ---- configuration ----
     def _properties(self) -> dict:
@@ -80,12 +83,10 @@ class TorchServe:
     def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().strip())
-            if pid <= 1:  # os.kill(0 or -1, ...) would signal our own group or every process
-                return None
-            os.kill(pid, 0)
-            return pid
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        except (FileNotFoundError, ValueError):
             return None
+        # 0 and 1 are never TorchServe (and signalling 0 or -1 would reach our own group or everything).
+        return pid if pid > 1 and alive(pid) else None
 
     def start(self, version: str, timeout: float) -> None:
         check_java()
@@ -121,7 +122,7 @@ class TorchServe:
                 status, _ = self.call("inference", "POST", f"/predictions/{MODEL}", probe_png())
                 if status == 200:
                     return
-            except OSError:
+            except (OSError, aiohttp.ClientError):  # not listening yet, or hung up while starting
                 pass
             time.sleep(0.1)
         raise Fail(f"TorchServe did not answer within {timeout:.0f} s. Last log lines:\n{self.log_tail()}")
@@ -133,14 +134,14 @@ class TorchServe:
             print("TorchServe is not running")
             return
         children = descendants(pid)
-        os.kill(pid, signal.SIGTERM)  # the frontend's shutdown hook stops its workers
+        signal_if_alive(pid, psutil.Process.terminate)  # the frontend's shutdown hook stops its workers
         for _ in range(100):
             if not alive(pid):
                 break
             time.sleep(0.1)
         for leftover in [pid, *children]:  # whatever ignored SIGTERM: no orphans left behind
             if alive(leftover):
-                os.kill(leftover, signal.SIGKILL)
+                signal_if_alive(leftover, psutil.Process.kill)
         self.pid_file.unlink(missing_ok=True)
         (self.run_dir / "key_file.json").unlink(missing_ok=True)
         print("TorchServe stopped")
@@ -151,35 +152,15 @@ class TorchServe:
         return "\n".join(text.splitlines()[-lines:])
 
     # ---- HTTP ----
-    def call(self, api: str, method: str, path: str, body: bytes | None = None, renew: bool = True):
-        kind = "inference" if api == "inference" else "management"
-        request = urllib.request.Request(self.url(api) + path, data=body, method=method)
-        key = self.key(kind)
-        if key:
-            request.add_header("Authorization", f"Bearer {key}")
-        if body is not None:
-            request.add_header("Content-Type", "application/octet-stream")
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as e:
-            answer = e.read()
-            # An expired key is answered 400 InvalidKeyException: renew it once with the API key.
-            if b"InvalidKeyException" in answer and renew and key:
-                self.renew(kind)
-                return self.call(api, method, path, body, renew=False)
-            return e.code, answer
+    def call(self, api: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """(status, body) of one request to the 'inference' or 'management' API (web/torchserve.py)."""
 
-    def key(self, kind: str) -> str | None:
-        try:
-            return json.loads((self.run_dir / "key_file.json").read_text())[kind]["key"]
-        except (FileNotFoundError, KeyError, json.JSONDecodeError):
-            return None
+        async def request():
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+                client = TorchServeClient(session, self.url("inference"), self.url("management"), self.keys)
+                return await client.call(api, method, path, body)
 
-    def renew(self, kind: str) -> None:
-        request = urllib.request.Request(f"{self.url('management')}/token?type={kind}")
-        request.add_header("Authorization", f"Bearer {self.key('API')}")
-        urllib.request.urlopen(request, timeout=10).read()
+        return asyncio.run(request())
 
     def manage(self, method: str, path: str) -> dict | list:
         if not self.pid():
@@ -219,28 +200,26 @@ def probe_png() -> bytes:
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
+
+
+def signal_if_alive(pid: int, send) -> None:
+    """send(psutil.Process(pid)) (terminate or kill), unless the process is gone already."""
+    try:
+        send(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        pass
 
 
 def descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
-    children = {}
-    for line in out.splitlines():
-        child, parent = map(int, line.split())
-        children.setdefault(parent, []).append(child)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+    """The pids of a process's children, their children and so on (TorchServe's workers)."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def register(ts: TorchServe, version: str) -> None:
@@ -293,8 +272,8 @@ def exit_code(action) -> int:
     except Fail as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except urllib.error.URLError as e:
-        print(f"error: cannot reach TorchServe ({e.reason}): is it running? `make serve`", file=sys.stderr)
+    except aiohttp.ClientConnectionError as e:
+        print(f"error: cannot reach TorchServe ({e}): is it running? `make serve`", file=sys.stderr)
         return 2
 
 

@@ -205,3 +205,42 @@ async def test_a_database_file_deleted_under_the_app_is_made_anew_not_written_bl
     assert response.status == 201
     # The row is in the file that exists now, not in the deleted one an open connection still held.
     assert [row["label"] for row in stored(db)] == [2]
+
+
+async def test_not_a_digit_is_a_label_of_its_own_both_ways(client, db):
+    """The page's "Right, not a digit" and "it is a digit: 7" on a drawing answered "not a digit": stored as
+    label 10 (confirmed negative) and label 7 with predicted 10 (a corrected rejection)."""
+    for label in ("not_a_digit", 7):
+        response = await client.post(
+            "/api/feedback", data=body(label=label, predicted="not_a_digit"), headers=JSON
+        )
+        assert response.status == 201, await response.text()
+    assert [(row["label"], row["predicted"]) for row in stored(db)] == [(10, 10), (7, 10)]
+    with sqlite3.connect(db) as conn:
+        assert dict(conn.execute("SELECT label, name FROM label_names"))[10] == "not_a_digit"
+    bad = await client.post("/api/feedback", data=body(label="not a digit"), headers=JSON)
+    assert bad.status == 400 and "not_a_digit" in (await bad.json())["error"]
+
+
+async def test_a_database_of_schema_1_is_migrated_and_keeps_its_rows(aiohttp_client, tmp_path, db):
+    """A database written before "not a digit" existed (schema 1: the feedback table alone)."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute(
+            "CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, created_utc DATETIME NOT NULL, "
+            "version VARCHAR(64) NOT NULL, label SMALLINT NOT NULL, predicted SMALLINT NOT NULL, "
+            "png BLOB NOT NULL, png_sha256 VARCHAR(64) NOT NULL, input_28x28 BLOB NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO feedback VALUES (1, '2026-01-01 00:00:00', '1.0', 3, 5, x'00', 'ab', x'00')"
+        )
+    write_snapshot(tmp_path, ["1.0"])
+    config = Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db))
+    client = await aiohttp_client(init_app(config))
+    response = await client.post("/api/feedback", data=body(label="not_a_digit", predicted=4), headers=JSON)
+    assert response.status == 201, await response.text()
+    assert [(row["label"], row["predicted"]) for row in stored(db)] == [(3, 5), (10, 4)]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(2,)]
+        assert conn.execute("SELECT count(*) FROM label_names").fetchone() == (11,)

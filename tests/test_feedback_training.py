@@ -17,7 +17,7 @@ from PIL import Image
 from handler.preprocess import preprocess
 from tests.conftest import MNIST_DIR, QUICK_TRAINING
 from tests.stack import ROOT
-from train import feedback_data, pendigits
+from train import feedback_data, nondigits, pendigits
 from train.feedback_data import data_url, feedback_split, held_out, holdout_drawings
 from web.feedback import drawing_and_input
 from web.feedback_store import FeedbackStore, read_rows
@@ -90,11 +90,13 @@ def test_training_adds_the_training_part_and_never_the_hold_out(db, monkeypatch)
 
     (train_x, train_y), (hold_x, _) = feedback_split(str(db))
     n = len(train_x)
-    monkeypatch.setenv("FEEDBACK_DB", str(db))
-    monkeypatch.setattr(feedback_data, "FEEDBACK_COPIES", 3)
-    monkeypatch.setattr(feedback_data, "FEEDBACK_IMAGES", 2 * n + 1)  # the cap: 2 copies, not 3
+    monkeypatch.setattr(train, "FEEDBACK_DB", str(db))
+    monkeypatch.setattr(train, "FEEDBACK_COPIES", 3)
+    monkeypatch.setattr(train, "FEEDBACK_IMAGES", 2 * n + 1)  # the cap: 2 copies, not 3
     monkeypatch.setattr(train, "MNIST_DIR", str(MNIST_DIR))
-    monkeypatch.setattr(train, "pen_training_set", lambda: None)  # MNIST + feedback only: quick
+    monkeypatch.setattr(
+        train, "pen_training_set", lambda *args, **kwargs: None
+    )  # MNIST + feedback only: quick
     # The quick test model's subset (tests/conftest.py): its renders are cached already in a test session.
     monkeypatch.setattr(train, "MNIST_SUBSET", int(QUICK_TRAINING["MNIST_SUBSET"]))
     fit_x, fit_y = train.load_mnist(torch.device("cpu"))["fit"]
@@ -106,10 +108,10 @@ def test_training_adds_the_training_part_and_never_the_hold_out(db, monkeypatch)
     assert not any(bytes(image) in seen_in_training for image in hold_x.numpy().reshape(len(hold_x), -1))
 
 
-def test_feedback_copies_shrink_past_the_cap_and_never_to_none(monkeypatch):
-    monkeypatch.setattr(feedback_data, "FEEDBACK_COPIES", 16)
-    monkeypatch.setattr(feedback_data, "FEEDBACK_IMAGES", 20_000)
-    copies = {n: feedback_data.copies_of(n) for n in (0, 100, 1_250, 1_251, 5_000, 20_000, 40_000)}
+def test_feedback_copies_shrink_past_the_cap_and_never_to_none():
+    copies = {
+        n: feedback_data.copies_of(n, 16, 20_000) for n in (0, 100, 1_250, 1_251, 5_000, 20_000, 40_000)
+    }
     assert copies == {0: 16, 100: 16, 1_250: 16, 1_251: 15, 5_000: 4, 20_000: 1, 40_000: 1}
 
 
@@ -130,7 +132,7 @@ def test_make_train_with_feedback_db(db, tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    line = f"training on {len(train_x)} drawings x {feedback_data.FEEDBACK_COPIES}, {len(hold_x)} held out"
+    line = f"training on {len(train_x)} drawings x 16, {len(hold_x)} held out"  # FEEDBACK_COPIES' default
     assert line in result.stdout, result.stdout[-3000:]
     assert (out / "model.pt").is_file()
 
@@ -219,3 +221,36 @@ def test_pen_feedback_stores_the_earlier_halves_as_the_page_would(model_dir, tmp
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode != 0 and "exists" in again.stderr
     assert len(read_rows(str(db))) == len(rows)
+
+
+def test_confirmed_non_digits_train_as_negatives_and_corrected_rejections_as_digits(tmp_path):
+    """Feedback on drawings answered "not a digit" (predicted 10): "right, not a digit" rows are label 10,
+    negatives for the 11th output; "it is a digit: d" rows are digit d; the hold-out keeps its share."""
+    letters = [
+        (pendigits.png_bytes(pendigits.render(nondigits.letter(c, seed=i))), 10)
+        for i, c in enumerate("AEFHKMNRWXY")
+    ]
+    digits = pen_pngs(11, seed=5)
+    db = tmp_path / "feedback.sqlite3"
+
+    async def write():
+        store = FeedbackStore(str(db))
+        for png, label in letters + digits:
+            png, seen = drawing_and_input(data_url(png))
+            await store.add(version="1.0", label=label, predicted=10, png=png, input_28x28=seen)
+        await store.close()
+
+    asyncio.run(write())
+    (train_x, train_y), (hold_x, hold_y) = feedback_split(str(db))
+    assert len(train_x) + len(hold_x) == 22
+    labels = sorted(train_y.tolist() + hold_y.tolist())
+    assert labels == sorted([10] * 11 + [label for _, label in digits])
+    # Each row's image is the serving preprocessing of its drawing, with its own label.
+    for png, label in letters + digits:
+        image = torch.from_numpy(as_28x28(png))
+        found = [
+            y
+            for x, y in zip(torch.cat([train_x, hold_x]), torch.cat([train_y, hold_y]), strict=True)
+            if torch.equal(x, image)
+        ]
+        assert found == [label]

@@ -70,9 +70,8 @@ def test_a_wrong_download_is_refused_and_nothing_is_saved(server, tmp_path, name
 def test_no_network_says_so_in_one_line_and_trains_on_mnist_alone(tmp_path, capsys, monkeypatch):
     with socket_closed() as port:
         monkeypatch.setattr(pen_download, "URL", f"http://127.0.0.1:{port}/pendigits.zip")
-        monkeypatch.setattr(pendigits, "PATH", tmp_path / "pendigits-orig.tra")
-        monkeypatch.delenv("PEN_DIGITS", raising=False)
-        assert pen_data.pen_training_set() is None
+        path = tmp_path / "pendigits-orig.tra"
+        assert pen_data.pen_training_set(path, 4, False, may_download=True) is None
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and "cannot download" in lines[0] and "MNIST alone" in lines[0], lines
 
@@ -81,10 +80,9 @@ def test_training_downloads_pen_digits_when_absent(server, tmp_path, monkeypatch
     """The path `make train` takes on a machine without ../shared: PEN_DIGITS unset, nothing in data/."""
     url, real = server
     monkeypatch.setattr(pen_download, "URL", f"{url}/good.zip")
-    monkeypatch.setattr(pendigits, "PATH", tmp_path / "data" / "pendigits-orig.tra")
-    monkeypatch.delenv("PEN_DIGITS", raising=False)
-    assert pen_data.available()
-    assert pendigits.PATH.read_bytes() == real
+    path = tmp_path / "data" / "pendigits-orig.tra"
+    assert pen_data.available(path, may_download=True)
+    assert path.read_bytes() == real
 
 
 def test_mnist_that_cannot_be_downloaded_is_one_line_not_a_traceback(tmp_path):

@@ -7,7 +7,6 @@ max-pooling (thicker) or min-pooling (thinner), because brushes differ far more 
 """
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
@@ -16,11 +15,11 @@ ROTATE = 12  # degrees
 SCALE = (0.85, 1.1)
 SHEAR = 0.25
 SHIFT = 0.12  # of the half-width: about 1.7 px
-ELASTIC = float(os.environ.get("ELASTIC", 0.06))  # std of the displacement field, of the half-width: ~0.8 px
 THICKER, THINNER = 0.2, 0.1  # share of images whose strokes are grown / thinned by one pixel
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, generator: torch.Generator, elastic: float) -> torch.Tensor:
+    """elastic: the displacement field's std, of the half-width (train/train.py's ELASTIC; 0: none)."""
     n, device = x.shape[0], x.device
 
     def uniform(low, high):
@@ -38,8 +37,8 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         1,
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    if ELASTIC > 0:
-        field = torch.randn(n, 2, 4, 4, device=device, generator=generator) * ELASTIC
+    if elastic > 0:
+        field = torch.randn(n, 2, 4, 4, device=device, generator=generator) * elastic
         grid = grid + F.interpolate(field, size=x.shape[2:], mode="bicubic", align_corners=True).permute(
             0, 2, 3, 1
         )

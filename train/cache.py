@@ -14,7 +14,9 @@ import numpy as np
 import handler.preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE_DIR = Path(os.environ.get("CACHE_DIR", ROOT / "build" / "cache"))
+# Set by train/train.py from its CACHE_DIR knob. A module attribute rather than an argument because
+# train/mnist_canvas.py's source is part of its renders' cache key: passing it down would change that key.
+CACHE_DIR = ROOT / "build" / "cache"
 
 
 def key(*modules, **params) -> str:

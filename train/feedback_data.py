@@ -11,10 +11,11 @@ added, and the same drawing sent twice lands on the same side (no copy of a hold
     for png, label in holdout_drawings("data/feedback.sqlite3"): ...   # for evaluation through TorchServe
 
 `make train FEEDBACK_DB=...` adds the training part (FEEDBACK_COPIES times) to MNIST and pen digits.
+Labels are as stored: a drawing a person confirmed as "not a digit" is label 10, a training negative for
+the model's 11th output; a rejected drawing corrected to a digit is that digit (docs/not-a-digit.md).
 """
 
 import base64
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +25,6 @@ from handler.preprocess import InputError, ink_map, open_image, to_mnist
 from web.feedback_store import Row, masked, read_rows
 
 HOLDOUT_PERCENT = 20  # of the drawings, by hash; changing it moves drawings between the sides
-# Each training drawing appears this many times per epoch (augmented differently each time): a few hundred
-# corrections must count against 60,000 MNIST and 20,000 pen renders. 16, measured (README, "How much
-# corrections teach"): with 1,000 corrections by writers 21-30, misreads of their later drawings went
-# 13 -> 8 and 20 -> 10 (seeds 0, 1) at 16 copies, 12 and 15 at 4, 9 and 18 at 8.
-FEEDBACK_COPIES = int(os.environ.get("FEEDBACK_COPIES", 16))
-# Epochs are counted over every image, so feedback lengthens training: at most this many feedback images
-# per epoch (+27% on MNIST + pen digits, ~30 s here; 1,250 drawings still get all 16 copies) until there
-# are more drawings than that, each then once.
-FEEDBACK_IMAGES = int(os.environ.get("FEEDBACK_IMAGES", 20_000))
 
 
 def held_out(png_sha256: str) -> bool:
@@ -81,13 +73,17 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def feedback_training_set():
-    """(images, labels) to add to training from $FEEDBACK_DB, hold-out excluded; None when it is unset."""
-    db = os.environ.get("FEEDBACK_DB")
-    if not db or FEEDBACK_COPIES <= 0:
+def feedback_training_set(db: str, copies: int, max_images: int):
+    """(images, labels) to add to training from the database db, hold-out excluded; None when db is "".
+
+    Each training drawing appears `copies` times per epoch (augmented differently each time): a few
+    hundred corrections must count against 60,000 MNIST and 20,000 pen renders. Epochs are counted over
+    every image, so feedback lengthens training: at most max_images feedback images per epoch until there
+    are more drawings than that, each then once (train/train.py's FEEDBACK_COPIES, FEEDBACK_IMAGES)."""
+    if not db or copies <= 0:
         return None
     (x, y), (holdout_x, _) = feedback_split(db)
-    copies = copies_of(len(x))
+    copies = copies_of(len(x), copies, max_images)
     print(
         f"feedback from {masked(db)}: training on {len(x)} drawings x {copies}, "
         f"{len(holdout_x)} held out for evaluation"
@@ -95,6 +91,6 @@ def feedback_training_set():
     return x.repeat(copies, 1, 1), y.repeat(copies)
 
 
-def copies_of(drawings: int) -> int:
-    """FEEDBACK_COPIES, fewer once drawings x copies would pass FEEDBACK_IMAGES, and never none."""
-    return max(1, min(FEEDBACK_COPIES, FEEDBACK_IMAGES // max(1, drawings)))
+def copies_of(drawings: int, copies: int, max_images: int) -> int:
+    """copies, fewer once drawings x copies would pass max_images, and never none."""
+    return max(1, min(copies, max_images // max(1, drawings)))

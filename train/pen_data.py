@@ -3,9 +3,9 @@ draw and MNIST's writers rarely did.
 
 Only the trainable writers (1-20) are trained on; writers 21-30 stay held out, rendered here only to
 measure (accuracy and calibration in metrics.json, the same drawings as bench/canvas_accuracy.py).
-Each digit is laid out on a 280x280 canvas PEN_COPIES times (random brush, size, position), rendered
-and turned into 28x28 by handler/preprocess.py, the serving code itself, so training sees exactly
-what the model will be fed. Renders are cached on disk (train/cache.py).
+Each digit is laid out on a 280x280 canvas PEN_COPIES times (a knob of train/train.py; random brush,
+size, position), rendered and turned into 28x28 by handler/preprocess.py, the serving code itself, so
+training sees exactly what the model will be fed. Renders are cached on disk (train/cache.py).
 
 Without the file (PEN_DIGITS, ../shared/pen-digits, data/pen-digits) it is downloaded from UCI
 (train/pen_download.py); with no network, training uses MNIST alone.
@@ -15,6 +15,7 @@ import os
 import random
 import sys
 from multiprocessing import Pool
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +23,6 @@ import torch
 from handler.preprocess import ink_map, to_mnist
 from train import cache, pen_download, pendigits
 
-PEN_COPIES = int(os.environ.get("PEN_COPIES", 4))
 RENDER_SEED = 7  # renders do not depend on the training seed, so all seeds share one cache
 
 
@@ -38,21 +38,22 @@ def _render_all(drawings, supersample):
         return np.stack(pool.map(_to_28x28, [(d, supersample) for d in drawings], chunksize=128))
 
 
-def available() -> bool:
-    """The pen-digit file is there, or has just been downloaded into data/."""
-    if pendigits.PATH.exists():
+def available(path: Path, may_download: bool) -> bool:
+    """The pen-digit file is there, or (may_download: path is data/'s) has just been downloaded there."""
+    if path.exists():
         return True
-    if os.environ.get("PEN_DIGITS"):
-        print(f"pen digits: PEN_DIGITS={pendigits.PATH} does not exist: training on MNIST alone")
+    if not may_download:
+        print(f"pen digits: PEN_DIGITS={path} does not exist: training on MNIST alone")
         return False
-    return pen_download.download(pendigits.PATH) is not None
+    return pen_download.download(path) is not None
 
 
-def pen_training_set():
-    """(images uint8 N x 28 x 28, labels) of rendered trainable pen digits, or None without the file."""
-    if PEN_COPIES <= 0 or not available():
+def pen_training_set(path: Path, copies: int, tune: bool, may_download: bool = False):
+    """(images uint8 N x 28 x 28, labels) of the trainable pen digits in path, each rendered `copies`
+    times (writers 17-20 left out when tune), or None without the file."""
+    if copies <= 0 or not available(path, may_download):
         return None
-    digits = pendigits.trainable(pendigits.load()) * PEN_COPIES
+    digits = pendigits.trainable(pendigits.load(path), tune) * copies
 
     def compute():
         # 2x supersampling is antialiasing enough at 28x28 and renders twice as fast as 4x.
@@ -64,20 +65,21 @@ def pen_training_set():
     key = cache.key(
         sys.modules[__name__],
         pendigits,
-        copies=PEN_COPIES,
-        file=pendigits.PATH.stat().st_size,
-        tune=sorted(pendigits.TUNE_WRITERS),
+        copies=copies,
+        file=path.stat().st_size,
+        tune=sorted(pendigits.TUNE_WRITERS) if tune else [],
     )
     arrays = cache.cached("pen-train", key, compute)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
 
 
-def pen_held_out_set(writers=pendigits.held_out):
-    """Writers 21-30 as bench/canvas_accuracy.py draws them (layouts from one Random(0), 4x supersampled),
-    to measure only (or, with writers=pendigits.tuning, writers 17-20 under TUNE=1); None without them."""
-    if not pendigits.PATH.exists():
+def pen_held_out_set(path: Path, writers=pendigits.held_out):
+    """Writers 21-30 (writers=pendigits.held_out) as bench/canvas_accuracy.py draws them (layouts from one
+    Random(0), 4x supersampled), to measure only (or, with pendigits.tuning, writers 17-20 under TUNE=1; with pendigits.validation, the
+    training writers' digits kept out of training); None without them."""
+    if not path.exists():
         return None
-    digits = writers(pendigits.load())
+    digits = writers(pendigits.load(path))
     if not digits:
         return None
 
@@ -89,6 +91,6 @@ def pen_held_out_set(writers=pendigits.held_out):
             "labels": np.array([d.label for d in digits]),
         }
 
-    key = cache.key(sys.modules[__name__], pendigits, file=pendigits.PATH.stat().st_size)
+    key = cache.key(sys.modules[__name__], pendigits, file=path.stat().st_size)
     arrays = cache.cached(f"pen-{writers.__name__.replace('_', '-')}", key, compute)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])

@@ -7,7 +7,6 @@ inference key when it expires); nothing here can register, unregister or scale m
 """
 
 import gc
-import json
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -24,7 +23,7 @@ from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import DEFAULT_DB, FeedbackStore
 from web.metrics import metrics
 from web.registry import VERSION_RE, model_versions
-from web.tokens import KeyFile
+from web.torchserve import KeyFile, TorchServeClient, error, relay
 from web.traffic import Traffic, TrafficConfig
 
 STATIC = Path(__file__).parent / "static"
@@ -68,8 +67,7 @@ class Config:
 
 
 CONFIG = web.AppKey("config", Config)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
-KEYS = web.AppKey("keys", KeyFile)
+TORCHSERVE = web.AppKey("torchserve", TorchServeClient)
 SPEC = web.AppKey("spec", dict)
 TRAFFIC = web.AppKey("traffic", Traffic)
 BATCHER = web.AppKey("batcher", Batcher)
@@ -81,7 +79,10 @@ async def client_session(app: web.Application):
     connector = aiohttp.TCPConnector(limit=config.pool_size, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=config.connect_timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        app[SESSION] = session
+        keys = KeyFile(config.run_dir / "key_file.json")
+        app[TORCHSERVE] = TorchServeClient(
+            session, config.inference_url, config.management_url, keys, config.model
+        )
         yield
 
 
@@ -90,10 +91,6 @@ async def background_requests(app: web.Application):
     yield
     await app[TRAFFIC].close()
     await app[BATCHER].close()
-
-
-def error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -115,65 +112,18 @@ async def predict(request: web.Request) -> web.StreamResponse:
 
 async def forward(app: web.Application, body: bytes, version: str) -> web.Response:
     """The drawing to TorchServe (`version`, or the default for ""), its answer in our shape."""
-    config = app[CONFIG]
     try:
         status, payload = await app[BATCHER].predict(version, body)
     except TimeoutError:
         return error(504, "the model server did not answer in time")
     except aiohttp.ClientConnectionError:
         return error(503, "the model server is down; try again in a moment")
-    if key_refused(status, payload):
-        return error(502, "the model server refused the inference key")
-    return relay(status, payload, config.model, version)
+    return relay(status, payload, app[CONFIG].model, version)
 
 
-async def ask_model(
-    app: web.Application,
-    body: bytes,
-    version: str = "",
-    content_type: str = "application/octet-stream",
-    **options,
-) -> tuple[int, bytes]:
-    """POST to TorchServe's inference API with the inference key, renewed once if it is refused.
-    `options` go to the session's post (e.g. a timeout; without one, the session's own applies)."""
-    config, session, keys = app[CONFIG], app[SESSION], app[KEYS]
-    url = f"{config.inference_url}/predictions/{config.model}" + (f"/{version}" if version else "")
-    for attempt in range(2):
-        # An explicit Content-Type: TorchServe decodes form and multipart bodies into fields (wanted for
-        # a batch's parts, never for a lone drawing).
-        headers = {"Content-Type": content_type, **keys.headers("inference")}
-        async with session.post(url, data=body, headers=headers, **options) as response:
-            payload = await response.read()
-        if key_refused(response.status, payload) and attempt == 0:
-            await keys.renew(session, config.management_url, "inference")
-            continue
-        break
-    return response.status, payload
-
-
-def key_refused(status: int, body: bytes) -> bool:
-    """TorchServe answers an expired or wrong key with 400 InvalidKeyException (not 401)."""
-    return status in (400, 401) and b"InvalidKeyException" in body
-
-
-def relay(status: int, body: bytes, model: str, version: str) -> web.Response:
-    """TorchServe's answer in our shape: the handler's JSON as is, its own errors as {"error": ...}."""
-    if status == 200 and body.startswith(b"{"):
-        # The handler's answer is already our JSON: pass the bytes through, no parse and re-encode.
-        return web.Response(body=body, content_type="application/json")
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = None
-    if status == 404:
-        what = f"version {version} of model {model}" if version else f"model {model}"
-        return error(404, f"{what} is not registered on the model server")
-    if isinstance(payload, dict) and "error" in payload and 400 <= status < 500:
-        return web.json_response(payload, status=status)
-    message = payload.get("message") if isinstance(payload, dict) else None
-    if 400 <= status < 500:
-        return error(status, message or "the model server rejected the request")
-    return error(502, f"the model server failed ({status}: {message or 'no details'})")
+async def ask_model(app: web.Application, body: bytes, version: str, content_type: str) -> tuple[int, bytes]:
+    """TorchServe's (status, body) for a drawing or a batch of them (web/batching.py's `ask`)."""
+    return await app[TORCHSERVE].predict(body, version, content_type)
 
 
 # A blank 28x28 canvas: the handler answers it 422 "no digit drawn" after decoding it, before the model.
@@ -195,7 +145,7 @@ async def readyz(request: web.Request) -> web.Response:
     to it with the inference key (TorchServe's /ping also needs a key, and says "Healthy" with no
     worker at all once a model's minimum is 0; the worker list needs the management key, never held here)."""
     try:
-        status, _ = await ask_model(request.app, READINESS_PROBE, timeout=PROBE_TIMEOUT)
+        status, _ = await request.app[TORCHSERVE].predict(READINESS_PROBE, timeout=PROBE_TIMEOUT)
     except (TimeoutError, aiohttp.ClientError):
         return error(503, "the model server does not answer")
     if status in (200, 422):
@@ -247,7 +197,6 @@ async def json_errors(request: web.Request, handler):
 def init_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_body, middlewares=[json_errors])
     app[CONFIG] = config
-    app[KEYS] = KeyFile(config.run_dir / "key_file.json")
     app[SPEC] = yaml.safe_load(OPENAPI.read_text())
     app.cleanup_ctx.append(client_session)
     versions = partial(model_versions, config.run_dir, config.model)
@@ -274,8 +223,8 @@ def init_app(config: Config) -> web.Application:
 def main() -> None:
     config = Config.from_env()
     print(f"Digit recognizer: http://{config.host}:{config.port}", flush=True)
-    # uvloop: a prediction here is event-loop work only (two HTTP exchanges), and uvloop makes it cheaper:
-    # at 1 client the hop added 1.5 ms to p50 over direct TorchServe on asyncio's loop, 0.1 ms on uvloop.
+    # uvloop: a prediction here is event-loop work only (two HTTP exchanges), and uvloop makes it cheaper
+    # than asyncio's own loop (docs/performance.md, "Settings, and why").
     loop = uvloop.new_event_loop()
     app = init_app(config)
     # What exists now (modules, the app) lives as long as the process: out of the collector's sight, a

@@ -2,6 +2,9 @@
 
     {"image": "<the data URL sent to /predict>", "label": 0-9, "predicted": 0-9, "version": "<answering version>"}
 
+label and predicted may also be "not_a_digit" (stored as 10): "right, not a digit" is a rejected drawing
+confirmed, and a digit label on a rejected drawing corrects it (docs/not-a-digit.md).
+
 201 {"id": n} once the row is committed; 4xx {"error": ...} for bad feedback (nothing stored); 503 when the
 database cannot be written (locked, broken): /predict never touches the database, so it is unaffected.
 No IP address, cookie or header is stored: only the drawing, what the model saw, the two digits, the
@@ -26,7 +29,7 @@ from handler.preprocess import (
     payload_to_bytes,
     to_mnist,
 )
-from web.feedback_store import FeedbackStore, StoreUnavailable
+from web.feedback_store import NOT_A_DIGIT, FeedbackStore, StoreUnavailable
 from web.registry import VERSION_RE
 
 # Module level: the default registry, so /metrics shows them wherever it is served.
@@ -106,9 +109,11 @@ def parse_feedback(body: bytes) -> dict:
         raise InputError('the body must be a JSON object: {"image", "label", "predicted", "version"}')
     for field in ("label", "predicted"):
         value = doc.get(field)
+        if value == "not_a_digit":
+            doc[field] = NOT_A_DIGIT
         # bool is an int in Python; true is not a digit.
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 9:
-            raise InputError(f"{field} must be a whole number from 0 to 9")
+        elif not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 9:
+            raise InputError(f'{field} must be a whole number from 0 to 9, or "not_a_digit"')
     version = doc.get("version")
     if not isinstance(version, str) or not VERSION_RE.match(version):
         raise InputError("version must be the version that answered (letters, digits, '.', '_' or '-')")

@@ -46,8 +46,8 @@ feedback = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("created_utc", DateTime, nullable=False),  # naive, always UTC (SQLite keeps no zone)
     Column("version", String(64), nullable=False),  # the model version that answered
-    Column("label", SmallInteger, nullable=False),  # the digit the person says they drew
-    Column("predicted", SmallInteger, nullable=False),  # the digit the model answered
+    Column("label", SmallInteger, nullable=False),  # the digit the person says they drew; 10: not a digit
+    Column("predicted", SmallInteger, nullable=False),  # the digit the model answered; 10: "not a digit"
     Column("png", LargeBinary, nullable=False),  # the drawing as the page sent it to /predict
     Column("png_sha256", String(64), nullable=False),  # hex; decides the hold-out (train/feedback_data.py)
     Column("input_28x28", LargeBinary, nullable=False),  # 784 bytes, row-major, 255 = ink: what the model saw
@@ -55,8 +55,27 @@ feedback = Table(
 
 # MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit: a database in the field
 # may be at any version. (Version 1 creates the table as defined above; a later change appends an ALTER.)
+NOT_A_DIGIT = 10  # label and predicted: "not a digit" (docs/not-a-digit.md), the model's 11th output
+# What each stored label means, in the database itself, for whoever reads the rows without this code.
+label_names = Table(
+    "label_names",
+    metadata,
+    Column("label", SmallInteger, primary_key=True),
+    Column("name", String(16), nullable=False),
+)
+
+
+def _name_the_labels(conn) -> None:
+    label_names.create(conn)
+    names = [{"label": d, "name": str(d)} for d in range(10)] + [
+        {"label": NOT_A_DIGIT, "name": "not_a_digit"}
+    ]
+    conn.execute(label_names.insert(), names)
+
+
 MIGRATIONS = [
     lambda conn: feedback.create(conn),
+    _name_the_labels,  # 2: label 10, "not a digit" (issue 26)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,68 @@
+"""metrics.json's "config" holds every knob of the run, and CONFIG_FROM re-runs the recipe from it."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import MNIST_DIR, QUICK_TRAINING
+from tests.stack import ROOT
+
+# A few steps of LeNet on the quick model's MNIST subset (its renders are in the cache), no pen digits
+# (a file that is not there), some knobs off their defaults so the recipe is not just the defaults.
+RECIPE = {
+    "ARCH": "lenet",
+    "MAX_STEPS": "3",
+    "MNIST_SUBSET": QUICK_TRAINING["MNIST_SUBSET"],
+    "LR": "0.05",
+    "ELASTIC": "0.03",
+    "LABEL_SMOOTHING": "0.05",
+    "THREADS": "1",
+}
+
+
+def train(env: dict, command: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_metrics_config_reruns_the_same_recipe(tmp_path):
+    knobs = json.loads(
+        subprocess.check_output(
+            [sys.executable, "-c", "import json; from train import train; print(json.dumps(train.CONFIG))"],
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k != "CONFIG_FROM"},
+        )
+    )
+    # No knob from the caller's environment but those given: the run's config is the recipe and defaults.
+    clean = {k: v for k, v in os.environ.items() if k not in knobs and k != "CONFIG_FROM"}
+    first = tmp_path / "first"
+    missing_pen = str(tmp_path / "no-pen-digits.tra")
+    env = {**clean, **RECIPE, "MNIST_DIR": str(MNIST_DIR), "PEN_DIGITS": missing_pen, "OUT_DIR": str(first)}
+    if "CACHE_DIR" in os.environ:
+        env["CACHE_DIR"] = os.environ["CACHE_DIR"]
+    train(env, [sys.executable, "-m", "train.train"])
+    metrics = json.loads((first / "metrics.json").read_text())
+    config = metrics["config"]
+    assert set(config) == set(knobs)  # every knob, nothing else
+    for name, value in RECIPE.items():
+        assert config[name] == type(config[name])(value), name
+    assert config["PEN_DIGITS"] == missing_pen and config["SEED"] == 0 and config["EPOCHS"] == 8.5
+
+    # Re-run from the result alone, as `make train CONFIG_FROM=...`: no knob in the environment, and the
+    # Makefile's own defaults (ARCH=convnet, MNIST_DIR=data, MODEL_DIR) must not override the recipe.
+    done = train(clean, ["make", "-s", "train", f"CONFIG_FROM={first / 'metrics.json'}"])
+    rerun = first.parent / "first-rerun"  # never the recipe's own directory
+    assert "wrote " + str(rerun) in done.stdout
+    again = json.loads((rerun / "metrics.json").read_text())
+    assert again["config"] == config
+    assert (again["steps"], again["test_accuracy"]) == (metrics["steps"], metrics["test_accuracy"])
+
+    # An environment variable still wins over the recipe.
+    overridden = subprocess.check_output(
+        [sys.executable, "-c", "import json; from train import train; print(json.dumps(train.CONFIG))"],
+        cwd=ROOT,
+        env={**clean, "CONFIG_FROM": str(first / "metrics.json"), "LR": "0.2"},
+    )
+    assert json.loads(overridden) == {**config, "LR": 0.2}

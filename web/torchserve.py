@@ -1,0 +1,124 @@
+"""TorchServe from a client's side: the key file, the inference and management calls with their key
+(renewed once when refused), and TorchServe's answers relayed in our API's shape. The web app
+(web/app.py) and scripts/tsctl.py (and so scripts/lifecycle.py) talk to TorchServe through this module.
+
+TorchServe (token authorization on, its default) writes key_file.json into its working directory with
+three keys: inference, management and an API key whose only use is to mint a new inference or
+management key when one expires (after token_expiration_min). Clients read the file, not a copy, so a
+renewed key is picked up at once.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+
+class KeyFile:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._mtime = None
+        self._keys = {}
+
+    def key(self, kind: str) -> str | None:
+        """'inference', 'management' or 'API'; None when token authorization is off (no key file)."""
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if mtime != self._mtime:
+            try:
+                doc = json.loads(self.path.read_text())
+            except (OSError, json.JSONDecodeError):
+                return self._keys.get(kind)  # caught mid-write: the previous keys are still the best bet
+            self._keys = {name: entry.get("key") for name, entry in doc.items() if isinstance(entry, dict)}
+            self._mtime = mtime
+        return self._keys.get(kind)
+
+    def headers(self, kind: str) -> dict:
+        key = self.key(kind)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def key_refused(status: int, body: bytes) -> bool:
+    """TorchServe answers an expired or wrong key with 400 InvalidKeyException (not 401)."""
+    return status in (400, 401) and b"InvalidKeyException" in body
+
+
+@dataclass
+class TorchServeClient:
+    """Calls to one TorchServe over an aiohttp session, each with the key of its API."""
+
+    session: aiohttp.ClientSession
+    inference_url: str
+    management_url: str
+    keys: KeyFile
+    model: str = "mnist"
+
+    async def predict(
+        self, body: bytes, version: str = "", content_type: str = "application/octet-stream", **options
+    ) -> tuple[int, bytes]:
+        """POST a drawing (or a batch of them) to the model, `version` or the default for "".
+        `options` go to the session's request (e.g. a timeout; without one, the session's own applies)."""
+        path = f"/predictions/{self.model}" + (f"/{version}" if version else "")
+        return await self.call("inference", "POST", path, body, content_type, **options)
+
+    async def call(
+        self,
+        api: str,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/octet-stream",
+        **options,
+    ) -> tuple[int, bytes]:
+        """(status, body) of a request to the 'inference' or 'management' API with its key, the key
+        renewed once if it is refused."""
+        url = (self.inference_url if api == "inference" else self.management_url) + path
+        for attempt in range(2):
+            headers = self.keys.headers(api)
+            if body is not None:
+                # Explicit: TorchServe decodes form and multipart bodies into fields (wanted for a batch's
+                # parts, never for a lone drawing).
+                headers["Content-Type"] = content_type
+            async with self.session.request(method, url, data=body, headers=headers, **options) as response:
+                payload = await response.read()
+            if key_refused(response.status, payload) and attempt == 0:
+                await self.renew(api)
+                continue
+            break
+        return response.status, payload
+
+    async def renew(self, kind: str) -> bool:
+        """Ask TorchServe for a new key of this kind ('inference' or 'management'); it rewrites the file."""
+        url = f"{self.management_url}/token"
+        async with self.session.get(url, params={"type": kind}, headers=self.keys.headers("API")) as response:
+            return response.status == 200
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def relay(status: int, body: bytes, model: str, version: str) -> web.Response:
+    """TorchServe's answer in our shape: the handler's JSON as is, its own errors as {"error": ...}."""
+    if key_refused(status, body):
+        return error(502, "the model server refused the inference key")
+    if status == 200 and body.startswith(b"{"):
+        # The handler's answer is already our JSON: pass the bytes through, no parse and re-encode.
+        return web.Response(body=body, content_type="application/json")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if status == 404:
+        what = f"version {version} of model {model}" if version else f"model {model}"
+        return error(404, f"{what} is not registered on the model server")
+    if isinstance(payload, dict) and "error" in payload and 400 <= status < 500:
+        return web.json_response(payload, status=status)
+    message = payload.get("message") if isinstance(payload, dict) else None
+    if 400 <= status < 500:
+        return error(status, message or "the model server rejected the request")
+    return error(502, f"the model server failed ({status}: {message or 'no details'})")
