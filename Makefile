@@ -22,7 +22,8 @@ export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: help install train archive serve web stop run test test-fast lint format register unregister set-default versions \
 	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak bench-hop bench-shadow \
-	bench-handler bench-equivalence clean image deploy-local undeploy-local bench-pod feedback-export
+	bench-handler bench-equivalence clean image postgres-image deploy-local undeploy-local bench-pod \
+	feedback-export
 
 install: $(VENV)/.installed  ## create .venv and install the pinned requirements
 
@@ -127,12 +128,22 @@ image: archive  ## build the container image IMAGE:VERSION (archives first)
 	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
 	$(CONTAINER_TOOL) build -f deploy/Containerfile --build-arg MODEL_VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
-# podman kube play of deploy/kubernetes.yaml's pod, web port on 127.0.0.1:$(LOCAL_PORT) only; waits for /readyz.
-# Again with another VERSION: the pod is replaced by one running that image.
-deploy-local: install  ## run the Kubernetes pod locally with podman on 127.0.0.1:LOCAL_PORT
-	$(PY) -m scripts.local_pod play --image localhost/$(IMAGE):$(VERSION) --name $(LOCAL_NAME) --port $(LOCAL_PORT)
+# The local stand-in for the official postgres image (docs/database.md); the name deploy/local/ substitutes.
+POSTGRES_IMAGE ?= localhost/digit-recognizer-postgres:15
 
-undeploy-local: install  ## remove the local pod
+postgres-image:  ## build the local stand-in for the official postgres image (docs/database.md)
+	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
+	$(CONTAINER_TOOL) build -q -t $(POSTGRES_IMAGE) deploy/postgres
+
+# podman kube play of deploy/base/'s pods: the database (once; its data in a named volume) and the web pod,
+# web port on 127.0.0.1:$(LOCAL_PORT) only; waits for /readyz. Again with another VERSION: the web pod is
+# replaced by one running that image, the database and its rows stay (docs/database.md).
+deploy-local: install postgres-image  ## run the database and web pods locally with podman, web on 127.0.0.1:LOCAL_PORT
+	$(PY) -m scripts.local_pod play --image localhost/$(IMAGE):$(VERSION) --name $(LOCAL_NAME) \
+	  --port $(LOCAL_PORT) --postgres-image $(POSTGRES_IMAGE) $(if $(LOCAL_DATABASE),--database $(LOCAL_DATABASE))
+
+
+undeploy-local: install  ## remove the local pods (the database volume stays)
 	$(PY) -m scripts.local_pod down --name $(LOCAL_NAME)
 
 # One pod's capacity, CPU per request and memory (docs/performance.md): needs `make deploy-local` first.
