@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,12 +13,33 @@ import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from handler.preprocess import preprocess
+from handler.preprocess import InputError, preprocess
 from tests.test_hardening import animated_gif, data_url, drawing, png
 from web.app import Config, init_app
 from web.feedback_store import SCHEMA_VERSION
+from web.tickets import TicketError, Tickets, drawing_hash
 
-COLUMNS = {"id", "created_utc", "version", "label", "predicted", "png", "png_sha256", "input_28x28"}
+COLUMNS = {
+    "id",
+    "created_utc",
+    "version",
+    "label",
+    "predicted",
+    "png",
+    "png_sha256",
+    "input_28x28",
+    "ticket_id",
+}
+TICKETS = Config().tickets  # every app here has the default key: tickets minted as /predict would
+
+
+def ticket(image, version="1.0", predicted=1) -> str:
+    """A ticket as /predict gives one for this answer ("unsignable" when the image holds no image bytes:
+    such feedback is refused for its image first)."""
+    try:
+        return TICKETS.issue(drawing_hash(image), version, predicted)
+    except (InputError, TypeError):
+        return "unsignable"
 
 
 def write_snapshot(run_dir, versions):
@@ -44,6 +66,7 @@ def counted(name: str, **labels) -> float:
 def body(image: bytes | str = None, label=7, predicted=1, version="1.0", **extra) -> bytes:
     image = drawing(0) if image is None else image
     doc = {"image": image.decode() if isinstance(image, bytes) else image, "label": label}
+    extra.setdefault("ticket", ticket(doc["image"], version, predicted))
     doc.update(predicted=predicted, version=version, **extra)
     return json.dumps(doc).encode()
 
@@ -141,7 +164,12 @@ BAD = {
     "predicted 12": (body(predicted=12), 400),
     "no version": (json.dumps({"image": drawing(0).decode(), "label": 1, "predicted": 1}).encode(), 400),
     "version a path": (body(version="../../etc"), 400),
-    "no image": (json.dumps({"label": 1, "predicted": 1, "version": "1.0"}).encode(), 400),
+    "no image": (json.dumps({"label": 1, "predicted": 1, "version": "1.0", "ticket": "x"}).encode(), 400),
+    "no ticket": (
+        json.dumps({"image": drawing(0).decode(), "label": 1, "predicted": 1, "version": "1.0"}).encode(),
+        400,
+    ),
+    "ticket not text": (body(ticket=12), 400),
     "empty image": (body(image=""), 400),
     "image not base64": (body(image="no*base64!"), 415),  # as /predict: text that is not an image
     "image of text": (body(image="data:text/plain;base64,aGVsbG8="), 415),
@@ -205,3 +233,116 @@ async def test_a_database_file_deleted_under_the_app_is_made_anew_not_written_bl
     assert response.status == 201
     # The row is in the file that exists now, not in the deleted one an open connection still held.
     assert [row["label"] for row in stored(db)] == [2]
+
+
+def test_a_ticket_binds_image_version_answer_and_time():
+    """Unit-level: the signature covers each field; a changed one or another key is refused."""
+    image = drawing(0).decode()
+    good = TICKETS.issue(drawing_hash(image), "1.0", 1)
+    assert TICKETS.check(good, drawing_hash(image), "1.0", 1) == good.split(".")[1]
+    refused = [
+        (good, drawing_hash(drawing(1).decode()), "1.0", 1),  # another drawing
+        (good, drawing_hash(image), "2.0", 1),  # another version
+        (good, drawing_hash(image), "1.0", 7),  # another answer
+        (Tickets().issue(drawing_hash(image), "1.0", 1), drawing_hash(image), "1.0", 1),  # another key
+    ]
+    for args in refused:
+        with pytest.raises(TicketError):
+            TICKETS.check(*args)
+    later = Tickets(TICKETS.key, max_age=60, clock=lambda: time.time() + 61)
+    with pytest.raises(TicketError, match="expired"):
+        later.check(good, drawing_hash(image), "1.0", 1)
+
+
+def forged(image) -> str:
+    issued, nonce, mac = ticket(image).split(".")
+    return f"{issued}.{nonce}.{'0' * 64 if mac != '0' * 64 else '1' * 64}"
+
+
+def expired(image) -> str:
+    old = Tickets(TICKETS.key, clock=lambda: time.time() - TICKETS.max_age - 5)
+    return old.issue(drawing_hash(image), "1.0", 1)
+
+
+TICKET_CASES = {
+    "forged": forged,
+    "malformed": lambda image: "not-a-ticket",
+    "for another drawing": lambda image: ticket(drawing(1).decode()),
+    "for another answer": lambda image: ticket(image, predicted=2),
+    "for another version": lambda image: ticket(image, version="2.0"),
+    "expired": expired,
+    "from another key (a restarted process without FEEDBACK_TICKET_KEY)": lambda image: Tickets().issue(
+        drawing_hash(image), "1.0", 1
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TICKET_CASES))
+async def test_a_bad_ticket_is_403_and_stores_nothing(client, db, case):
+    image = drawing(0).decode()
+    refused = counted("feedback_refused_total", reason="ticket")
+    response = await client.post(
+        "/api/feedback", data=body(image, ticket=TICKET_CASES[case](image)), headers=JSON
+    )
+    assert response.status == 403, await response.text()
+    assert "ticket" in (await response.json())["error"]
+    assert stored(db) == []
+    assert counted("feedback_refused_total", reason="ticket") == refused + 1
+
+
+async def test_a_ticket_is_used_once(client, db):
+    image = drawing(0).decode()
+    once = ticket(image)
+    first = await client.post("/api/feedback", data=body(image, label=4, ticket=once), headers=JSON)
+    assert first.status == 201
+    again = await client.post("/api/feedback", data=body(image, label=5, ticket=once), headers=JSON)
+    assert again.status == 409 and "used" in (await again.json())["error"]
+    rows = stored(db)
+    assert [row["label"] for row in rows] == [4]
+    assert rows[0]["ticket_id"] == once.split(".")[1]
+
+
+async def test_a_ticket_used_on_one_replica_is_refused_on_another(aiohttp_client, tmp_path, db):
+    """Two apps (replicas) on one database with one key (FEEDBACK_TICKET_KEY): the UNIQUE ticket id holds."""
+    write_snapshot(tmp_path, ["1.0"])
+    key = Tickets(b"shared secret")
+    replicas = [
+        await aiohttp_client(
+            init_app(
+                Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db), tickets=key)
+            )
+        )
+        for _ in range(2)
+    ]
+    image = drawing(0).decode()
+    once = key.issue(drawing_hash(image), "1.0", 1)
+    assert (
+        await replicas[0].post("/api/feedback", data=body(image, ticket=once), headers=JSON)
+    ).status == 201
+    assert (
+        await replicas[1].post("/api/feedback", data=body(image, ticket=once), headers=JSON)
+    ).status == 409
+    assert len(stored(db)) == 1
+
+
+async def test_an_old_database_gets_the_ticket_column_and_keeps_its_rows(aiohttp_client, tmp_path, db):
+    """Schema 1 (before tickets) migrates to the current one: rows kept, ticket_id NULL, UNIQUE enforced."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute(
+            "CREATE TABLE feedback (id INTEGER PRIMARY KEY, created_utc DATETIME NOT NULL, version VARCHAR(64) "
+            "NOT NULL, label SMALLINT NOT NULL, predicted SMALLINT NOT NULL, png BLOB NOT NULL, png_sha256 "
+            "VARCHAR(64) NOT NULL, input_28x28 BLOB NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO feedback VALUES (1, '2026-01-01 00:00:00', '1.0', 3, 3, x'00', 'ab', x'00')"
+        )
+    write_snapshot(tmp_path, ["1.0"])
+    client = await aiohttp_client(
+        init_app(Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db)))
+    )
+    once = ticket(drawing(0).decode())
+    assert (await client.post("/api/feedback", data=body(ticket=once), headers=JSON)).status == 201
+    assert (await client.post("/api/feedback", data=body(ticket=once), headers=JSON)).status == 409
+    assert [(row["id"], row["ticket_id"]) for row in stored(db)] == [(1, None), (2, once.split(".")[1])]

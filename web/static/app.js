@@ -31,7 +31,7 @@ let current = null; // the stroke being drawn, and the pointer drawing it
 let activePointer = null;
 let debounceTimer = 0;
 let inflight = null; // AbortController of the request whose answer we still want
-let answered = null; // {image, predicted, version} of the answer on screen: what feedback is about
+let answered = null; // {image, predicted, version, ticket} of the answer on screen: what feedback is about
 
 // ---- Drawing ---------------------------------------------------------------------------------
 
@@ -236,7 +236,7 @@ function showAnswer(answer, image) {
   showBars(probabilities, answer.digit, unsure ? second : null);
   showPreview(answer.input_28x28);
   details.hidden = false;
-  offerFeedback({ image, predicted: answer.digit, version: String(answer.version) });
+  offerFeedback({ image, predicted: answer.digit, version: String(answer.version), ticket: answer.ticket });
 }
 
 function buildBars() {
@@ -357,7 +357,7 @@ async function sendFeedback(label) {
     const response = await fetch("/api/feedback", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ image: about.image, label, predicted: about.predicted, version: about.version }),
+      body: JSON.stringify({ image: about.image, label, predicted: about.predicted, version: about.version, ticket: about.ticket }),
     });
     status = response.status;
   } catch {
