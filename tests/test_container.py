@@ -162,16 +162,17 @@ def test_pod_answers_bad_input_with_its_4xx_json(pod):
 def test_feedback_is_stored_in_the_pod_despite_its_read_only_root_filesystem(pod):
     """FEEDBACK_DB lies on the manifest's feedback volume: without it the store cannot open (503)."""
     label, data_url = drawings(limit=1, seed=1)[0]
-    status, _, answer = post(pod["url"], data_url)
-    assert status == 200
-    feedback = {
-        "image": data_url.decode(),
-        "label": label,
-        "predicted": answer["digit"],
-        "version": answer["version"],
-    }
     ids = []
-    for _ in range(2):
+    for _ in range(2):  # a ticket takes one feedback: each feedback is on an answer of its own
+        status, _, answer = post(pod["url"], data_url)
+        assert status == 200
+        feedback = {
+            "image": data_url.decode(),
+            "label": label,
+            "predicted": answer["digit"],
+            "version": answer["version"],
+            "ticket": answer["ticket"],
+        }
         status, _, body = post(pod["url"], json.dumps(feedback).encode(), "application/json", "/api/feedback")
         assert status == 201, body
         ids.append(body["id"])

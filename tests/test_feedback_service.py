@@ -14,15 +14,19 @@ import time
 import aiohttp
 import pytest
 
-from tests.stack import Stack
+from tests.stack import TICKET_KEY, Stack
 from tests.test_hardening import drawing
 from tests.test_integration import post
+from web.tickets import Tickets, drawing_hash
 
 CLIENTS, SECONDS = 16, 30  # the issue's figure: 16 concurrent clients posting for 30 s
 
 
 def feedback_body(index: int, label: int, predicted: int = 1, version: str = "1.0") -> bytes:
-    doc = {"image": drawing(index % 16).decode(), "label": label, "predicted": predicted, "version": version}
+    """Feedback with a fresh ticket, as if /predict had answered `predicted` by `version` (tests/stack.py's key)."""
+    image = drawing(index % 16).decode()
+    ticket = Tickets(TICKET_KEY.encode()).issue(drawing_hash(image), version, predicted)
+    doc = {"image": image, "label": label, "predicted": predicted, "version": version, "ticket": ticket}
     return json.dumps(doc).encode()
 
 

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from web.app import Config, init_app
+from web.tickets import drawing_hash
 
 INFERENCE_KEY, MANAGEMENT_KEY, API_KEY = "inf-1", "mgmt-1", "api-1"
 GOOD = b"data:image/png;base64,iVBORw0KGgo="
@@ -91,7 +92,11 @@ async def test_the_answer_is_relayed_byte_for_byte_and_a_broken_one_is_a_502(cli
     fake_torchserve["raw"] = b'{"digit": 7,  "probabilities": [0.1, 0.9], "version": "1.0"}'
     response = await client.post("/predict", data=GOOD)
     assert response.status == 200 and response.content_type == "application/json"
-    assert await response.read() == fake_torchserve["raw"]
+    # TorchServe's bytes as they came, the feedback ticket (web/tickets.py) added at the end.
+    relayed = await response.read()
+    assert relayed.startswith(fake_torchserve["raw"][:-1] + b',"ticket":"')
+    ticket = json.loads(relayed)["ticket"]
+    assert Config().tickets.check(ticket, drawing_hash(GOOD), "1.0", 7)
     fake_torchserve["raw"] = b"<html>not json</html>"
     broken = await client.post("/predict", data=GOOD)
     assert broken.status == 502 and "error" in await broken.json()

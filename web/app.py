@@ -130,10 +130,14 @@ async def forward(app: web.Application, body: bytes, version: str) -> web.Respon
 
 
 def with_ticket(tickets: Tickets, response: web.Response, body: bytes) -> web.Response:
-    """The answer with its feedback ticket (web/tickets.py) added: spliced into the handler's bytes,
-    which are passed through, not re-encoded."""
+    """The answer with its feedback ticket (web/tickets.py) spliced into the handler's bytes, which are
+    passed through, not re-encoded. An answer without a digit and version gets none (nothing to say
+    feedback on); a body without image bytes cannot have been answered 200 by the handler."""
     answer = json.loads(response.body)
-    ticket = tickets.issue(drawing_hash(body), answer["version"], answer["digit"])
+    try:
+        ticket = tickets.issue(drawing_hash(body), str(answer["version"]), int(answer["digit"]))
+    except (KeyError, TypeError, ValueError):  # InputError is a ValueError
+        return response
     spliced = response.body.rstrip()[:-1] + b',"ticket":"' + ticket.encode() + b'"}'
     return web.Response(body=spliced, content_type="application/json")
 
