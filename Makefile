@@ -21,7 +21,7 @@ export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
 	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak bench-hop bench-shadow \
-	bench-handler bench-equivalence clean image deploy-local undeploy-local bench-pod feedback-export
+	bench-handler bench-flood bench-equivalence clean image deploy-local undeploy-local bench-pod feedback-export
 
 install: $(VENV)/.installed
 
@@ -97,6 +97,7 @@ format: install
 # Benchmarks print figures (each starts a stack of its own serving $(MODEL_DIR)).
 bench: install $(MODEL_DIR)/model.pt
 	$(PY) -m bench.latency --model-dir $(MODEL_DIR)
+	$(PY) -m bench.worst_body --model-dir $(MODEL_DIR)
 
 bench-canvas: install $(MODEL_DIR)/model.pt
 	$(PY) -m bench.canvas_accuracy --model-dir $(MODEL_DIR)
@@ -138,6 +139,10 @@ bench-pod: install
 # No servers: handle() by stage against main's preprocess.py, and main's 28x28 images against this tree's.
 bench-handler: install $(MODEL_DIR)/model.pt
 	$(PY) -m bench.handler_speed --model-dir $(MODEL_DIR)
+
+# One client at 4x its /predict limit, another from 127.0.0.2 beside it (bench/flood.py, docs/limits.md).
+bench-flood: install $(MODEL_DIR)/model.pt
+	$(PY) -m bench.flood --model-dir $(MODEL_DIR)
 
 bench-equivalence: install
 	$(PY) -m bench.preprocess_equivalence

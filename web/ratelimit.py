@@ -45,7 +45,7 @@ DEFAULT_LIMITS = {"/predict": Limit(150, 300), "/api/feedback": Limit(2, 20), OT
 class LimitConfig:
     limits: dict = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     trusted_proxies: tuple = ()  # ip_network objects
-    max_buckets: int = 100_000  # ~200 bytes each: ~20 MB at most
+    max_buckets: int = 50_000  # ~330 bytes each (measured, docs/limits.md): ~17 MB at most
 
     @classmethod
     def from_env(cls) -> "LimitConfig":
