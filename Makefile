@@ -1,7 +1,8 @@
 # Digit recognizer: `make run` does everything on a fresh clone, `make test` checks it.
 # Knobs (make VAR=value): ARCH, VERSION, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR,
 # FEEDBACK_DB, EVAL_MNIST, EVAL_PEN (evaluation sizes), CONFIG_FROM (a run's metrics.json: its recipe again);
-# every training knob is in train/train.py's configuration block.
+# every training knob is in train/train.py's configuration block. All of them: docs/configuration.md.
+# `make help` lists the targets.
 
 SHELL := /bin/bash
 PYTHON_SYSTEM ?= python3.11
@@ -19,11 +20,11 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 FEEDBACK_EXPORT ?= build/feedback-export
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
-.PHONY: install train archive serve web stop run test lint format register unregister set-default versions \
+.PHONY: help install train archive serve web stop run test lint format register unregister set-default versions \
 	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak bench-hop bench-shadow \
 	bench-handler bench-flood bench-equivalence clean image deploy-local undeploy-local bench-pod feedback-export
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed  ## create .venv and install the pinned requirements
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON_SYSTEM) >/dev/null || { echo "error: $(PYTHON_SYSTEM) not found (Python 3.11 is required)"; exit 2; }
@@ -37,13 +38,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 RECIPE_ENV = $(if $(CONFIG_FROM),env $(foreach v,ARCH MNIST_DIR,$(if $(filter file,$(origin $(v))),-u $(v))))
 OUT_ENV = $(if $(and $(CONFIG_FROM),$(filter file,$(origin MODEL_DIR))),,OUT_DIR=$(MODEL_DIR))
 
-train: install
+train: install  ## train a model into MODEL_DIR (ARCH, SEED, EPOCHS, FEEDBACK_DB, CONFIG_FROM, ...)
 	$(OUT_ENV) $(RECIPE_ENV) $(PY) -m train.train
 
 $(MODEL_DIR)/model.pt:
 	$(MAKE) train
 
-archive: install $(MODEL_DIR)/model.pt
+archive: install $(MODEL_DIR)/model.pt  ## package MODEL_DIR as model_store/mnist-VERSION.mar
 	mkdir -p $(MODEL_STORE)
 	$(VENV)/bin/torch-model-archiver --force --model-name mnist --version $(VERSION) \
 	  --serialized-file $(MODEL_DIR)/model.pt --handler handler/mnist_handler.py \
@@ -55,101 +56,104 @@ archive: install $(MODEL_DIR)/model.pt
 $(MAR):
 	$(MAKE) archive
 
-serve: install $(MAR)
+serve: install $(MAR)  ## start TorchServe with the archive of VERSION (restores the last snapshot)
 	$(PY) -m scripts.tsctl start $(VERSION)
 
-stop:
+stop:  ## stop TorchServe
 	@if [ -x $(PY) ]; then $(PY) -m scripts.tsctl stop; fi
 
-web: install
+web: install  ## run the web app on 127.0.0.1:WEB_PORT (TorchServe must be running)
 	$(PY) -m web.app
 
-run: serve
+run: serve  ## install, train if needed, archive, start TorchServe and serve the page
 	$(PY) -m web.app
 
 # The page's feedback as PNG files + labels.csv (split column: train | holdout, as training splits it).
-feedback-export: install
+feedback-export: install  ## write the page's feedback as PNGs + labels.csv to FEEDBACK_EXPORT
 	$(PY) -m scripts.feedback_export --out $(FEEDBACK_EXPORT)
 
-register set-default unregister: install
+register set-default unregister: install  ## register / set-default / unregister VERSION with TorchServe
 	$(PY) -m scripts.tsctl $@ $(VERSION)
 
-versions: install
+versions: install  ## list the registered model versions (default marked *)
 	$(PY) -m scripts.tsctl versions
 
 # The evaluation gate (scripts/lifecycle.py): VERSION against the running TorchServe's default.
-evaluate promote shadow: install
+evaluate promote shadow: install  ## evaluate VERSION against the default / promote it through the gate / renice it as a shadow
 	$(PY) -m scripts.lifecycle $@ $(VERSION)
 
-rollback: install
+rollback: install  ## set the previous default version again
 	$(PY) -m scripts.lifecycle rollback
 
-test: install
+test: install  ## lint, then every test suite against real stacks (~10 min)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
 
-lint: install
+lint: install  ## ruff check + ruff format --check
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
-format: install
+format: install  ## ruff --fix and ruff format
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
 # Benchmarks print figures (each starts a stack of its own serving $(MODEL_DIR)).
-bench: install $(MODEL_DIR)/model.pt
+bench: install $(MODEL_DIR)/model.pt  ## latency, throughput and CPU per prediction against the targets
 	$(PY) -m bench.latency --model-dir $(MODEL_DIR)
 	$(PY) -m bench.worst_body --model-dir $(MODEL_DIR)
 
-bench-canvas: install $(MODEL_DIR)/model.pt
+bench-canvas: install $(MODEL_DIR)/model.pt  ## held-out pen digits drawn on canvases, through the real stack
 	$(PY) -m bench.canvas_accuracy --model-dir $(MODEL_DIR)
 
 # MNIST's 10,000 test digits drawn on canvases, through the real stack (compare with the raw test figure).
-bench-canvas-mnist: install $(MODEL_DIR)/model.pt
+bench-canvas-mnist: install $(MODEL_DIR)/model.pt  ## MNIST's test digits drawn on canvases, through the real stack
 	$(PY) -m bench.canvas_accuracy --model-dir $(MODEL_DIR) --mnist
 
-bench-soak: install $(MODEL_DIR)/model.pt
+bench-soak: install $(MODEL_DIR)/model.pt  ## many clients for a while: errors, cross-talk, memory
 	$(PY) -m bench.soak --model-dir $(MODEL_DIR)
 
 # The web app's hop alone, in front of a stub backend (no model, no TorchServe).
-bench-hop: install
+bench-hop: install  ## the web app's hop alone, in front of a stub backend
 	$(PY) -m bench.proxy_hop
 
-# Container image and a local pod (README "Deploy"). One image tag per model version: IMAGE:VERSION
+# Container image and a local pod (docs/deployment.md). One image tag per model version: IMAGE:VERSION
 # carries model_store/mnist-VERSION.mar, archived from MODEL_DIR first (nothing is trained in the build).
 IMAGE ?= digit-recognizer
 CONTAINER_TOOL ?= $(shell command -v podman || command -v docker)
 LOCAL_NAME ?= digit-recognizer
 LOCAL_PORT ?= 5500
 
-image: archive
+image: archive  ## build the container image IMAGE:VERSION (archives first)
 	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
 	$(CONTAINER_TOOL) build -f deploy/Containerfile --build-arg MODEL_VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
 # podman kube play of deploy/kubernetes.yaml's pod, web port on 127.0.0.1:$(LOCAL_PORT) only; waits for /readyz.
 # Again with another VERSION: the pod is replaced by one running that image.
-deploy-local: install
+deploy-local: install  ## run the Kubernetes pod locally with podman on 127.0.0.1:LOCAL_PORT
 	$(PY) -m scripts.local_pod play --image localhost/$(IMAGE):$(VERSION) --name $(LOCAL_NAME) --port $(LOCAL_PORT)
 
-undeploy-local: install
+undeploy-local: install  ## remove the local pod
 	$(PY) -m scripts.local_pod down --name $(LOCAL_NAME)
 
-# One pod's capacity, CPU per request and memory (README "Scaling out"): needs `make deploy-local` first.
-bench-pod: install
+# One pod's capacity, CPU per request and memory (docs/performance.md): needs `make deploy-local` first.
+bench-pod: install  ## one local pod's capacity, CPU per request and memory (after deploy-local)
 	$(PY) -m bench.pod_capacity --url http://127.0.0.1:$(LOCAL_PORT) --pod $(LOCAL_NAME)-pod-0
 
 # No servers: handle() by stage against main's preprocess.py, and main's 28x28 images against this tree's.
-bench-handler: install $(MODEL_DIR)/model.pt
+bench-handler: install $(MODEL_DIR)/model.pt  ## handle() and its stages in-process, against main's preprocess.py
 	$(PY) -m bench.handler_speed --model-dir $(MODEL_DIR)
 
 # One client at 4x its /predict limit, another from 127.0.0.2 beside it (bench/flood.py, docs/limits.md).
 bench-flood: install $(MODEL_DIR)/model.pt
 	$(PY) -m bench.flood --model-dir $(MODEL_DIR)
 
-bench-equivalence: install
+bench-equivalence: install  ## 28x28 images and decisions of this tree against main's preprocessing
 	$(PY) -m bench.preprocess_equivalence
 
 # /predict's p50 with a shadow version set against without, alternating (bench/shadow_overhead.py).
-bench-shadow: install $(MODEL_DIR)/model.pt
+bench-shadow: install $(MODEL_DIR)/model.pt  ## /predict's p50 with a shadow version against without
 	$(PY) -m bench.shadow_overhead --model-dir $(MODEL_DIR)
 
-clean: stop
+help:  ## list every target with one line each
+	@awk -F':.*## ' '/^[a-z][a-z -]*:.*## / { printf "  %-34s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+clean: stop  ## stop TorchServe, remove build/, model_store/ and run/
 	rm -rf build $(MODEL_STORE) run

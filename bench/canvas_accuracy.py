@@ -6,6 +6,8 @@ browser canvas draws them, sent as data URLs through the real web app's /predict
     python -m bench.canvas_accuracy --in-process build/convnet/model.pt --writers trainable   # for tuning
     python -m bench.canvas_accuracy --mnist            # MNIST's 10,000 test digits drawn on canvases instead
     python -m bench.canvas_accuracy --writers later    # after scripts/pen_feedback.py's halves were trained on
+    python -m bench.canvas_accuracy --nondigits        # the held-out non-digit families (train/nondigits.py)
+    python -m bench.canvas_accuracy --all              # pen writers 21-30, MNIST test and non-digits, one stack
 
 Each digit of writers 21-30 (train/pendigits.py HELD_OUT_WRITERS: training only ever sees writers 1-20)
 is laid out on a 280x280 canvas with a random brush of 8-20 px, a height of 35-85% of the canvas and
@@ -16,6 +18,10 @@ mean top probability against accuracy, and the expected calibration error (15 bi
 --mnist draws MNIST's test digits on the canvas instead (train/mnist_canvas.py, the same renders that
 training's test_canvas_accuracy scores in-process), to compare with the raw 28x28 test accuracy.
 
+A drawing answered 422 "not_a_digit" is read as 10 (train/nondigits.NOT_A_DIGIT): wrong for a real digit
+(counted as rejected), right for a non-digit. --nondigits sends the held-out non-digit families (fonts
+and shape kinds never trained on) and prints the share of each answered "not a digit".
+
 --in-process skips the servers: the same handler.preprocess.preprocess on the same data URLs, then the
 TorchScript model. It is for quick tuning (use --writers trainable: tuning on the held-out writers would
 make the held-out figure meaningless) and prints preprocess() time per data URL; the figure to report
@@ -25,6 +31,7 @@ is the one through the real stack.
 import argparse
 import base64
 import collections
+import contextlib
 import os
 import random
 import tempfile
@@ -36,7 +43,8 @@ import numpy as np
 from PIL import Image
 
 from bench.soak import Client
-from train import mnist_canvas, pendigits
+from train import mnist_canvas, nondigits, pendigits
+from train.nondigits import NOT_A_DIGIT
 
 # later: the held-out writers' second halves, after their first halves were trained on as feedback
 # (scripts/pen_feedback.py).
@@ -90,6 +98,11 @@ def mnist_drawings(mnist_dir: str, limit: int | None, seed: int) -> list[tuple[i
     return items
 
 
+def nondigit_drawings(copies: int = 4) -> list[tuple[str, bytes]]:
+    """(family, data URL) of the held-out non-digit families, the drawings metrics.json measures."""
+    return [(family, data_url(pendigits.render(d))) for family, d in nondigits.held_out_drawings(copies)]
+
+
 def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.Drawing:
     """The drawing plus one tap of the brush at a random spot at least two brush widths clear of the
     digit's extent, left or right or above or below it (unchanged if the digit leaves no such room)."""
@@ -102,7 +115,14 @@ def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.
     return drawing
 
 
-Result = tuple[int, int | None, list[float] | None]  # label, digit read (None: refused), probabilities
+# label, digit read (None: refused as no digit; 10: answered "not a digit"), the guess's probabilities
+Result = tuple[int, int | None, list[float] | None]
+
+
+def read_of(status: int, answer: dict) -> int | None:
+    if status == 422 and answer.get("reason") == "not_a_digit":
+        return NOT_A_DIGIT
+    return answer.get("digit") if status == 200 else None
 
 
 def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list[Result]:
@@ -111,7 +131,7 @@ def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list
     def run(chunk):
         client = Client(url)
         return [
-            (label, answer.get("digit"), answer.get("probabilities"))
+            (label, read_of(status, answer), answer.get("probabilities"))
             for label, (status, answer) in ((lbl, client.predict(b)) for lbl, b in chunk)
         ]
 
@@ -147,8 +167,14 @@ def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> lis
         batch = torch.from_numpy(np.stack([images[i] for i in good])).unsqueeze(1)
         probabilities = dict(zip(good, torch.softmax(model(batch), 1).tolist(), strict=True))
     results = [(label, None, None) for label, _ in items]
-    for i, p in probabilities.items():
-        results[i] = (items[i][0], max(range(10), key=p.__getitem__), p)
+    for i, p in probabilities.items():  # as handler/mnist_handler.py answers
+        digits = [v / sum(p[:NOT_A_DIGIT]) for v in p[:NOT_A_DIGIT]]
+        read = (
+            NOT_A_DIGIT
+            if len(p) > NOT_A_DIGIT and p[NOT_A_DIGIT] > 0.5
+            else max(range(10), key=digits.__getitem__)
+        )
+        results[i] = (items[i][0], read, digits)
     ms = np.array(seconds) * 1000
     print(
         f"preprocess() per 280x280 PNG data URL: median {np.median(ms):.3f} ms, p90 {np.percentile(ms, 90):.3f} ms"
@@ -165,6 +191,12 @@ def report(results: list[Result], writers: str = "held-out") -> float:
         "mnist": "MNIST test digits drawn on canvases",
     }[writers]
     print(f"{names}: {right}/{len(results)} = {right / len(results):.2%}")
+    rejected = sum(read == NOT_A_DIGIT for _, read, _ in results)
+    guessed = sum(p is not None and max(range(10), key=p.__getitem__) == label for label, _, p in results)
+    print(
+        f"  answered 'not a digit': {rejected}/{len(results)} = {rejected / len(results):.2%}; "
+        f"the guess (rejected or not) right: {guessed / len(results):.2%}"
+    )
     per_digit = collections.defaultdict(lambda: [0, 0])
     for label, read, _ in results:
         per_digit[label][0] += label == read
@@ -185,6 +217,7 @@ def calibration(results: list[Result]) -> None:
 
     from train.calibration import expected_calibration_error
 
+    # A drawing answered "not a digit" still carries its guess: its probabilities are judged as a guess.
     probabilities = torch.tensor([p if p is not None else [1.0] + [0.0] * 9 for _, _, p in results])
     labels = torch.tensor([label if p is not None else -1 for label, _, p in results])
     top = probabilities.max(1).values
@@ -193,6 +226,21 @@ def calibration(results: list[Result]) -> None:
         f"{expected_calibration_error(probabilities, labels):.2%}; {(top < 0.8).float().mean():.2%} of answers "
         "below 80% (the page's 'not sure')"
     )
+
+
+def report_nondigits(results: list[Result]) -> float:
+    """Per held-out family, the share answered "not a digit" (the label is the family's name here)."""
+    families = collections.defaultdict(lambda: [0, 0])
+    for family, read, _ in results:
+        families[family][0] += read == NOT_A_DIGIT
+        families[family][1] += 1
+    total = sum(r for r, _ in families.values())
+    print(
+        f"held-out non-digit families: {total}/{len(results)} = {total / len(results):.2%} answered 'not a digit'"
+    )
+    for family, (r, n) in sorted(families.items()):
+        print(f"  {family}: {r}/{n} = {r / n:.2%}")
+    return total / len(results)
 
 
 def main() -> None:
@@ -210,7 +258,19 @@ def main() -> None:
     parser.add_argument(
         "--stray-tap", action="store_true", help="add one tap of the brush clear of each digit"
     )
+    parser.add_argument("--nondigits", action="store_true", help="the held-out non-digit families instead")
+    parser.add_argument("--all", action="store_true", help="pen writers 21-30, MNIST test, non-digits")
     args = parser.parse_args()
+    if args.all:
+        return run_all(args)
+    if args.nondigits:
+        items = nondigit_drawings()
+        if args.in_process:
+            report_nondigits(evaluate_in_process(args.in_process, items))
+            return
+        with serving(args) as url:
+            report_nondigits(evaluate(url, items))
+        return
     if args.mnist:
         items, args.writers = mnist_drawings(args.mnist_dir, args.limit, args.seed), "mnist"
     else:
@@ -220,8 +280,23 @@ def main() -> None:
     if args.in_process:
         report(evaluate_in_process(args.in_process, items), args.writers)
         return
+    with serving(args) as url:
+        report(evaluate(url, items), args.writers)
+
+
+def run_all(args) -> None:
+    """The three figures of docs/not-a-digit.md through one stack."""
+    with serving(args) as url:
+        report(evaluate(url, drawings(args.limit, args.seed)), "held-out")
+        report(evaluate(url, mnist_drawings(args.mnist_dir, args.limit, args.seed)), "mnist")
+        report_nondigits(evaluate(url, nondigit_drawings()))
+
+
+@contextlib.contextmanager
+def serving(args):
+    """The web app at --url, or a stack of its own serving --model-dir."""
     if args.url:
-        report(evaluate(args.url, items), args.writers)
+        yield args.url
         return
     from tests.stack import Stack, archive
 
@@ -229,7 +304,7 @@ def main() -> None:
     archive(args.model_dir.resolve(), work / "model_store", "1.0")
     stack = Stack(work / "run", work / "model_store").start()
     try:
-        report(evaluate(stack.web_url, items), args.writers)
+        yield stack.web_url
     finally:
         stack.stop()
 

@@ -8,6 +8,11 @@ A request carries one drawing as its body, or several as multipart/form-data par
 drawing-1, ... (the web app packs drawings that arrive together: web/batching.py). A request of parts
 is answered 200 with a JSON array, one {"status": ..., "answer": ...} per part, in their order: the
 answer is what the part alone would have been answered, with that status.
+
+A model of 11 outputs also says "not a digit" (docs/not-a-digit.md): its export bakes the threshold in,
+so a drawing is rejected when softmax(outputs)[10] > 0.5, answered 422 with reason "not_a_digit", the
+best digit guess and its probabilities over the ten digits. A model of 10 outputs (older versions)
+never rejects. Blank canvases and specks are 422 with reason "no_digit".
 """
 
 import base64
@@ -20,9 +25,9 @@ import torch
 from ts.torch_handler.base_handler import BaseHandler
 
 try:  # inside the .mar, preprocess.py sits beside this file
-    from preprocess import InputError, preprocess
+    from preprocess import InputError, NoDigitError, preprocess
 except ImportError:  # from the repository, as the package `handler`
-    from handler.preprocess import InputError, preprocess
+    from handler.preprocess import InputError, NoDigitError, preprocess
 
 # TorchScript is deprecated upstream and torch.jit.load, freeze and optimize_for_inference say so on every
 # call; we use them knowingly.
@@ -32,6 +37,7 @@ warnings.filterwarnings(
     category=FutureWarning,
 )
 PART = "drawing-"  # the name of a drawing in a request of several, before its index
+NOT_A_DIGIT = 10  # the 11th output, when the model has one
 
 
 def for_inference(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
@@ -101,15 +107,23 @@ class MnistHandler(BaseHandler):
 
     def _answer(self, item) -> tuple[int, dict]:
         if isinstance(item, InputError):
-            return item.status, {"error": str(item)}
+            answer = {"error": str(item)}
+            if isinstance(item, NoDigitError):
+                answer["reason"] = "no_digit"
+            return item.status, answer
         image, probabilities = item
-        return 200, {
-            "digit": int(probabilities.argmax()),
-            "probabilities": probabilities.tolist(),
+        digits = probabilities[:NOT_A_DIGIT]
+        digits = digits / digits.sum()  # the guess's probabilities over the ten digits
+        answer = {
+            "digit": int(digits.argmax()),
+            "probabilities": digits.tolist(),
             "version": self.version,
             # What the model saw: 784 bytes, row-major, 255 = ink; the page draws it back.
             "input_28x28": base64.b64encode((image * 255).round().astype(np.uint8)).decode(),
         }
+        if len(probabilities) > NOT_A_DIGIT and probabilities[NOT_A_DIGIT] > 0.5:
+            return 422, {"error": "that does not look like a digit", "reason": "not_a_digit", **answer}
+        return 200, answer
 
 
 def _body(row: dict):

@@ -29,7 +29,7 @@ MAX_PIXELS = 4096 * 4096  # a canvas is at most a few megapixels; beyond this it
 MIN_SIDE = 8  # smaller than this is not a drawing
 # Canvases of twice this or more are shrunk first, by the largest whole factor that leaves at least this
 # on the longer side (the page's 280 px canvas by 2): a digit drawn 40 px tall still spans the 20 px of
-# MNIST's box, and every later step has a quarter of the pixels (0.06 ms per image less, bench-handler).
+# MNIST's box, and every later step has a quarter of the pixels (make bench-handler; docs/performance.md).
 WORK_SIDE = 140
 INK_THRESHOLD = 0.25  # share of full contrast that counts as ink when finding the digit's box
 # Ink cut off from the rest by empty rows or columns and holding less than this share of it is stray,
@@ -218,8 +218,7 @@ def _loaded(image: Image.Image) -> Image.Image:
 
 def _plain_png(data: bytes) -> np.ndarray | None:
     """A plain PNG (_plain_png_size) decoded by libspng (pyspng), once its size is checked: the same
-    pixels as PIL's decoder in a quarter of the time (a 280x280 RGBA canvas: 0.08 ms against 0.29 here),
-    and like it, it refuses a truncated or corrupt image stream. None for any other image."""
+    pixels as PIL's decoder in a fraction of the time (make bench-handler; docs/performance.md), and like it, it refuses a truncated or corrupt image stream. None for any other image."""
     size = _plain_png_size(data)
     if not size:
         return None
@@ -235,8 +234,8 @@ def ink_map(picture: Image.Image | np.ndarray) -> np.ndarray:
 
     Takes a PIL image or decode()'s array. Stays in uint8 and maps pixels through a 256-entry table:
     float arithmetic on every pixel of the canvas cost more than all the rest of the preprocessing. The
-    per-pixel work is OpenCV's (grey conversion, extrema, table): the same result in ~0.05 ms where
-    PIL's convert, getextrema and point took ~0.11 on a 280x280 canvas."""
+    per-pixel work is OpenCV's (grey conversion, extrema, table): the same result as PIL's convert,
+    getextrema and point in less time (make bench-handler)."""
     pixels = picture if isinstance(picture, np.ndarray) else _pixels(picture)
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         # An opaque image (what the page sends: a filled canvas) needs none of this: compositing it onto
@@ -419,7 +418,7 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     """Scaled by `scale` (sides rounded, at least 1 px). Shrinking averages each output pixel's area of
     the input (OpenCV's INTER_AREA: antialiased, every input pixel counts), enlarging is bilinear. PIL's
-    antialiased bilinear and Lanczos did this before at 3-5x the cost (0.12 ms per canvas)."""
+    antialiased bilinear and Lanczos did this before at several times the cost (make bench-handler)."""
     height, width = image.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)

@@ -1,5 +1,5 @@
 """The CNNs. Every model takes (N, 1, 28, 28) ink in [0, 1] (white digit on black, as ToTensor() gives
-MNIST) and returns logits (N, 10). Normalisation is the model's first op, so the exported TorchScript
+MNIST) and returns logits (N, 10), or (N, 11) with "not a digit" last. Normalisation is the model's first op, so the exported TorchScript
 file is the single source of truth for it: serving feeds [0, 1] ink and nothing else."""
 
 import torch
@@ -18,7 +18,7 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def lenet() -> nn.Module:
+def lenet(classes: int = 10) -> nn.Module:
     """The original network: conv 1->6 5x5, conv 6->16 5x5 (ReLU + 2x2 max-pool each), fc 256->120->84->10."""
     return nn.Sequential(
         Normalize(),
@@ -27,7 +27,7 @@ def lenet() -> nn.Module:
         nn.Flatten(),
         nn.Linear(256, 120), nn.ReLU(),
         nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, 10),
+        nn.Linear(84, classes),
     )  # fmt: skip
 
 
@@ -35,7 +35,7 @@ def conv_bn(c_in: int, c_out: int, kernel: int = 3, **kw) -> list:
     return [nn.Conv2d(c_in, c_out, kernel, bias=False, **kw), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
-def convnet() -> nn.Module:
+def convnet(classes: int = 10) -> nn.Module:
     """Default: convolutions with BatchNorm, 32-64-128-128 wide. On a CPU the cost is at full
     resolution (elementwise work on 28x28 maps, not multiply-adds), so the first layer is a 5x5 conv
     with stride 2 that sees every pixel but outputs 14x14: 1.6x faster to train than a 3x3 stride-1
@@ -47,17 +47,18 @@ def convnet() -> nn.Module:
         *conv_bn(64, 64, padding=1),                                  # 7x7: depth where it is cheap
         *conv_bn(64, 128), *conv_bn(128, 128),                        # 5x5, 3x3
         nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(128, 10),
+        nn.Linear(128, classes),
     )  # fmt: skip
 
 
 ARCHS = {"convnet": convnet, "lenet": lenet}
 
 
-def build_model(arch: str) -> nn.Module:
+def build_model(arch: str, classes: int = 10) -> nn.Module:
+    """classes=11: the ten digits and "not a digit" (docs/not-a-digit.md)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown ARCH {arch!r}: choose one of {', '.join(ARCHS)}")
-    return ARCHS[arch]()
+    return ARCHS[arch](classes)
 
 
 def count_flops(model: nn.Module) -> int:

@@ -10,8 +10,14 @@ ports as scripts/tsctl.py finds them), by version, with the inference key:
   MNIST test    EVAL_MNIST (default 2,000) MNIST test digits, a fixed seeded sample, drawn on a canvas;
   pen digits    EVAL_PEN (default 0: all 2,498) digits of writers 21-30, never trained on, rendered as
                 bench/canvas_accuracy.py renders them;
-  feedback      the feedback hold-out (train/feedback_data.py, FEEDBACK_DB), when there is one.
-About 9,000 requests with the defaults: 67 s on the 2 cores here, busy with other work.
+  feedback      the feedback hold-out (train/feedback_data.py, FEEDBACK_DB), when there is one;
+  non-digits    EVAL_NONDIGITS (default 2) drawings of each held-out non-digit glyph and 200 per held-out
+                shape kind (train/nondigits.py: fonts and shapes never trained on), label 10.
+About 10,000 requests with the defaults: 67 s on the 2 cores here, busy with other work.
+
+A drawing answered 422 "not_a_digit" counts as read 10: wrong for a real digit, right for a non-digit
+(and for a feedback drawing a person confirmed as not a digit). Per dataset the table adds the share of
+real digits rejected and of non-digits rejected.
 
 The gate (promote): on each dataset, the paired drawings the default reads right and the candidate
 wrong (b) and the other way round (c) give McNemar's statistic z = (b - c) / sqrt(b + c). The candidate
@@ -20,6 +26,14 @@ paired difference. A candidate exactly as good as the default is refused by chan
 0.13% per dataset (one-sided normal tail), ~0.4% over the three; the margin in accuracy is 3 sqrt(b + c)
 / n, and so shrinks with the sample: with the defaults and ~20 drawings read differently it is 0.67 pp
 on 2,000 MNIST digits and 0.54 pp on the 2,498 pen digits. Calibration (ECE) is reported, not gated.
+
+Rejected real digits are gated on their own, since "not a digit" for a real digit is the error a
+person minds most: on each dataset of real digits, the candidate is refused when it rejects more of
+them than the default beyond chance (McNemar's z over the paired rejections > 3, as above) AND more than
+the budget REJECT_BUDGET (0.5%, docs/not-a-digit.md) beyond chance (the exact one-sided binomial tail
+P(X >= rejected | n, 0.5%) below 0.135%, the same 3-sigma level). The budget keeps a first version that
+says "not a digit" from being refused against a default that never says it, for rejections it was
+designed to make; beyond the budget, any rise over the default is refused.
 
 Shadow versions (web app's SHADOW_VERSION) double the model's CPU work, and on a machine with no idle
 core the copies would slow the answers: `make shadow` renices the version's workers (every thread) to 19,
@@ -40,7 +54,7 @@ from pathlib import Path
 
 import torch
 
-from bench.canvas_accuracy import drawings, mnist_drawings
+from bench.canvas_accuracy import drawings, mnist_drawings, nondigit_drawings
 from scripts import default_history
 from scripts.tsctl import (
     MODEL,
@@ -56,8 +70,11 @@ from scripts.tsctl import (
 )
 from train.calibration import calibration_error
 from train.feedback_data import holdout_drawings
+from train.nondigits import NOT_A_DIGIT
 
 Z_REFUSE = 3.0  # McNemar's z above which a candidate is worse than the default (see the docstring)
+P_REFUSE = 0.00135  # the one-sided normal tail at 3 sigma: the same level for the exact binomial test
+REJECT_BUDGET = 0.005  # share of real digits a version may answer "not a digit" (docs/not-a-digit.md)
 ECE_BINS = 15
 CLIENTS = 4  # concurrent requests: enough for TorchServe to batch, without swamping 2 cores
 
@@ -69,15 +86,18 @@ class Score:
     ece: float
     per_digit: dict  # digit -> accuracy
     right: list  # per drawing: read right?
+    rejected: list  # per drawing: answered "not a digit"?
 
 
-def datasets(mnist: int, pen: int, seed: int) -> dict[str, list[tuple[int, bytes]]]:
+def datasets(mnist: int, pen: int, seed: int, nondigits: int = 2) -> dict[str, list[tuple[int, bytes]]]:
     """name -> [(label, body)]; the feedback hold-out only when there is one (a printed note otherwise)."""
     mnist_dir = os.environ.get("MNIST_DIR", str(ROOT / "data"))
     found = {
         f"MNIST test ({mnist or 10000}, seed {seed})": mnist_drawings(mnist_dir, mnist, seed),
         "pen digits, writers 21-30": drawings(pen or None, seed),
     }
+    if nondigits > 0:
+        found["non-digits, held-out families"] = [(NOT_A_DIGIT, b) for _, b in nondigit_drawings(nondigits)]
     feedback = feedback_holdout(os.environ.get("FEEDBACK_DB", str(ROOT / "data" / "feedback.sqlite3")))
     if feedback:
         found["feedback hold-out"] = feedback
@@ -94,14 +114,17 @@ def feedback_holdout(db_url: str) -> list[tuple[int, bytes]]:
     return rows
 
 
-def answers(ts: TorchServe, version: str, items: list[tuple[int, bytes]]) -> list[list[float] | None]:
-    """The probabilities `version` gives each drawing; None where it answers 4xx (e.g. 'no digit drawn',
-    counted as wrong). Anything else (5xx, unreachable) stops the evaluation: that is not the model."""
+def answers(ts: TorchServe, version: str, items: list[tuple[int, bytes]]) -> list[list[float] | str | None]:
+    """The probabilities `version` gives each drawing; "not_a_digit" where it says so; None where it
+    answers another 4xx (e.g. 'no digit drawn', counted as wrong). Anything else (5xx, unreachable)
+    stops the evaluation: that is not the model."""
 
-    def ask(item: tuple[int, bytes]) -> list[float] | None:
+    def ask(item: tuple[int, bytes]) -> list[float] | str | None:
         status, body = ts.call("inference", "POST", f"/predictions/{MODEL}/{version}", item[1])
         if status == 200:
             return json.loads(body)["probabilities"]
+        if status == 422 and json.loads(body).get("reason") == "not_a_digit":
+            return "not_a_digit"
         if 400 <= status < 500 and status != 404:
             return None
         raise Fail(f"version {version} answered {status}: {body[:200].decode(errors='replace')}")
@@ -110,17 +133,47 @@ def answers(ts: TorchServe, version: str, items: list[tuple[int, bytes]]) -> lis
         return list(pool.map(ask, items))
 
 
-def score(labels: list[int], probabilities: list[list[float] | None]) -> Score:
-    right, confidences = [], []
+def score(labels: list[int], probabilities: list[list[float] | str | None]) -> Score:
+    right, confidences, rejected = [], [], []
     for label, p in zip(labels, probabilities, strict=True):
-        read = max(range(10), key=p.__getitem__) if p else None
+        rejected.append(p == "not_a_digit")
+        read = NOT_A_DIGIT if rejected[-1] else max(range(10), key=p.__getitem__) if p else None
         right.append(read == label)
-        confidences.append(max(p) if p else 0.0)
+        # A rejection claims no digit: confidence 0 in the digit answers' calibration, as a 4xx.
+        confidences.append(max(p) if p and not rejected[-1] else 0.0)
     per_digit = {}
     for digit in range(10):
         mine = [r for r, label in zip(right, labels, strict=True) if label == digit]
         per_digit[digit] = sum(mine) / len(mine) if mine else float("nan")
-    return Score(len(right), sum(right) / len(right), ece(confidences, right), per_digit, right)
+    accuracy = sum(right) / len(right)
+    return Score(len(right), accuracy, ece(confidences, right), per_digit, right, rejected)
+
+
+def rejection_gate(default: Score, candidate: Score, real: list[bool]) -> tuple[float, float, bool]:
+    """Over the real digits only: (McNemar's z of the paired rejections, the binomial tail of the
+    candidate's rejections against REJECT_BUDGET, refused?) (see the docstring)."""
+    pairs = [(d, c) for d, c, r in zip(default.rejected, candidate.rejected, real, strict=True) if r]
+    b = sum(c and not d for d, c in pairs)  # rejected by the candidate only
+    c = sum(d and not c for d, c in pairs)
+    z = (b - c) / math.sqrt(b + c) if b + c else 0.0
+    tail = binomial_tail(sum(c for _, c in pairs), len(pairs), REJECT_BUDGET)
+    return z, tail, z > Z_REFUSE and tail < P_REFUSE
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), exactly (log space: n is thousands)."""
+    if k <= 0:
+        return 1.0
+    terms = [
+        math.lgamma(n + 1)
+        - math.lgamma(i + 1)
+        - math.lgamma(n - i + 1)
+        + i * math.log(p)
+        + (n - i) * math.log1p(-p)
+        for i in range(k, n + 1)
+    ]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
 def ece(confidences: list[float], right: list[bool], bins: int = ECE_BINS) -> float:
@@ -138,12 +191,12 @@ def mcnemar(default: Score, candidate: Score) -> tuple[float, float]:
     return (b - c) / math.sqrt(b + c), Z_REFUSE * math.sqrt(b + c) / default.n
 
 
-def evaluate(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int) -> bool:
+def evaluate(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int, nondigits: int = 2) -> bool:
     """Print the comparison table; True when the candidate passes the gate on every dataset."""
     default = default_version(ts)
     ts.manage("GET", f"/models/{MODEL}/{candidate}")  # a clear error if it is not registered
     started = time.monotonic()
-    sets = datasets(mnist, pen, seed)
+    sets = datasets(mnist, pen, seed, nondigits)
     versions = [default] if candidate == default else [default, candidate]
     print(f"comparing version {candidate} with the default {default} on {ts.url('inference')}")
     passed = True
@@ -151,11 +204,19 @@ def evaluate(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int) ->
         labels = [label for label, _ in items]
         scores = {v: score(labels, answers(ts, v, items)) for v in versions}
         print(f"\n{name}: {len(items)} drawings")
-        print(f"  {'version':<16}{'accuracy':>9}{'ECE':>7} | " + " ".join(f"{d:>5}" for d in range(10)))
+        real = [label != NOT_A_DIGIT for label in labels]
+        heading = (
+            f"  {'version':<16}{'accuracy':>9}{'ECE':>7}{'digits rejected':>16}{'non-digits rejected':>20} | "
+        )
+        print(heading + " ".join(f"{d:>5}" for d in range(10)))
         for v, s in scores.items():
             label = f"{v} (default)" if v == default else v
             digits = " ".join(f"{100 * s.per_digit[d]:5.1f}" for d in range(10))
-            print(f"  {label:<16}{s.accuracy:9.2%}{s.ece:7.3f} | {digits}")
+            shares = [
+                share([x for x, r in zip(s.rejected, real, strict=True) if r == want])
+                for want in (True, False)
+            ]
+            print(f"  {label:<16}{s.accuracy:9.2%}{s.ece:7.3f}{shares[0]:>16}{shares[1]:>20} | {digits}")
         z, margin = mcnemar(scores[default], scores[candidate])
         worse = z > Z_REFUSE
         passed &= not worse
@@ -164,12 +225,24 @@ def evaluate(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int) ->
             f"  {candidate} vs {default}: {change:+.2f} pp, McNemar z = {z:.2f} (refused above {Z_REFUSE:g}; "
             f"margin {100 * margin:.2f} pp): {'WORSE' if worse else 'ok'}"
         )
+        if any(real):
+            z_rejected, tail, refused = rejection_gate(scores[default], scores[candidate], real)
+            passed &= not refused
+            print(
+                f"  real digits rejected: McNemar z = {z_rejected:.2f}, P(as many at the {REJECT_BUDGET:.1%} "
+                f"budget) = {tail:.2g} (refused when z > {Z_REFUSE:g} and P < {P_REFUSE:g}): "
+                f"{'REJECTS TOO MANY' if refused else 'ok'}"
+            )
     print(f"\n{sum(map(len, sets.values())) * len(versions)} requests in {time.monotonic() - started:.0f} s")
     return passed
 
 
-def promote(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int) -> int:
-    if not evaluate(ts, candidate, mnist, pen, seed):
+def share(flags: list[bool]) -> str:
+    return f"{sum(flags) / len(flags):.2%}" if flags else "-"
+
+
+def promote(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int, nondigits: int = 2) -> int:
+    if not evaluate(ts, candidate, mnist, pen, seed, nondigits):
         print(f"\nrefused: version {candidate} is worse than the default (table above); default unchanged")
         return 1
     if default_version(ts) == candidate:
@@ -228,6 +301,9 @@ def main() -> int:
     parser.add_argument("--mnist", type=int, default=int(os.environ.get("EVAL_MNIST", 2000)))
     parser.add_argument("--pen", type=int, default=int(os.environ.get("EVAL_PEN", 0)), help="0: all 2,498")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("EVAL_SEED", 0)))
+    parser.add_argument(
+        "--nondigits", type=int, default=int(os.environ.get("EVAL_NONDIGITS", 2)), help="copies; 0: none"
+    )
     args = parser.parse_args()
     ts = server(args)
 
@@ -241,8 +317,10 @@ def main() -> int:
         if args.command == "shadow":
             return shadow(ts, args.version)
         if args.command == "promote":
-            return promote(ts, args.version, args.mnist, args.pen, args.seed)
-        evaluate(ts, args.version, args.mnist, args.pen, args.seed)  # informational: exit 0 either way
+            return promote(ts, args.version, args.mnist, args.pen, args.seed, args.nondigits)
+        evaluate(
+            ts, args.version, args.mnist, args.pen, args.seed, args.nondigits
+        )  # informational: exit 0 either way
         return 0
 
     return exit_code(run)

@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.stack import ROOT
 from tests.test_integration import data_url, post
-from train import pendigits
+from train import nondigits, pendigits
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 # Chromium's background services (updates, sync, QUIC probes) try the internet; this network is closed.
@@ -563,3 +563,40 @@ def test_an_unsure_answer_says_not_sure_and_shows_the_two_best_guesses(stack, vi
     assert shown["summary"].startswith("96% sure."), shown
     assert shown["digit"] == "7" and result_mark(page) in ("none", "normal")
     assert page.locator("#bars li.runner-up").count() == 0
+
+
+NOT_A_DIGIT_STATE = """() => ({
+  state: document.getElementById("answer").dataset.state ?? null,
+  right: document.getElementById("right").textContent,
+  rightLabel: document.getElementById("right").getAttribute("aria-label"),
+  heading: document.getElementById("wrong-heading").textContent,
+  notDigitButton: !document.getElementById("not-digit").hidden,
+  winner: document.querySelector("#bars li.winner .digit")?.textContent ?? null,
+})"""
+
+
+def test_a_drawn_letter_says_it_does_not_look_like_a_digit(stack, visit):
+    """A letter drawn with the mouse through the real stack: the page's "not a digit" state with the model's
+    best guess; then a 7 drawn on the same page is a 7 again, in the ordinary state."""
+    v = visit(stack)
+    page = v.page
+    with page.expect_response(lambda r: "/predict" in r.url and r.status == 422) as response_info:
+        draw_with_mouse(page, nondigits.letter("X", seed=1))
+    answer = response_info.value.json()
+    shown, state = settled(page), page.evaluate(NOT_A_DIGIT_STATE)
+    assert answer["reason"] == "not_a_digit", answer
+    assert state["state"] == "not-a-digit" and shown["text"] == "✗" and shown["digit"] is None, (shown, state)
+    assert shown["summary"].startswith(
+        f"That does not look like a digit. If it is one, it looks most like a {answer['digit']} ("
+    ), shown
+    assert shown["details"] and shown["message"] == "" and state["winner"] == str(answer["digit"])
+    assert state["right"] == "Right, not a digit" and state["rightLabel"] == "Right: it is not a digit"
+    assert state["heading"] == "It is a digit? Tap which" and not state["notDigitButton"]
+    v.screenshot("not-a-digit")
+
+    page.click("#clear")
+    seven = next(d for d in pendigits.held_out(pendigits.load()) if d.label == 7)
+    draw_with_mouse(page, pendigits.layout(seven, random.Random(0)))
+    shown, state = settled(page), page.evaluate(NOT_A_DIGIT_STATE)
+    assert shown["digit"] == "7" and state["state"] is None, (shown, state)
+    assert state["right"] == "Right" and state["notDigitButton"]

@@ -19,7 +19,7 @@ def test_exported_model_divides_its_logits_by_the_fitted_temperature(model_dir):
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(model(x), network(x) / temperature.temperature, atol=1e-5)
-    for name in ("val_raw", "test_raw", "test_canvas", "pen_held_out"):  # what the README reports, per model
+    for name in ("val_raw", "test_raw", "test_canvas", "pen_held_out"):  # docs/training.md
         assert 0 <= metrics[f"{name}_ece"] <= 1 and 0.5 < metrics[f"{name}_accuracy"] <= 1
 
 

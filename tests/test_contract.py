@@ -57,6 +57,16 @@ def test_every_error_the_contract_lists_is_the_error_shape():
     assert {"200", "400", "404", "413", "415", "422", "502", "503", "504"} <= set(predict)
     for status, response in predict.items():
         schema = response.get("$ref") or response["content"]["application/json"]["schema"]["$ref"]
-        assert schema.endswith(
-            "/Prediction" if status == "200" else ("/Error", "/BadRequest", "/TooManyRequests")
-        ), status
+        expected = {"200": "/Prediction", "422": "/Unreadable"}.get(
+            status, ("/Error", "/BadRequest", "/TooManyRequests")
+        )
+        assert schema.endswith(expected), status
+    # 422 is still the error shape, plus a reason a client can tell apart, and the guess when there is one.
+    schemas = contract()["components"]["schemas"]
+    unreadable = schemas["Unreadable"]
+    assert {"error", "reason"} <= set(unreadable["required"])
+    assert unreadable["properties"]["error"] == schemas["Error"]["properties"]["error"]
+    assert unreadable["properties"]["reason"]["enum"] == ["no_digit", "not_a_digit"]
+    assert unreadable["properties"]["probabilities"] == schemas["Prediction"]["properties"][
+        "probabilities"
+    ] | {"description": unreadable["properties"]["probabilities"]["description"]}

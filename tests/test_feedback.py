@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from handler.preprocess import InputError, preprocess
 from tests.test_hardening import animated_gif, data_url, drawing, png
 from web.app import Config, init_app
-from web.feedback_store import SCHEMA_VERSION
+from web.feedback_store import NOT_A_DIGIT, SCHEMA_VERSION
 from web.tickets import TicketError, Tickets, drawing_hash
 
 COLUMNS = {
@@ -36,6 +36,7 @@ TICKETS = Config().tickets  # every app here has the default key: tickets minted
 def ticket(image, version="1.0", predicted=1) -> str:
     """A ticket as /predict gives one for this answer ("unsignable" when the image holds no image bytes:
     such feedback is refused for its image first)."""
+    predicted = NOT_A_DIGIT if predicted == "not_a_digit" else predicted
     try:
         return TICKETS.issue(drawing_hash(image), version, predicted)
     except (InputError, TypeError):
@@ -325,24 +326,47 @@ async def test_a_ticket_used_on_one_replica_is_refused_on_another(aiohttp_client
     assert len(stored(db)) == 1
 
 
-async def test_an_old_database_gets_the_ticket_column_and_keeps_its_rows(aiohttp_client, tmp_path, db):
-    """Schema 1 (before tickets) migrates to the current one: rows kept, ticket_id NULL, UNIQUE enforced."""
+async def test_not_a_digit_is_a_label_of_its_own_both_ways(client, db):
+    """The page's "Right, not a digit" and "it is a digit: 7" on a drawing answered "not a digit": stored as
+    label 10 (confirmed negative) and label 7 with predicted 10 (a corrected rejection)."""
+    for label in ("not_a_digit", 7):
+        response = await client.post(
+            "/api/feedback", data=body(label=label, predicted="not_a_digit"), headers=JSON
+        )
+        assert response.status == 201, await response.text()
+    assert [(row["label"], row["predicted"]) for row in stored(db)] == [(10, 10), (7, 10)]
+    with sqlite3.connect(db) as conn:
+        assert dict(conn.execute("SELECT label, name FROM label_names"))[10] == "not_a_digit"
+    bad = await client.post("/api/feedback", data=body(label="not a digit"), headers=JSON)
+    assert bad.status == 400 and "not_a_digit" in (await bad.json())["error"]
+
+
+async def test_a_database_of_schema_1_is_migrated_and_keeps_its_rows(aiohttp_client, tmp_path, db):
+    """A database written before "not a digit" existed (schema 1: the feedback table alone)."""
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
         conn.execute("INSERT INTO schema_version VALUES (1)")
         conn.execute(
-            "CREATE TABLE feedback (id INTEGER PRIMARY KEY, created_utc DATETIME NOT NULL, version VARCHAR(64) "
-            "NOT NULL, label SMALLINT NOT NULL, predicted SMALLINT NOT NULL, png BLOB NOT NULL, png_sha256 "
-            "VARCHAR(64) NOT NULL, input_28x28 BLOB NOT NULL)"
+            "CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, created_utc DATETIME NOT NULL, "
+            "version VARCHAR(64) NOT NULL, label SMALLINT NOT NULL, predicted SMALLINT NOT NULL, "
+            "png BLOB NOT NULL, png_sha256 VARCHAR(64) NOT NULL, input_28x28 BLOB NOT NULL)"
         )
         conn.execute(
-            "INSERT INTO feedback VALUES (1, '2026-01-01 00:00:00', '1.0', 3, 3, x'00', 'ab', x'00')"
+            "INSERT INTO feedback VALUES (1, '2026-01-01 00:00:00', '1.0', 3, 5, x'00', 'ab', x'00')"
         )
     write_snapshot(tmp_path, ["1.0"])
-    client = await aiohttp_client(
-        init_app(Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db)))
+    config = Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db))
+    client = await aiohttp_client(init_app(config))
+    once = ticket(drawing(0).decode(), predicted=4)
+    response = await client.post(
+        "/api/feedback", data=body(label="not_a_digit", predicted=4, ticket=once), headers=JSON
     )
-    once = ticket(drawing(0).decode())
-    assert (await client.post("/api/feedback", data=body(ticket=once), headers=JSON)).status == 201
-    assert (await client.post("/api/feedback", data=body(ticket=once), headers=JSON)).status == 409
-    assert [(row["id"], row["ticket_id"]) for row in stored(db)] == [(1, None), (2, once.split(".")[1])]
+    assert response.status == 201, await response.text()
+    # The ticket column came with migration 3, UNIQUE: the same ticket again is refused.
+    again = await client.post("/api/feedback", data=body(label=4, predicted=4, ticket=once), headers=JSON)
+    assert again.status == 409
+    rows = [(row["label"], row["predicted"], row["ticket_id"]) for row in stored(db)]
+    assert rows == [(3, 5, None), (10, 4, once.split(".")[1])]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(3,)]
+        assert conn.execute("SELECT count(*) FROM label_names").fetchone() == (11,)

@@ -8,6 +8,7 @@ import sqlite3
 
 from tests import test_browser
 from tests.test_browser import draw_with_mouse, pen_drawings, predict_requests, settled
+from train import nondigits
 
 browser, visit = test_browser.browser, test_browser.visit  # the same fixtures: Debian's Chromium
 
@@ -113,3 +114,28 @@ def test_no_feedback_is_offered_without_an_answer(stack, visit):
     assert v.page.locator("#feedback").is_visible()
     v.page.click("#clear")
     assert v.page.locator("#feedback").is_hidden()  # cleared: nothing left to judge
+
+
+def test_not_a_digit_feedback_both_ways_is_stored(stack, visit):
+    """On a drawing answered "not a digit": "Right, not a digit" stores label 10, "It is a digit: 7" stores 7
+    (both with predicted 10); on a digit's answer, "Not a digit" stores label 10."""
+    v = visit(stack)
+    before = len(rows(stack))
+    clicks = [("#right", nondigits.letter("X", seed=1)), ("#drew-7", nondigits.letter("X", seed=1))]
+    for button, drawing in clicks:
+        answer, _ = answer_a_drawing(v, drawing)
+        assert answer.get("reason") == "not_a_digit", answer
+        with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
+            v.page.click(button)
+        assert stored_info.value.status == 201
+        v.page.wait_for_function("() => document.getElementById('thanks').textContent.startsWith('Thanks')")
+    assert v.page.locator("#thanks").text_content() == "Thanks! Noted: you drew a 7."
+    answer, _ = answer_a_drawing(v, pen_drawings(1, seed=3)[0])
+    assert "digit" in answer and "reason" not in answer, answer
+    with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
+        v.page.click("#not-digit")
+    assert stored_info.value.status == 201
+    v.page.wait_for_function("() => document.getElementById('thanks').textContent.startsWith('Thanks')")
+    assert v.page.locator("#thanks").text_content() == "Thanks! Noted: not a digit."
+    new = rows(stack)[before:]
+    assert [(r["label"], r["predicted"]) for r in new] == [(10, 10), (7, 10), (10, answer["digit"])]

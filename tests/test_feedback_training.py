@@ -17,7 +17,7 @@ from PIL import Image
 from handler.preprocess import preprocess
 from tests.conftest import MNIST_DIR, QUICK_TRAINING
 from tests.stack import ROOT
-from train import feedback_data, pendigits
+from train import feedback_data, nondigits, pendigits
 from train.feedback_data import data_url, feedback_split, held_out, holdout_drawings
 from web.feedback import drawing_and_input
 from web.feedback_store import FeedbackStore, read_rows
@@ -221,3 +221,36 @@ def test_pen_feedback_stores_the_earlier_halves_as_the_page_would(model_dir, tmp
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode != 0 and "exists" in again.stderr
     assert len(read_rows(str(db))) == len(rows)
+
+
+def test_confirmed_non_digits_train_as_negatives_and_corrected_rejections_as_digits(tmp_path):
+    """Feedback on drawings answered "not a digit" (predicted 10): "right, not a digit" rows are label 10,
+    negatives for the 11th output; "it is a digit: d" rows are digit d; the hold-out keeps its share."""
+    letters = [
+        (pendigits.png_bytes(pendigits.render(nondigits.letter(c, seed=i))), 10)
+        for i, c in enumerate("AEFHKMNRWXY")
+    ]
+    digits = pen_pngs(11, seed=5)
+    db = tmp_path / "feedback.sqlite3"
+
+    async def write():
+        store = FeedbackStore(str(db))
+        for png, label in letters + digits:
+            png, seen = drawing_and_input(data_url(png))
+            await store.add(version="1.0", label=label, predicted=10, png=png, input_28x28=seen)
+        await store.close()
+
+    asyncio.run(write())
+    (train_x, train_y), (hold_x, hold_y) = feedback_split(str(db))
+    assert len(train_x) + len(hold_x) == 22
+    labels = sorted(train_y.tolist() + hold_y.tolist())
+    assert labels == sorted([10] * 11 + [label for _, label in digits])
+    # Each row's image is the serving preprocessing of its drawing, with its own label.
+    for png, label in letters + digits:
+        image = torch.from_numpy(as_28x28(png))
+        found = [
+            y
+            for x, y in zip(torch.cat([train_x, hold_x]), torch.cat([train_y, hold_y]), strict=True)
+            if torch.equal(x, image)
+        ]
+        assert found == [label]

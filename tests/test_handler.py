@@ -15,7 +15,7 @@ from bench.handler_speed import Context as HandlerContext
 from handler.mnist_handler import MnistHandler
 from handler.preprocess import preprocess
 from tests.conftest import MNIST_DIR
-from train import pendigits
+from train import nondigits, pendigits
 
 
 class Context(HandlerContext):
@@ -27,6 +27,7 @@ class Context(HandlerContext):
 def handle(handler, context, rows) -> list[dict]:
     """handle() as TorchServe's worker sends it: each answer is JSON bytes, marked as JSON."""
     context.content_types.clear()
+    context.statuses.clear()
     answers = handler.handle(rows, context)
     assert all(isinstance(a, bytes) for a in answers)
     assert context.content_types == dict.fromkeys(range(len(rows)), "application/json")
@@ -156,3 +157,52 @@ def test_a_request_of_parts_is_answered_part_by_part_as_each_alone(handler_and_c
             k: v for k, v in expected.items() if k != "probabilities"
         }
         assert np.allclose(got.get("probabilities", []), expected.get("probabilities", []), atol=1e-5)
+
+
+def drawn(drawing) -> bytes:
+    return canvas_data_url(pendigits.render(drawing)).encode()
+
+
+def test_a_drawn_letter_is_not_a_digit_and_still_carries_the_guess(handler_and_context):
+    """Letters drawn like the page draws (round brush 8-20 px, random size and place): 422 with reason
+    not_a_digit, the best digit guess and its probabilities over the ten digits."""
+    handler, context = handler_and_context
+    letters = [nondigits.letter(char, seed=i) for i, char in enumerate("AHKMWX")]
+    answers = handle(handler, context, [{"data": drawn(d)} for d in letters])
+    rejected = [i for i, a in enumerate(answers) if a.get("reason") == "not_a_digit"]
+    assert len(rejected) >= 5, answers
+    for i in rejected:
+        assert context.statuses[i][0] == 422
+        answer = answers[i]
+        assert "digit" in answer["error"] and answer["version"] == "3.1"
+        assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-4
+        assert answer["digit"] == int(np.argmax(answer["probabilities"]))
+        assert len(base64.b64decode(answer["input_28x28"])) == 784
+
+
+def test_a_drawn_7_is_a_7_and_a_blank_canvas_is_no_digit(handler_and_context):
+    handler, context = handler_and_context
+    sevens = [d for d in pendigits.held_out(pendigits.load()) if d.label == 7][:5]
+    blank = canvas_data_url(Image.new("L", (280, 280), 255)).encode()
+    rows = [{"data": drawn(pendigits.layout(d, random.Random(i)))} for i, d in enumerate(sevens)]
+    answers = handle(handler, context, rows + [{"data": blank}])
+    assert [a.get("digit") for a in answers[:5]] == [7] * 5, answers
+    assert context.statuses[5][0] == 422 and answers[5]["reason"] == "no_digit"
+
+
+def test_a_batch_mixing_letters_and_digits_answers_each_on_its_own(handler_and_context):
+    """One request of parts (web/batching.py): each part's answer is what it alone gets."""
+    handler, context = handler_and_context
+    seven = next(d for d in pendigits.held_out(pendigits.load()) if d.label == 7)
+    bodies = [
+        drawn(nondigits.letter("H")),
+        drawn(pendigits.layout(seven, random.Random(0))),
+        drawn(nondigits.letter("X")),
+    ]
+    alone = handle(handler, context, [{"data": b} for b in bodies])
+    alone_statuses = [context.statuses.get(i, (200,))[0] for i in range(len(bodies))]
+    batch = handle(handler, context, [{f"drawing-{i}": b for i, b in enumerate(bodies)}])[0]
+    assert [part["status"] for part in batch] == alone_statuses
+    assert alone_statuses[1] == 200 and batch[1]["answer"]["digit"] == 7
+    assert [part["answer"].get("reason") for part in batch] == [a.get("reason") for a in alone]
+    assert "not_a_digit" in [part["answer"].get("reason") for part in batch]

@@ -11,6 +11,8 @@ added, and the same drawing sent twice lands on the same side (no copy of a hold
     for png, label in holdout_drawings("data/feedback.sqlite3"): ...   # for evaluation through TorchServe
 
 `make train FEEDBACK_DB=...` adds the training part (FEEDBACK_COPIES times) to MNIST and pen digits.
+Labels are as stored: a drawing a person confirmed as "not a digit" is label 10, a training negative for
+the model's 11th output; a rejected drawing corrected to a digit is that digit (docs/not-a-digit.md).
 """
 
 import base64

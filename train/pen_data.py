@@ -75,8 +75,8 @@ def pen_training_set(path: Path, copies: int, tune: bool, may_download: bool = F
 
 def pen_held_out_set(path: Path, writers=pendigits.held_out):
     """Writers 21-30 (writers=pendigits.held_out) as bench/canvas_accuracy.py draws them (layouts from one
-    Random(0), 4x supersampled), to measure only (or, with pendigits.tuning, writers 17-20 under TUNE=1);
-    None without them."""
+    Random(0), 4x supersampled), to measure only (or, with pendigits.tuning, writers 17-20 under TUNE=1; with pendigits.validation, the
+    training writers' digits kept out of training); None without them."""
     if not path.exists():
         return None
     digits = writers(pendigits.load(path))

@@ -27,6 +27,10 @@ HELD_OUT_WRITERS = set(range(21, 31))  # writers 21..30: never trained on, the b
 # With TUNE=1 (train/train.py) writers 17..20 leave training and become the tuning set, so recipe choices
 # (augmentation, copies, model) are judged on writers we trained without, never on writers 21..30.
 TUNE_WRITERS = set(range(17, 21))
+# Every VALIDATION_EVERY-th digit of the trainable writers (in the file's order) leaves training: held-out
+# drawings of the training writers, on which (with MNIST's validation split) the "not a digit" threshold
+# is chosen (train/train.py). Writers 21-30 stay for measuring only.
+VALIDATION_EVERY = 20
 CANVAS = 280
 SUPERSAMPLE = 4  # draw 4x larger and shrink: the antialiasing a canvas does
 
@@ -73,6 +77,15 @@ def held_out(digits: list[PenDigit]) -> list[PenDigit]:
 
 
 def trainable(digits: list[PenDigit], tune: bool = False) -> list[PenDigit]:
+    return [d for i, d in enumerate(_of_training_writers(digits, tune)) if i % VALIDATION_EVERY]
+
+
+def validation(digits: list[PenDigit], tune: bool = False) -> list[PenDigit]:
+    """The trainable writers' digits kept out of training, to choose the rejection threshold on."""
+    return [d for i, d in enumerate(_of_training_writers(digits, tune)) if not i % VALIDATION_EVERY]
+
+
+def _of_training_writers(digits: list[PenDigit], tune: bool) -> list[PenDigit]:
     return [d for d in digits if d.writer not in HELD_OUT_WRITERS | (TUNE_WRITERS if tune else set())]
 
 

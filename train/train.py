@@ -38,7 +38,9 @@ from train.augment import augment
 from train.calibration import Temperature, expected_calibration_error, fit_temperature
 from train.feedback_data import feedback_training_set
 from train.mnist_canvas import through_pipeline
+from train.nondigits import nondigit_held_out_sets, nondigit_training_set
 from train.pen_data import pen_held_out_set, pen_training_set
+from train.rejection import NotADigitShift, choose_threshold, digit_probabilities, scores
 from web.feedback_store import masked
 
 # ---- configuration: every knob of a run, env var overrides ------------------------------------------
@@ -73,7 +75,7 @@ PEN_COPIES = knob("PEN_COPIES", 4)
 # TUNE=1: pen writers 17-20 are held out of training and reported as pen_tune (train/pendigits.py).
 TUNE = knob("TUNE", 0)
 # The page's feedback (train/feedback_data.py): a SQLite path or database URL, "" for none; each training
-# drawing FEEDBACK_COPIES times (16, measured: docs/training.md), at most FEEDBACK_IMAGES feedback images
+# drawing FEEDBACK_COPIES times (16, measured: docs/lifecycle.md, "How much corrections teach"), at most FEEDBACK_IMAGES feedback images
 # per epoch (+27% on MNIST + pen digits) until there are more drawings than that, each then once.
 FEEDBACK_DB = knob("FEEDBACK_DB", "")
 FEEDBACK_COPIES = knob("FEEDBACK_COPIES", 16)
@@ -82,6 +84,11 @@ FEEDBACK_IMAGES = knob("FEEDBACK_IMAGES", 20_000)
 # bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX: 1.5x faster steps here), off elsewhere.
 AMP = knob("AMP", "auto")  # auto | bf16 | fp16 | off
 THREADS = knob("THREADS", 0)  # CPU threads for training; 0: one per core
+# "Not a digit" (docs/not-a-digit.md): each usable glyph of the training fonts drawn NONDIGIT_COPIES times
+# and 100 x NONDIGIT_COPIES of each generated shape kind, as an 11th class; 0: ten classes, no rejection.
+NONDIGIT_COPIES = knob("NONDIGIT_COPIES", 8)
+# At most this share of validation real digits may be answered "not a digit" (the threshold's choice).
+REJECT_TARGET = knob("REJECT_TARGET", 0.003)
 CACHE_DIR = knob("CACHE_DIR", str(cache.CACHE_DIR))  # rendered training images (train/cache.py)
 # Where the model goes: never the recipe's own directory, so a re-run does not overwrite what it re-runs.
 OUT_DIR = os.environ.get("OUT_DIR") or (
@@ -133,15 +140,24 @@ def load_mnist(device):
         fit_x, fit_y = torch.cat([fit_x, pen[0]]), torch.cat([fit_y, pen[1]])
         writers = "1-16" if TUNE == 1 else "1-20"
         print(f"training on {len(fit)} MNIST + {len(pen[0])} rendered pen digits (writers {writers})")
-    # FEEDBACK_DB's drawings, less their hold-out (train/feedback_data.py)
+    negatives = nondigit_training_set(NONDIGIT_COPIES)  # label 10 (train/nondigits.py)
+    if negatives is not None:
+        fit_x, fit_y = torch.cat([fit_x, negatives[0]]), torch.cat([fit_y, negatives[1]])
+        print(f"plus {len(negatives[0])} drawings that are not digits (label 10)")
+    # FEEDBACK_DB's drawings, less their hold-out (train/feedback_data.py): label 10 where a person
+    # confirmed "not a digit", the digit where one corrected a rejection.
     feedback = feedback_training_set(FEEDBACK_DB, FEEDBACK_COPIES, FEEDBACK_IMAGES)
     if feedback is not None:
         fit_x, fit_y = torch.cat([fit_x, feedback[0]]), torch.cat([fit_y, feedback[1]])
     test_images, test_ok = through_pipeline(test.data.numpy(), torch.arange(len(test.data)).numpy(), "test")
     # A test digit refused as 'no digit drawn' counts as wrong: its label becomes -1, never predicted.
     test_canvas_y = torch.where(torch.from_numpy(test_ok), test.targets, -1)
+    pen_val = pen_held_out_set(  # training writers' digits kept out of training
+        Path(PEN_DIGITS), lambda digits: pendigits.validation(digits, TUNE == 1)
+    )
     return {
         "fit": (fit_x.to(device), fit_y.to(device)),
+        "pen_val": None if pen_val is None else (pen_val[0].to(device), pen_val[1].to(device)),
         "val": (x[val].to(device), y[val].to(device)),
         "val_raw": (train.data[val].to(device), y[val].to(device)),  # the same digits as MNIST's own 28x28
         "test_canvas": (torch.from_numpy(test_images).to(device), test_canvas_y.to(device)),
@@ -191,7 +207,8 @@ def main():
     data = load_mnist(device)
     fit, val = data["fit"], data["val"]
 
-    model = build_model(ARCH).to(device).to(memory_format=memory_format)
+    classes = 11 if bool((fit[1] == 10).any()) else 10
+    model = build_model(ARCH, classes).to(device).to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval()
     steps_per_epoch = len(fit[0]) // BATCH_SIZE
     total_steps = max(1, math.ceil(EPOCHS * steps_per_epoch))
@@ -249,11 +266,26 @@ def main():
     bar.close()
 
     ema.load_state_dict(best["state"])
-    # One temperature for honest probabilities, fitted on the validation split, baked into the export.
+    # One temperature for honest probabilities, fitted on the validation split, baked into the export
+    # (over the ten digit logits: what the answer's probabilities are).
     val_logits = logits_of(ema, val[0], memory_format).cpu()
-    temperature = fit_temperature(val_logits, val[1].cpu())
-    model = torch.nn.Sequential(ema, Temperature(temperature)).to(device).eval()
+    temperature = fit_temperature(val_logits[:, :10], val[1].cpu())
+    layers = [ema, Temperature(temperature)]
     results = {"temperature": round(temperature, 4)}
+    if classes == 11:  # the threshold, on validation real digits only: MNIST's split and pen_val
+        real = [val] + ([data["pen_val"]] if data["pen_val"] is not None else [])
+        real_scores = torch.cat(
+            [scores(logits_of(ema, x, memory_format).cpu() / temperature) for x, _ in real]
+        )
+        threshold = choose_threshold(real_scores, REJECT_TARGET)
+        layers.append(NotADigitShift(threshold))
+        results["not_a_digit"] = {
+            "threshold": round(threshold, 4),
+            "target": REJECT_TARGET,
+            "chosen_on": {"mnist_val_canvas": len(val[0]), "pen_val": sum(len(x) for x, _ in real[1:])},
+            "chosen_on_rejected": float((real_scores > threshold).float().mean()),
+        }
+    model = torch.nn.Sequential(*layers).to(device).eval()
     pen = pen_held_out_set(Path(PEN_DIGITS))
     sets = {
         "val_raw": data["val_raw"],  # validation as MNIST's own 28x28: what raw accuracy is tuned on
@@ -266,15 +298,35 @@ def main():
     tune = pen_held_out_set(Path(PEN_DIGITS), pendigits.tuning) if TUNE == 1 else None
     if tune is not None:
         sets["pen_tune"] = (tune[0].to(device), tune[1].to(device))
+    if data["pen_val"] is not None:
+        sets["pen_val"] = data["pen_val"]
     for name, (images, labels) in sets.items():
-        probabilities = torch.softmax(logits_of(model, images, memory_format), 1).cpu()
-        labels = labels.cpu()
+        outputs = logits_of(model, images, memory_format).cpu()
+        probabilities, labels = digit_probabilities(outputs), labels.cpu()
         results[f"{name}_accuracy"] = (probabilities.argmax(1) == labels).float().mean().item()
         results[f"{name}_ece"] = expected_calibration_error(probabilities, labels)
+        if classes == 11:  # a real digit answered "not a digit" (those refused as blank, label -1, aside)
+            rejected = torch.softmax(outputs, 1)[:, 10] > 0.5
+            drawn = labels >= 0
+            results[f"{name}_rejected"] = rejected[drawn].float().mean().item()
+            right = (probabilities.argmax(1) == labels) & ~rejected
+            results[f"{name}_answered_right"] = right.float().mean().item()
+    if classes == 11:
+        for family, images in nondigit_held_out_sets().items():
+            outputs = logits_of(model, images.to(device), memory_format).cpu()
+            rejected = (torch.softmax(outputs, 1)[:, 10] > 0.5).float().mean().item()
+            results[f"nondigit_{family}_rejected"] = rejected
+            results[f"nondigit_{family}_count"] = len(images)
     seconds = time.time() - started
     print(f"best val {best['val_accuracy']:.4%} at step {best['step']}; temperature {temperature:.3f}")
     for name in sets:
-        print(f"{name:>13}: accuracy {results[name + '_accuracy']:.4%}  ECE {results[name + '_ece']:.2%}")
+        rejected = f"  rejected {results[name + '_rejected']:.2%}" if classes == 11 else ""
+        print(
+            f"{name:>13}: accuracy {results[name + '_accuracy']:.4%}  ECE {results[name + '_ece']:.2%}{rejected}"
+        )
+    for key in results:
+        if key.startswith("nondigit_") and key.endswith("_rejected"):
+            print(f"{key[9:-9]:>13}: answered 'not a digit' {results[key]:.2%} (held-out family)")
     export(model, curves, results, best, step, step / steps_per_epoch, seconds)
 
 

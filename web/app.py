@@ -21,7 +21,7 @@ from aiohttp import web
 from web.batching import Batcher
 from web.bodies import BodyError, drawing
 from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
-from web.feedback_store import DEFAULT_DB, FeedbackStore
+from web.feedback_store import DEFAULT_DB, NOT_A_DIGIT, FeedbackStore
 from web.metrics import metrics
 from web.ratelimit import LimitConfig, rate_limits
 from web.registry import VERSION_RE, model_versions
@@ -126,20 +126,29 @@ async def forward(app: web.Application, body: bytes, version: str) -> web.Respon
     except aiohttp.ClientConnectionError:
         return error(503, "the model server is down; try again in a moment")
     response = relay(status, payload, app[CONFIG].model, version)
-    return with_ticket(app[CONFIG].tickets, response, body) if response.status == 200 else response
+    return with_ticket(app[CONFIG].tickets, response, body)
 
 
 def with_ticket(tickets: Tickets, response: web.Response, body: bytes) -> web.Response:
-    """The answer with its feedback ticket (web/tickets.py) spliced into the handler's bytes, which are
-    passed through, not re-encoded. An answer without a digit and version gets none (nothing to say
-    feedback on); a body without image bytes cannot have been answered 200 by the handler."""
+    """The answer with its feedback ticket (web/tickets.py) spliced into its bytes (the handler's are
+    passed through, not re-encoded): a digit read (200), or "not a digit" (422 not_a_digit, the answer
+    NOT_A_DIGIT, which feedback can confirm or correct). Any other answer has nothing to give feedback
+    on; a body without image bytes cannot have been answered either by the handler."""
+    if response.status not in (200, 422):
+        return response
     answer = json.loads(response.body)
     try:
-        ticket = tickets.issue(drawing_hash(body), str(answer["version"]), int(answer["digit"]))
+        if response.status == 200:
+            answered = int(answer["digit"])
+        elif answer.get("reason") == "not_a_digit":
+            answered = NOT_A_DIGIT
+        else:
+            return response
+        ticket = tickets.issue(drawing_hash(body), str(answer["version"]), answered)
     except (KeyError, TypeError, ValueError):  # InputError is a ValueError
         return response
     spliced = response.body.rstrip()[:-1] + b',"ticket":"' + ticket.encode() + b'"}'
-    return web.Response(body=spliced, content_type="application/json")
+    return web.Response(body=spliced, status=response.status, content_type="application/json")
 
 
 async def ask_model(app: web.Application, body: bytes, version: str, content_type: str) -> tuple[int, bytes]:
@@ -246,8 +255,8 @@ def init_app(config: Config) -> web.Application:
 def main() -> None:
     config = Config.from_env()
     print(f"Digit recognizer: http://{config.host}:{config.port}", flush=True)
-    # uvloop: a prediction here is event-loop work only (two HTTP exchanges), and uvloop makes it cheaper:
-    # at 1 client the hop added 1.5 ms to p50 over direct TorchServe on asyncio's loop, 0.1 ms on uvloop.
+    # uvloop: a prediction here is event-loop work only (two HTTP exchanges), and uvloop makes it cheaper
+    # than asyncio's own loop (docs/performance.md, "Settings, and why").
     loop = uvloop.new_event_loop()
     app = init_app(config)
     # What exists now (modules, the app) lives as long as the process: out of the collector's sight, a

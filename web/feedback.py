@@ -5,6 +5,10 @@
 
 Only for answers given: the ticket /predict gave with the answer (web/tickets.py) must match the image,
 predicted and version, be at most FEEDBACK_TICKET_MAX_AGE old and unused (403 otherwise, 409 when used).
+
+label and predicted may also be "not_a_digit" (stored as 10): "right, not a digit" is a rejected drawing
+confirmed, and a digit label on a rejected drawing corrects it (docs/not-a-digit.md).
+
 201 {"id": n} once the row is committed; 4xx {"error": ...} for bad feedback (nothing stored); 503 when the
 database cannot be written (locked, broken): /predict never touches the database, so it is unaffected.
 No IP address, cookie or header is stored: only the drawing, what the model saw, the two digits, the
@@ -29,7 +33,7 @@ from handler.preprocess import (
     payload_to_bytes,
     to_mnist,
 )
-from web.feedback_store import FeedbackStore, StoreUnavailable, TicketReused
+from web.feedback_store import NOT_A_DIGIT, FeedbackStore, StoreUnavailable, TicketReused
 from web.registry import VERSION_RE
 from web.tickets import TicketError, Tickets, drawing_hash
 
@@ -120,9 +124,11 @@ def parse_feedback(body: bytes) -> dict:
         )
     for field in ("label", "predicted"):
         value = doc.get(field)
+        if value == "not_a_digit":
+            doc[field] = NOT_A_DIGIT
         # bool is an int in Python; true is not a digit.
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 9:
-            raise InputError(f"{field} must be a whole number from 0 to 9")
+        elif not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 9:
+            raise InputError(f'{field} must be a whole number from 0 to 9, or "not_a_digit"')
     version = doc.get("version")
     if not isinstance(version, str) or not VERSION_RE.match(version):
         raise InputError("version must be the version that answered (letters, digits, '.', '_' or '-')")

@@ -47,15 +47,13 @@ def _v1_columns() -> list[Column]:
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("created_utc", DateTime, nullable=False),  # naive, always UTC (SQLite keeps no zone)
         Column("version", String(64), nullable=False),  # the model version that answered
-        Column("label", SmallInteger, nullable=False),  # the digit the person says they drew
-        Column("predicted", SmallInteger, nullable=False),  # the digit the model answered
+        Column("label", SmallInteger, nullable=False),  # the digit the person drew; 10: not a digit
+        Column("predicted", SmallInteger, nullable=False),  # the digit answered; 10: "not a digit"
         Column("png", LargeBinary, nullable=False),  # the drawing as the page sent it to /predict
-        Column(
-            "png_sha256", String(64), nullable=False
-        ),  # hex; decides the hold-out (train/feedback_data.py)
-        Column(
-            "input_28x28", LargeBinary, nullable=False
-        ),  # 784 bytes, row-major, 255 = ink: what the model saw
+        # hex; decides the hold-out (train/feedback_data.py)
+        Column("png_sha256", String(64), nullable=False),
+        # 784 bytes, row-major, 255 = ink: what the model saw
+        Column("input_28x28", LargeBinary, nullable=False),
     ]
 
 
@@ -76,10 +74,29 @@ def _add_ticket_id(conn) -> None:
 
 # MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit: a database in the field
 # may be at any version. Each creates what it did when it was written (version 1: the table as first
-# defined), so a new database goes through the same steps as an old one.
+# defined, before ticket_id), so a new database goes through the same steps as an old one.
+NOT_A_DIGIT = 10  # label and predicted: "not a digit" (docs/not-a-digit.md), the model's 11th output
+# What each stored label means, in the database itself, for whoever reads the rows without this code.
+label_names = Table(
+    "label_names",
+    metadata,
+    Column("label", SmallInteger, primary_key=True),
+    Column("name", String(16), nullable=False),
+)
+
+
+def _name_the_labels(conn) -> None:
+    label_names.create(conn)
+    names = [{"label": d, "name": str(d)} for d in range(10)] + [
+        {"label": NOT_A_DIGIT, "name": "not_a_digit"}
+    ]
+    conn.execute(label_names.insert(), names)
+
+
 MIGRATIONS = [
     lambda conn: Table("feedback", MetaData(), *_v1_columns()).create(conn),
-    _add_ticket_id,
+    _name_the_labels,  # 2: label 10, "not a digit" (issue 26)
+    _add_ticket_id,  # 3: feedback tickets (issue 28)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

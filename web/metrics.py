@@ -15,7 +15,7 @@ PREDICTIONS = Counter(
     "pinned by ?version=) and HTTP status",
     ["version", "route", "status"],
 )
-# Buckets around what a prediction takes here (4-15 ms, README "Performance"), up to the 5 s timeout.
+# Buckets around what a prediction takes here (docs/performance.md), up to the 5 s timeout.
 LATENCY = Histogram(
     "digit_predict_seconds",
     "Time from forwarding a drawing to TorchServe to having its answer, by route",

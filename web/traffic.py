@@ -30,8 +30,8 @@ class TrafficConfig:
     canary_version: str = ""
     canary_percent: float = 0.0
     shadow_version: str = ""
-    shadow_percent: float = 10.0  # bench/shadow_overhead.py: 100% costs p50 +20% on 2 busy cores, 10% ~+5%
-    shadow_limit: int = 8  # copies in flight; a copy takes ~5 ms, so 8 is ~1,600 req/s of headroom
+    shadow_percent: float = 10.0  # the share whose p50 cost stays within target (docs/performance.md)
+    shadow_limit: int = 8  # copies in flight: headroom for a pod's load, never a queue (docs/lifecycle.md)
 
     @classmethod
     def from_env(cls) -> "TrafficConfig":

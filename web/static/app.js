@@ -11,6 +11,7 @@ const TIMEOUT_MS = 15000; // the server gives up after 5 s; this only catches a 
 // probabilities are calibrated (a temperature fitted after training; ECE in metrics.json), so an
 // answer shown 80% sure is right about 4 times in 5: below that it is a guess, and the page says so.
 const NOT_SURE_BELOW = 0.8;
+const NOT_A_DIGIT = "not_a_digit"; // /predict's 422 reason, and the feedback label that confirms it
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("canvas");
@@ -198,6 +199,8 @@ async function predict() {
     const answer = await response.json().catch(() => null);
     if (controller !== inflight) return; // a newer drawing replaced this request
     if (response.ok && answer && Number.isInteger(answer.digit)) showAnswer(answer, image);
+    else if (response.status === 422 && answer && answer.reason === "not_a_digit" && Number.isInteger(answer.digit))
+      showNotADigit(answer, image);
     else showError(response.status, answer && answer.error);
   } catch (error) {
     if (controller !== inflight) return;
@@ -226,6 +229,8 @@ function showAnswer(answer, image) {
   const unsure = (probabilities[answer.digit] || 0) < NOT_SURE_BELOW;
   result.textContent = String(answer.digit);
   result.dataset.digit = String(answer.digit);
+  result.classList.remove("not-digit");
+  delete answerBox.dataset.state;
   result.classList.toggle("unsure", unsure); // shown as "4?" (CSS), the text stays the digit
   const picked = versionSelect.value ? "" : " (the default)";
   const sure = unsure
@@ -237,6 +242,27 @@ function showAnswer(answer, image) {
   showPreview(answer.input_28x28);
   details.hidden = false;
   offerFeedback({ image, predicted: answer.digit, version: String(answer.version), ticket: answer.ticket });
+}
+
+// The model's 11th output said "not a digit" (a letter, a shape, a scribble): say so, and still show its
+// best guess had it been a digit, which the person can confirm or correct below.
+function showNotADigit(answer, image) {
+  const probabilities = answer.probabilities || [];
+  const guess = answer.digit;
+  result.textContent = "✗";
+  delete result.dataset.digit;
+  result.classList.remove("unsure");
+  result.classList.add("not-digit");
+  answerBox.dataset.state = "not-a-digit";
+  const picked = versionSelect.value ? "" : " (the default)";
+  summary.textContent =
+    `That does not look like a digit. If it is one, it looks most like a ${guess} ` +
+    `(${Math.round(100 * (probabilities[guess] || 0))}%). Answered by model version ${answer.version}${picked}.`;
+  message.textContent = "";
+  showBars(probabilities, guess, null);
+  showPreview(answer.input_28x28);
+  details.hidden = false;
+  offerFeedback({ image, predicted: NOT_A_DIGIT, guess, version: String(answer.version), ticket: answer.ticket });
 }
 
 function buildBars() {
@@ -290,7 +316,8 @@ function showPreview(encoded) {
 function resetAnswer(text) {
   result.textContent = "";
   delete result.dataset.digit;
-  result.classList.remove("unsure");
+  delete answerBox.dataset.state;
+  result.classList.remove("unsure", "not-digit");
   summary.textContent = text;
   message.textContent = "";
   details.hidden = true;
@@ -324,7 +351,7 @@ function showError(status, detail) {
 
 // ---- Feedback: was the answer right? -------------------------------------------------------------
 // The drawing exactly as /predict got it, the digit the person meant and the answer, go to /api/feedback;
-// stored drawings become training data for the next model version (README: Model lifecycle).
+// stored drawings become training data for the next model version (docs/lifecycle.md).
 
 function buildDigitButtons() {
   const digits = $("digits");
@@ -344,7 +371,13 @@ function offerFeedback(about) {
   feedbackBox.hidden = !about;
   thanks.textContent = "";
   for (const button of feedbackBox.querySelectorAll("button")) button.disabled = false;
-  if (about) $("right").setAttribute("aria-label", `Right: I drew a ${about.predicted}`);
+  if (!about) return;
+  const rejected = about.predicted === NOT_A_DIGIT;
+  // Rejected: "Right, not a digit" or "It is a digit: tap it". Read as a digit: "Right", a digit, or "Not a digit".
+  $("right").textContent = rejected ? "Right, not a digit" : "Right";
+  $("right").setAttribute("aria-label", rejected ? "Right: it is not a digit" : `Right: I drew a ${about.predicted}`);
+  $("wrong-heading").textContent = rejected ? "It is a digit? Tap which" : "Wrong? Tap the digit you drew";
+  $("not-digit").hidden = rejected;
 }
 
 async function sendFeedback(label) {
@@ -367,7 +400,9 @@ async function sendFeedback(label) {
   if (status >= 200 && status < 300) {
     // One verdict per answer: the buttons go, the thanks stays until the next drawing.
     feedbackBox.hidden = true;
-    thanks.textContent = label === about.predicted ? "Thanks! Noted as right." : `Thanks! Noted: you drew a ${label}.`;
+    thanks.textContent =
+      label === about.predicted ? "Thanks! Noted as right." :
+      label === NOT_A_DIGIT ? "Thanks! Noted: not a digit." : `Thanks! Noted: you drew a ${label}.`;
     answered = null;
   } else {
     for (const button of feedbackBox.querySelectorAll("button")) button.disabled = false;
@@ -378,6 +413,7 @@ async function sendFeedback(label) {
 }
 
 $("right").addEventListener("click", () => answered && sendFeedback(answered.predicted));
+$("not-digit").addEventListener("click", () => sendFeedback(NOT_A_DIGIT));
 
 // ---- Versions --------------------------------------------------------------------------------
 

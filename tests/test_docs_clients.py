@@ -1,5 +1,5 @@
-"""The README's client examples ("The API for programs"), taken from README.md as they are written and run
-against the real stack (its address for the README's 127.0.0.1:5500): README and tests cannot drift.
+"""The client examples of docs/api.md ("Clients"), taken from the page as they are written and run against
+the real stack (its address for the page's 127.0.0.1:5500): docs and tests cannot drift.
 
 Each curl line ends with a comment saying what it prints: `{"digit": 7, ...}`, or `{"error": "<start
 of the message>..."} <status>`. The Python block is run as a script, then its function is given a
@@ -14,14 +14,15 @@ import pytest
 
 from tests.stack import ROOT
 
-README_URL = "http://127.0.0.1:5500"
-SECTION = re.compile(r"^## The API for programs\n(.*?)^## ", re.S | re.M)
+DOCS_URL = "http://127.0.0.1:5500"
+PAGE = ROOT / "docs" / "api.md"
+SECTION = re.compile(r"^## Clients\n(.*?)(?=^## |\Z)", re.S | re.M)
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```$", re.S | re.M)
 ERROR = re.compile(r'^\{"error": "(?P<start>[^"]*?)(\.\.\.)?"\} (?P<status>\d{3})$')
 
 
 def examples(language: str) -> list[str]:
-    section = SECTION.search((ROOT / "README.md").read_text()).group(1)
+    section = SECTION.search(PAGE.read_text()).group(1)
     return [code for lang, code in BLOCK.findall(section) if lang == language]
 
 
@@ -30,7 +31,7 @@ def curl_lines() -> list[tuple[str, str]]:
     return [tuple(part.strip() for part in line.split("  # ", 1)) for line in lines]
 
 
-def test_the_readme_has_the_examples():
+def test_the_page_has_the_examples():
     commands = " ".join(command for command, _ in curl_lines())
     for form in ["-F image=@", "--form-string", "--data-binary", "Content-Type: application/json"]:
         assert form in commands
@@ -39,9 +40,9 @@ def test_the_readme_has_the_examples():
 
 @pytest.mark.parametrize("command, prints", curl_lines())
 def test_curl_example(stack, command, prints):
-    assert README_URL in command
+    assert DOCS_URL in command
     result = subprocess.run(
-        ["bash", "-c", command.replace(README_URL, stack.web_url)],
+        ["bash", "-c", command.replace(DOCS_URL, stack.web_url)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -61,7 +62,7 @@ def test_python_example(stack, capsys, monkeypatch):
     (code,) = examples("python")
     monkeypatch.chdir(ROOT)
     namespace = {}
-    exec(compile(code.replace(README_URL, stack.web_url), "README.md", "exec"), namespace)
+    exec(compile(code.replace(DOCS_URL, stack.web_url), str(PAGE), "exec"), namespace)
     digit, sureness = ast.literal_eval(capsys.readouterr().out)  # what the example printed: (7, 0.9...)
     assert digit == 7 and 0.5 < sureness <= 1
     with pytest.raises(ValueError, match=r"^415: the body is text"):
