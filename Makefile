@@ -142,7 +142,7 @@ bench-handler: install $(MODEL_DIR)/model.pt  ## handle() and its stages in-proc
 	$(PY) -m bench.handler_speed --model-dir $(MODEL_DIR)
 
 # One client at 4x its /predict limit, another from 127.0.0.2 beside it (bench/flood.py, docs/limits.md).
-bench-flood: install $(MODEL_DIR)/model.pt
+bench-flood: install $(MODEL_DIR)/model.pt  ## one client at 4x its rate limit, another from 127.0.0.2 beside it
 	$(PY) -m bench.flood --model-dir $(MODEL_DIR)
 
 bench-equivalence: install  ## 28x28 images and decisions of this tree against main's preprocessing
