@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from web.app import Config, init_app
+from web.feedback_store import NOT_A_DIGIT
 from web.tickets import drawing_hash
 
 INFERENCE_KEY, MANAGEMENT_KEY, API_KEY = "inf-1", "mgmt-1", "api-1"
@@ -43,7 +44,9 @@ async def fake_torchserve(aiohttp_server, tmp_path):
         if request.match_info.get("version") == "9":
             return web.json_response({"code": 404, "message": "Model version: 9 does not exist"}, status=404)
         if "raw" in seen:
-            return web.Response(body=seen["raw"], content_type="application/json")
+            return web.Response(
+                body=seen["raw"], status=seen.get("raw_status", 200), content_type="application/json"
+            )
         return web.json_response({"digit": 3, "echo": (await request.read()).decode()})
 
     async def token(request):
@@ -100,6 +103,19 @@ async def test_the_answer_is_relayed_byte_for_byte_and_a_broken_one_is_a_502(cli
     fake_torchserve["raw"] = b"<html>not json</html>"
     broken = await client.post("/predict", data=GOOD)
     assert broken.status == 502 and "error" in await broken.json()
+
+
+async def test_a_not_a_digit_answer_carries_a_ticket_and_a_no_digit_one_none(client, fake_torchserve):
+    """Feedback can confirm or correct "not a digit" (answer NOT_A_DIGIT); a blank canvas has nothing to say."""
+    fake_torchserve["raw_status"] = 422
+    fake_torchserve["raw"] = (
+        b'{"error": "that does not look like a digit", "reason": "not_a_digit", "digit": 4, "version": "1.0"}'
+    )
+    answer = await (await client.post("/predict", data=GOOD)).json()
+    assert Config().tickets.check(answer["ticket"], drawing_hash(GOOD), "1.0", NOT_A_DIGIT)
+    fake_torchserve["raw"] = b'{"error": "no digit drawn: the canvas is blank", "reason": "no_digit"}'
+    response = await client.post("/predict", data=GOOD)
+    assert response.status == 422 and "ticket" not in await response.json()
 
 
 async def test_a_renewed_key_is_picked_up_and_never_the_management_key(client, fake_torchserve):
