@@ -4,6 +4,7 @@
 // screen (and DPR x that in backing pixels, for crisp lines) while what is sent is always 280x280.
 
 const SIZE = 280; // drawing space, and the side of the image sent to the server
+const MAX_SIDE = 1024; // the API's pixel limit, 1024x1024 (docs/limits.md)
 const BRUSH = 18; // brush width in drawing-space pixels: a marker-like digit, as MNIST's were
 const DEBOUNCE_MS = 250; // a pause this long after a stroke means "done for now": ask the model
 const TIMEOUT_MS = 15000; // the server gives up after 5 s; this only catches a hung connection
@@ -37,8 +38,9 @@ let answered = null; // {image, predicted, version, ticket} of the answer on scr
 // ---- Drawing ---------------------------------------------------------------------------------
 
 function fitCanvas() {
-  // Backing store = on-screen size x devicePixelRatio: one canvas pixel per device pixel.
-  const side = Math.max(1, Math.round(canvas.clientWidth * (window.devicePixelRatio || 1)));
+  // Backing store = on-screen size x devicePixelRatio: one canvas pixel per device pixel, up to the API's
+  // 1024x1024 pixels (handler/preprocess.py MAX_PIXELS; a zoomed-in page can ask for more).
+  const side = Math.max(1, Math.min(MAX_SIDE, Math.round(canvas.clientWidth * (window.devicePixelRatio || 1))));
   if (canvas.width !== side) {
     canvas.width = side;
     canvas.height = side;
