@@ -66,7 +66,7 @@ async def steady(url: str, local: str, rate: float, seconds: float, in_flight: i
     return {"latencies": latencies, "statuses": statuses, "sent": i, "elapsed": elapsed}
 
 
-CONNECTIONS = 8
+CONNECTIONS = 32  # closed loop with a pause each: enough of them that slow answers still leave ~the rate
 
 
 def flooder(url: str, rate: float, seconds: float, body_file: Path) -> subprocess.Popen:
