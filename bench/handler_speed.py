@@ -2,11 +2,13 @@
 
     python -m bench.handler_speed                       # this tree against main, batch 4
     python -m bench.handler_speed --against HEAD~3 --rounds 400
+    python -m bench.handler_speed --model-dir build/nondigit --against-model-dir build/convnet   # two models
 
 No servers: TorchServe's MockContext and MnistHandler.handle() on a batch of the body `make bench`
 sends (bench/canvas_body.py canvas_data_url: a 280x280 RGBA PNG data URL). The older version is
 handler/preprocess.py as it is at --against (read with `git show`) plus the model as TorchScript loads
-it (no freeze). Old and new alternate, round after round, so both see the same moments of a noisy
+it (no freeze). With --against-model-dir, "old" is instead this tree's handler serving that model
+(e.g. ten outputs against eleven: what "not a digit" costs). Old and new alternate, round after round, so both see the same moments of a noisy
 machine: compare the ratios, not the absolute figures.
 """
 
@@ -122,13 +124,16 @@ def handle_seconds(instance: MnistHandler, body: bytes, batch: int, rounds: int)
     return seconds
 
 
-def compare(model_dir: Path, against: str, batch: int, rounds: int) -> dict:
+def compare(
+    model_dir: Path, against: str, batch: int, rounds: int, against_model_dir: Path | None = None
+) -> dict:
     """Interleaved ms per image, {stage: (old, new)}: medians, and for handle() also the 10th percentile.
     On a busy machine a whole batch (~3 ms) is often cut by the scheduler where a stage (~0.1-0.3 ms)
     seldom is, so handle()'s median rises more than its stages' medians do."""
     body = canvas_data_url(0)
-    old_module = preprocess_at(against)
-    old, current = handler(model_dir, old_module), handler(model_dir)
+    old_module = preprocess_at(against) if against_model_dir is None else new
+    old = handler(model_dir, old_module) if against_model_dir is None else handler(against_model_dir)
+    current = handler(model_dir)
     samples = {}
     for _ in range(rounds):
         for name, module, instance in (("old", old_module, old), ("new", new, current)):
@@ -152,6 +157,7 @@ def main() -> int:
     )
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--against", default="main", help="git revision of the old preprocess.py")
+    parser.add_argument("--against-model-dir", type=Path, help="old: this handler serving that model")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
@@ -159,7 +165,10 @@ def main() -> int:
     global clock
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(1)
-    results = compare(args.model_dir.resolve(), args.against, args.batch, args.rounds)
+    against_dir = args.against_model_dir.resolve() if args.against_model_dir else None
+    results = compare(args.model_dir.resolve(), args.against, args.batch, args.rounds, against_dir)
+    if against_dir:
+        args.against = against_dir.name[:10]
     print(
         f"ms per image ({args.clock} time), batch {args.batch}, median of {args.rounds} interleaved rounds"
         " (noisy machine)"

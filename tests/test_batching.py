@@ -193,3 +193,34 @@ def test_through_torchserve_a_bad_drawing_in_a_batch_gets_its_own_4xx_and_the_ot
         else:
             assert got == 200 and answer["digit"] == alone[good.index(sent)], answer
     assert stack.worker_pids() == workers
+
+
+def test_through_torchserve_a_batch_mixing_letters_and_digits_answers_each_on_its_own(stack):
+    """Letters and real digits sent at once travel in batches: each letter is its own 422 not_a_digit,
+    each digit the answer it gets alone."""
+    from bench.canvas_accuracy import data_url as canvas_url
+    from train import nondigits, pendigits
+
+    letters = [canvas_url(pendigits.render(nondigits.letter(c, seed=1))).decode() for c in "XHK"]
+    alone_letters = [post(stack.web_url + "/predict", d.encode()) for d in letters]
+    assert [a.get("reason") for _, a in alone_letters].count("not_a_digit") >= 2, alone_letters
+    good = [drawing(index) for index in range(9)]
+    alone = [post(stack.web_url + "/predict", d)[1]["digit"] for d in good]
+    requests = (
+        good[:3] + [letters[0].encode()] + good[3:6] + [letters[1].encode(), letters[2].encode()] + good[6:]
+    )
+    before = batch_sizes(stack.web_url)
+    with ThreadPoolExecutor(len(requests)) as pool:
+        replies = list(pool.map(lambda body: post(stack.web_url + "/predict", body), requests * 3))
+    after = batch_sizes(stack.web_url)
+    assert after[1] - before[1] > after[0] - before[0], "no two drawings travelled together"
+    for sent, (got, answer) in zip(requests * 3, replies, strict=True):
+        if sent.decode() in letters:
+            status, expected = alone_letters[letters.index(sent.decode())]
+            assert (got, answer.get("reason"), answer.get("digit")) == (
+                status,
+                expected.get("reason"),
+                expected.get("digit"),
+            )
+        else:
+            assert got == 200 and answer["digit"] == alone[good.index(sent)], answer

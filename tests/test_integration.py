@@ -3,6 +3,7 @@ web app, answering real MNIST test digits drawn onto a 280x280 canvas and sent a
 
 import base64
 import json
+import random
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,7 +15,7 @@ from PIL import Image
 
 from bench.canvas_accuracy import mnist_on_canvas as as_canvas
 from tests.conftest import MNIST_DIR
-from train import pendigits
+from train import nondigits, pendigits
 
 
 def post(url: str, body: bytes, content_type: str | None = "text/plain", headers: dict | None = None):
@@ -45,8 +46,10 @@ def test_mnist_test_digits_drawn_on_a_canvas_are_read_right(stack, mnist_test, m
         status, answer = post(
             stack.web_url + "/predict", data_url(as_canvas(mnist_test.data[i].numpy(), rng))
         )
-        assert status == 200, answer
-        correct += answer["digit"] == int(mnist_test.targets[i])
+        # A real digit may be answered "not a digit" (a share of validation digits is, by design:
+        # docs/not-a-digit.md): counted as wrong, never as a guess read right.
+        assert status == 200 or (status == 422 and answer["reason"] == "not_a_digit"), answer
+        correct += status == 200 and answer["digit"] == int(mnist_test.targets[i])
     # The model's own MNIST test accuracy, less a little for the trip through a canvas.
     expected = json.loads((model_dir / "metrics.json").read_text())["test_accuracy"]
     assert correct / len(picks) >= min(expected, 0.99) - 0.05, f"{correct}/{len(picks)}"
@@ -102,3 +105,21 @@ def test_blank_canvas_is_no_digit(stack):
     blank = pendigits.png_bytes(Image.new("L", (280, 280), 255))
     status, answer = post(stack.web_url + "/predict", data_url(blank))
     assert status == 422 and "no digit drawn" in answer["error"]
+    assert answer["reason"] == "no_digit"
+
+
+def test_a_drawn_letter_is_not_a_digit_and_a_drawn_7_is_a_7(stack):
+    """Through the web app and TorchServe: a letter drawn like the page draws is 422 not_a_digit with the
+    guess; a 7 of a writer never trained on is a 7."""
+    letter = pendigits.png_bytes(pendigits.render(nondigits.letter("X", seed=1)))
+    status, answer = post(stack.web_url + "/predict", data_url(letter))
+    assert status == 422 and answer["reason"] == "not_a_digit", answer
+    assert answer["error"] == "that does not look like a digit" and answer["version"] == "1.0"
+    assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-4
+    assert answer["digit"] == int(np.argmax(answer["probabilities"]))
+    seven = next(d for d in pendigits.held_out(pendigits.load()) if d.label == 7)
+    status, answer = post(
+        stack.web_url + "/predict",
+        data_url(pendigits.png_bytes(pendigits.render(pendigits.layout(seven, random.Random(0))))),
+    )
+    assert status == 200 and answer["digit"] == 7, answer
