@@ -22,7 +22,7 @@ export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: help install train archive serve web stop run test test-fast lint format register unregister set-default versions \
 	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak bench-hop bench-shadow \
-	bench-handler bench-equivalence clean image postgres-image deploy-local undeploy-local bench-pod \
+	bench-handler bench-flood bench-equivalence clean image postgres-image deploy-local undeploy-local bench-pod \
 	feedback-export
 
 install: $(VENV)/.installed  ## create .venv and install the pinned requirements
@@ -102,6 +102,7 @@ format: install  ## ruff --fix and ruff format
 # Benchmarks print figures (each starts a stack of its own serving $(MODEL_DIR)).
 bench: install $(MODEL_DIR)/model.pt  ## latency, throughput and CPU per prediction against the targets
 	$(PY) -m bench.latency --model-dir $(MODEL_DIR)
+	$(PY) -m bench.worst_body --model-dir $(MODEL_DIR)
 
 bench-canvas: install $(MODEL_DIR)/model.pt  ## held-out pen digits drawn on canvases, through the real stack
 	$(PY) -m bench.canvas_accuracy --model-dir $(MODEL_DIR)
@@ -153,6 +154,10 @@ bench-pod: install  ## one local pod's capacity, CPU per request and memory (aft
 # No servers: handle() by stage against main's preprocess.py, and main's 28x28 images against this tree's.
 bench-handler: install $(MODEL_DIR)/model.pt  ## handle() and its stages in-process, against main's preprocess.py
 	$(PY) -m bench.handler_speed --model-dir $(MODEL_DIR)
+
+# One client at 4x its /predict limit, another from 127.0.0.2 beside it (bench/flood.py, docs/limits.md).
+bench-flood: install $(MODEL_DIR)/model.pt  ## one client at 4x its rate limit, another from 127.0.0.2 beside it
+	$(PY) -m bench.flood --model-dir $(MODEL_DIR)
 
 bench-equivalence: install  ## 28x28 images and decisions of this tree against main's preprocessing
 	$(PY) -m bench.preprocess_equivalence

@@ -11,7 +11,9 @@ import zlib
 
 from PIL import Image
 
+from tests.stack import TICKET_KEY
 from train import pendigits
+from web.tickets import Tickets, drawing_hash
 
 
 def png(image: Image.Image) -> bytes:
@@ -74,5 +76,9 @@ BAD_INPUTS["a speck"] = (data_url(png(_speck)), "text/plain", 422)
 
 
 def feedback_body(index: int, label: int, predicted: int = 1, version: str = "1.0") -> bytes:
-    doc = {"image": drawing(index % 16).decode(), "label": label, "predicted": predicted, "version": version}
+    """Feedback with a fresh ticket, as if /predict had answered `predicted` by `version` (signed with the
+    key tests/stack.py gives its web apps)."""
+    image = drawing(index % 16).decode()
+    ticket = Tickets(TICKET_KEY.encode()).issue(drawing_hash(image), version, predicted)
+    doc = {"image": image, "label": label, "predicted": predicted, "version": version, "ticket": ticket}
     return json.dumps(doc).encode()

@@ -5,7 +5,7 @@ The returned dict is both the record and the controls:
   auth, paths, content_types, bodies   what each prediction request carried;
   valid      the inference key it accepts (/token renews it, writing the key file, as TorchServe does);
   status     not 200: every prediction gets this status and {"error": "whatever"};
-  raw        answer these bytes as JSON; delay: seconds before answering; refuse_every_key: refuse all;
+  raw        answer these bytes as JSON (raw_status: with that status, default 200); delay: seconds before answering; refuse_every_key: refuse all;
   url, run_dir   where it listens and the run dir holding its key_file.json.
 """
 
@@ -47,7 +47,9 @@ def fake_app(run_dir) -> tuple[web.Application, dict]:
         if request.match_info.get("version") == "9":
             return web.json_response({"code": 404, "message": "Model version: 9 does not exist"}, status=404)
         if "raw" in seen:
-            return web.Response(body=seen["raw"], content_type="application/json")
+            return web.Response(
+                body=seen["raw"], status=seen.get("raw_status", 200), content_type="application/json"
+            )
         return web.json_response({"digit": 3, "echo": seen["bodies"][-1].decode()})
 
     async def token(request):
