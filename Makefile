@@ -20,9 +20,10 @@ MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 FEEDBACK_EXPORT ?= build/feedback-export
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
-.PHONY: help install train archive serve web stop run test lint format register unregister set-default versions \
+.PHONY: help install train archive serve web stop run test test-fast lint format register unregister set-default versions \
 	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak bench-hop bench-shadow \
-	bench-handler bench-equivalence clean image deploy-local undeploy-local bench-pod feedback-export
+	bench-handler bench-flood bench-equivalence clean image postgres-image deploy-local undeploy-local bench-pod \
+	feedback-export
 
 install: $(VENV)/.installed  ## create .venv and install the pinned requirements
 
@@ -89,6 +90,9 @@ test: install  ## lint, then every test suite against real stacks (~10 min)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
 
+test-fast: install  ## the unit tests alone: no servers, no training, no browser, no podman (under a minute)
+	$(PY) -m pytest -q -m "not stack and not train and not browser and not container" tests
+
 lint: install  ## ruff check + ruff format --check
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
@@ -98,6 +102,7 @@ format: install  ## ruff --fix and ruff format
 # Benchmarks print figures (each starts a stack of its own serving $(MODEL_DIR)).
 bench: install $(MODEL_DIR)/model.pt  ## latency, throughput and CPU per prediction against the targets
 	$(PY) -m bench.latency --model-dir $(MODEL_DIR)
+	$(PY) -m bench.worst_body --model-dir $(MODEL_DIR)
 
 bench-canvas: install $(MODEL_DIR)/model.pt  ## held-out pen digits drawn on canvases, through the real stack
 	$(PY) -m bench.canvas_accuracy --model-dir $(MODEL_DIR)
@@ -124,12 +129,22 @@ image: archive  ## build the container image IMAGE:VERSION (archives first)
 	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
 	$(CONTAINER_TOOL) build -f deploy/Containerfile --build-arg MODEL_VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
-# podman kube play of deploy/kubernetes.yaml's pod, web port on 127.0.0.1:$(LOCAL_PORT) only; waits for /readyz.
-# Again with another VERSION: the pod is replaced by one running that image.
-deploy-local: install  ## run the Kubernetes pod locally with podman on 127.0.0.1:LOCAL_PORT
-	$(PY) -m scripts.local_pod play --image localhost/$(IMAGE):$(VERSION) --name $(LOCAL_NAME) --port $(LOCAL_PORT)
+# The local stand-in for the official postgres image (docs/database.md); the name deploy/local/ substitutes.
+POSTGRES_IMAGE ?= localhost/digit-recognizer-postgres:15
 
-undeploy-local: install  ## remove the local pod
+postgres-image:  ## build the local stand-in for the official postgres image (docs/database.md)
+	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
+	$(CONTAINER_TOOL) build -q -t $(POSTGRES_IMAGE) deploy/postgres
+
+# podman kube play of deploy/base/'s pods: the database (once; its data in a named volume) and the web pod,
+# web port on 127.0.0.1:$(LOCAL_PORT) only; waits for /readyz. Again with another VERSION: the web pod is
+# replaced by one running that image, the database and its rows stay (docs/database.md).
+deploy-local: install postgres-image  ## run the database and web pods locally with podman, web on 127.0.0.1:LOCAL_PORT
+	$(PY) -m scripts.local_pod play --image localhost/$(IMAGE):$(VERSION) --name $(LOCAL_NAME) \
+	  --port $(LOCAL_PORT) --postgres-image $(POSTGRES_IMAGE) $(if $(LOCAL_DATABASE),--database $(LOCAL_DATABASE))
+
+
+undeploy-local: install  ## remove the local pods (the database volume stays)
 	$(PY) -m scripts.local_pod down --name $(LOCAL_NAME)
 
 # One pod's capacity, CPU per request and memory (docs/performance.md): needs `make deploy-local` first.
@@ -139,6 +154,10 @@ bench-pod: install  ## one local pod's capacity, CPU per request and memory (aft
 # No servers: handle() by stage against main's preprocess.py, and main's 28x28 images against this tree's.
 bench-handler: install $(MODEL_DIR)/model.pt  ## handle() and its stages in-process, against main's preprocess.py
 	$(PY) -m bench.handler_speed --model-dir $(MODEL_DIR)
+
+# One client at 4x its /predict limit, another from 127.0.0.2 beside it (bench/flood.py, docs/limits.md).
+bench-flood: install $(MODEL_DIR)/model.pt  ## one client at 4x its rate limit, another from 127.0.0.2 beside it
+	$(PY) -m bench.flood --model-dir $(MODEL_DIR)
 
 bench-equivalence: install  ## 28x28 images and decisions of this tree against main's preprocessing
 	$(PY) -m bench.preprocess_equivalence

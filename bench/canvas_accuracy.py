@@ -10,10 +10,10 @@ browser canvas draws them, sent as data URLs through the real web app's /predict
     python -m bench.canvas_accuracy --all              # pen writers 21-30, MNIST test and non-digits, one stack
 
 Each digit of writers 21-30 (train/pendigits.py HELD_OUT_WRITERS: training only ever sees writers 1-20)
-is laid out on a 280x280 canvas with a random brush of 8-20 px, a height of 35-85% of the canvas and
+is laid out (train/canvases.py) on a 280x280 canvas with a random brush of 8-20 px, a height of 35-85% of the canvas and
 a random position (fixed seed), rendered with round caps and joins, antialiased, black on white.
 Prints accuracy overall and per digit, the worst confusions, and how honest the probabilities are:
-mean top probability against accuracy, and the expected calibration error (15 bins).
+mean top probability against accuracy, and the ECE of answers (15 bins; refused drawings counted apart).
 
 --mnist draws MNIST's test digits on the canvas instead (train/mnist_canvas.py, the same renders that
 training's test_canvas_accuracy scores in-process), to compare with the raw 28x28 test accuracy.
@@ -29,115 +29,16 @@ is the one through the real stack.
 """
 
 import argparse
-import base64
 import collections
 import contextlib
 import os
-import random
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from bench.soak import Client
-from train import mnist_canvas, nondigits, pendigits
+from tests.clients import Result, evaluate
+from train.canvases import WRITERS, drawings, mnist_drawings, nondigit_drawings
 from train.nondigits import NOT_A_DIGIT
-
-# later: the held-out writers' second halves, after their first halves were trained on as feedback
-# (scripts/pen_feedback.py).
-WRITERS = {"held-out": pendigits.held_out, "trainable": pendigits.trainable, "later": pendigits.later}
-
-
-def drawings(
-    limit: int | None, seed: int, writers: str = "held-out", stray_tap: bool = False
-) -> list[tuple[int, bytes]]:
-    digits = WRITERS[writers](pendigits.load())
-    if limit:
-        digits = random.Random(seed).sample(digits, limit)
-    rng, tap_rng = random.Random(seed), random.Random(seed + 1)  # the same layouts with or without taps
-    items = []
-    for digit in digits:
-        drawing = pendigits.layout(digit, rng)
-        if stray_tap:
-            drawing = with_stray_tap(drawing, tap_rng)
-        items.append((digit.label, data_url(pendigits.render(drawing))))
-    return items
-
-
-def data_url(canvas: Image.Image) -> bytes:
-    """The canvas as the page sends it: a PNG data URL (canvas.toDataURL())."""
-    return b"data:image/png;base64," + base64.b64encode(pendigits.png_bytes(canvas))
-
-
-def mnist_on_canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
-    """An MNIST digit drawn the way a person fills a 280x280 canvas: black on white, some size, somewhere."""
-    side = int(rng.integers(120, 260))
-    ink = Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC)
-    canvas = Image.new("L", (280, 280), 0)
-    canvas.paste(ink, tuple(int(v) for v in rng.integers(0, 280 - side + 1, size=2)))
-    return pendigits.png_bytes(Image.eval(canvas, lambda v: 255 - v))
-
-
-def mnist_drawings(mnist_dir: str, limit: int | None, seed: int) -> list[tuple[int, bytes]]:
-    """MNIST test digits drawn on a 280x280 canvas as training's test_canvas figure draws them."""
-    import torchvision
-
-    test = torchvision.datasets.MNIST(mnist_dir, train=False)
-    indices = (
-        range(len(test.data))
-        if not limit
-        else sorted(random.Random(seed).sample(range(len(test.data)), limit))
-    )
-    items = []
-    for i in indices:
-        canvas = mnist_canvas.draw(test.data[i].numpy(), random.Random(mnist_canvas.render_seed("test", i)))
-        items.append((int(test.targets[i]), data_url(canvas)))
-    return items
-
-
-def nondigit_drawings(copies: int = 4) -> list[tuple[str, bytes]]:
-    """(family, data URL) of the held-out non-digit families, the drawings metrics.json measures."""
-    return [(family, data_url(pendigits.render(d))) for family, d in nondigits.held_out_drawings(copies)]
-
-
-def with_stray_tap(drawing: pendigits.Drawing, rng: random.Random) -> pendigits.Drawing:
-    """The drawing plus one tap of the brush at a random spot at least two brush widths clear of the
-    digit's extent, left or right or above or below it (unchanged if the digit leaves no such room)."""
-    left, right, top, bottom = pendigits.extent(drawing.strokes)
-    clear, low, high = 2 * drawing.brush, drawing.brush, pendigits.CANVAS - drawing.brush
-    for _ in range(100):
-        x, y = rng.uniform(low, high), rng.uniform(low, high)
-        if x < left - clear or x > right + clear or y < top - clear or y > bottom + clear:
-            return pendigits.Drawing(drawing.label, [*drawing.strokes, [(x, y)]], drawing.brush)
-    return drawing
-
-
-# label, digit read (None: refused as no digit; 10: answered "not a digit"), the guess's probabilities
-Result = tuple[int, int | None, list[float] | None]
-
-
-def read_of(status: int, answer: dict) -> int | None:
-    if status == 422 and answer.get("reason") == "not_a_digit":
-        return NOT_A_DIGIT
-    return answer.get("digit") if status == 200 else None
-
-
-def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list[Result]:
-    """(label, digit read or None for an error, probabilities) per drawing, through the web app at url."""
-
-    def run(chunk):
-        client = Client(url)
-        return [
-            (label, read_of(status, answer), answer.get("probabilities"))
-            for label, (status, answer) in ((lbl, client.predict(b)) for lbl, b in chunk)
-        ]
-
-    chunks = [items[i::clients] for i in range(clients)]
-    with ThreadPoolExecutor(clients) as pool:
-        return [pair for part in pool.map(run, chunks) for pair in part]
 
 
 def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> list[Result]:
@@ -211,20 +112,19 @@ def report(results: list[Result], writers: str = "held-out") -> float:
 
 
 def calibration(results: list[Result]) -> None:
-    """Mean top probability against accuracy, and the ECE (15 bins; a refused drawing is a wrong answer
-    given with probability 1, the most a refusal could claim)."""
-    import torch
+    """Mean top probability of the digits answered against accuracy, and the ECE of answers (15 bins;
+    refused drawings, "no digit drawn" or "not a digit", left out and counted: train/calibration.py
+    answered_calibration_error, the figure `make evaluate` reports)."""
+    import numpy as np
 
-    from train.calibration import expected_calibration_error
+    from train.calibration import answered_calibration_error
 
-    # A drawing answered "not a digit" still carries its guess: its probabilities are judged as a guess.
-    probabilities = torch.tensor([p if p is not None else [1.0] + [0.0] * 9 for _, _, p in results])
-    labels = torch.tensor([label if p is not None else -1 for label, _, p in results])
-    top = probabilities.max(1).values
+    given = [None if read in (None, NOT_A_DIGIT) else p for _, read, p in results]
+    ece, refused = answered_calibration_error(given, [label for label, _, _ in results])
+    top = np.array([max(p) for p in given if p is not None])
     print(
-        f"  calibration: mean top probability {top.mean():.2%}, ECE (15 bins) "
-        f"{expected_calibration_error(probabilities, labels):.2%}; {(top < 0.8).float().mean():.2%} of answers "
-        "below 80% (the page's 'not sure')"
+        f"  calibration: mean top probability {top.mean():.2%}, ECE of answers (15 bins) {ece:.2%}, "
+        f"{refused} refused; {(top < 0.8).mean():.2%} of answers below 80% (the page's 'not sure')"
     )
 
 

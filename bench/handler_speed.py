@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ts.torch_handler.unit_tests.test_utils.mock_context import MockContext
 
 from bench.canvas_body import canvas_data_url
 from bench.latency import DEFAULT_MODEL_DIR
 from handler import preprocess as new
 from handler.mnist_handler import MnistHandler
+from tests.handler_context import Context
 from tests.stack import ROOT
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
@@ -50,20 +50,6 @@ def preprocess_at(rev: str):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     return module
-
-
-class Context(MockContext):
-    """MockContext plus the per-item response setters of TorchServe's real Context (ts/context.py)."""
-
-    def __init__(self, model_dir: Path):
-        super().__init__(model_pt_file="model.pt", model_dir=str(model_dir), model_file=None)
-        self.statuses, self.content_types = {}, {}
-
-    def set_response_status(self, code=200, phrase="", idx=0):
-        self.statuses[idx] = (code, phrase)
-
-    def set_response_content_type(self, idx, value):
-        self.content_types[idx] = value
 
 
 def handler(model_dir: Path, module=None) -> MnistHandler:

@@ -11,7 +11,7 @@ Sets (fixed seeds), each drawing sent as the data URL a client would send:
   pen+tap    the same digits with one stray tap of the brush clear of the digit
              (canvas_accuracy --stray-tap), encoded as a canvas.toDataURL() (RGBA PNG: bench/canvas_body.py);
   pen-clear  the first 1,000 drawn on a transparent canvas (RGBA, ink in the alpha channel);
-  mnist      2,000 MNIST test digits drawn on 280x280 canvases as tests/test_integration.py does.
+  mnist      2,000 MNIST test digits drawn on 280x280 canvases (train/canvases.py mnist_on_canvas).
 Exit status 1 when a decision changed or an image differs by more than --tolerance.
 """
 
@@ -23,11 +23,11 @@ import time
 
 import numpy as np
 
-from bench.canvas_accuracy import with_stray_tap
 from bench.canvas_body import canvas_png
 from bench.handler_speed import preprocess_at
 from handler import preprocess as new
 from train import pendigits
+from train.canvases import with_stray_tap
 
 
 def pen_sets(limit: int | None) -> dict[str, list[bytes]]:
@@ -46,8 +46,8 @@ def pen_sets(limit: int | None) -> dict[str, list[bytes]]:
 def mnist_set(count: int) -> list[bytes]:
     import torchvision
 
-    from tests.conftest import MNIST_DIR
-    from tests.test_integration import as_canvas
+    from tests.models import MNIST_DIR
+    from train.canvases import mnist_on_canvas as as_canvas
 
     mnist = torchvision.datasets.MNIST(MNIST_DIR, train=False, download=True)
     rng = np.random.default_rng(0)

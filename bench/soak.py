@@ -9,98 +9,17 @@ workers) at the start and the end.
 """
 
 import argparse
-import base64
-import http.client
-import json
-import random
 import tempfile
-import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from train import pendigits
-
-IMAGES = 24
-
-
-def images() -> list[bytes]:
-    digits = random.Random(0).sample(pendigits.held_out(pendigits.load()), IMAGES)
-    rng = random.Random(1)
-    return [
-        b"data:image/png;base64,"
-        + base64.b64encode(pendigits.png_bytes(pendigits.render(pendigits.layout(d, rng))))
-        for d in digits
-    ]
-
-
-class Client:
-    """One keep-alive connection, like a browser tab."""
-
-    def __init__(self, url: str):
-        parts = urlsplit(url)
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-
-    def predict(self, body: bytes) -> tuple[int, dict]:
-        try:
-            self.connection.request("POST", "/predict", body, {"Content-Type": "text/plain"})
-            response = self.connection.getresponse()
-            return response.status, json.loads(response.read())
-        except (OSError, http.client.HTTPException, ValueError) as e:
-            self.connection.close()
-            return 0, {"error": repr(e)}
-
-
-def same(a: dict, b: dict) -> bool:
-    return a.get("digit") == b.get("digit") and np.allclose(a["probabilities"], b["probabilities"], atol=1e-4)
-
-
-def run_soak(url: str, clients: int, seconds: float, watch=None) -> dict:
-    bodies = images()
-    solo_client = Client(url)
-    alone = [solo_client.predict(body) for body in bodies]
-    assert all(status == 200 for status, _ in alone), alone
-    counts = {"requests": 0, "errors": 0, "cross_talk": 0}
-    examples, lock = [], threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def run(seed: int) -> None:
-        client, rng = Client(url), random.Random(seed)
-        while time.monotonic() < deadline:
-            i = rng.randrange(len(bodies))
-            status, answer = client.predict(bodies[i])
-            with lock:
-                counts["requests"] += 1
-                if status != 200:
-                    counts["errors"] += 1
-                    examples.append((status, answer))
-                elif not same(answer, alone[i][1]):
-                    counts["cross_talk"] += 1
-                    examples.append((i, answer.get("digit"), alone[i][1]["digit"]))
-
-    memory_start = watch() if watch else {}
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    return {
-        **counts,
-        "clients": clients,
-        "seconds": round(elapsed, 1),
-        "requests_per_second": round(counts["requests"] / elapsed, 1),
-        "examples": examples[:5],
-        "memory_start": memory_start,
-        "memory_end": watch() if watch else {},
-    }
+from tests.clients import Client, run_soak, soak_images
 
 
 def time_when_down(url: str, tries: int = 50) -> dict:
-    client, body, times, statuses = Client(url), images()[0], [], set()
+    client, body, times, statuses = Client(url), soak_images()[0], [], set()
     for _ in range(tries):
         started = time.perf_counter()
         status, _ = client.predict(body)

@@ -25,7 +25,10 @@ import pyspng
 from PIL import Image, UnidentifiedImageError
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
-MAX_PIXELS = 4096 * 4096  # a canvas is at most a few megapixels; beyond this it is a decompression bomb
+# Bounded work per request: decoding costs in proportion to the pixels whatever the body's size (a flat
+# image compresses to nearly nothing), so this caps the dearest accepted image at a few canvases of handler
+# CPU (bench/worst_body.py; figures in docs/limits.md). The page's canvas is capped to it (web/static/app.js).
+MAX_PIXELS = 1024 * 1024
 MIN_SIDE = 8  # smaller than this is not a drawing
 # Canvases of twice this or more are shrunk first, by the largest whole factor that leaves at least this
 # on the longer side (the page's 280 px canvas by 2): a digit drawn 40 px tall still spans the 20 px of

@@ -9,7 +9,7 @@ Both versions answer the same drawings through the running TorchServe (`make ser
 ports as scripts/tsctl.py finds them), by version, with the inference key:
   MNIST test    EVAL_MNIST (default 2,000) MNIST test digits, a fixed seeded sample, drawn on a canvas;
   pen digits    EVAL_PEN (default 0: all 2,498) digits of writers 21-30, never trained on, rendered as
-                bench/canvas_accuracy.py renders them;
+                train/canvases.py draws them (as `make bench-canvas` measures);
   feedback      the feedback hold-out (train/feedback_data.py, FEEDBACK_DB), when there is one;
   non-digits    EVAL_NONDIGITS (default 2) drawings of each held-out non-digit glyph and 200 per held-out
                 shape kind (train/nondigits.py: fonts and shapes never trained on), label 10.
@@ -25,7 +25,9 @@ is refused when z > 3 on any dataset: worse than the default by more than three 
 paired difference. A candidate exactly as good as the default is refused by chance with probability
 0.13% per dataset (one-sided normal tail), ~0.4% over the three; the margin in accuracy is 3 sqrt(b + c)
 / n, and so shrinks with the sample: with the defaults and ~20 drawings read differently it is 0.67 pp
-on 2,000 MNIST digits and 0.54 pp on the 2,498 pen digits. Calibration (ECE) is reported, not gated.
+on 2,000 MNIST digits and 0.54 pp on the 2,498 pen digits. Calibration is reported, not gated: the ECE
+of answers, refused drawings (no digit drawn, not a digit) left out and counted beside it
+(train/calibration.py answered_calibration_error, as `make bench-canvas` reports it).
 
 Rejected real digits are gated on their own, since "not a digit" for a real digit is the error a
 person minds most: on each dataset of real digits, the candidate is refused when it rejects more of
@@ -52,9 +54,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from bench.canvas_accuracy import drawings, mnist_drawings, nondigit_drawings
 from scripts import default_history
 from scripts.tsctl import (
     MODEL,
@@ -68,7 +67,8 @@ from scripts.tsctl import (
     server,
     set_default,
 )
-from train.calibration import calibration_error
+from train.calibration import answered_calibration_error
+from train.canvases import drawings, mnist_drawings, nondigit_drawings
 from train.feedback_data import holdout_drawings
 from train.nondigits import NOT_A_DIGIT
 
@@ -83,10 +83,11 @@ CLIENTS = 4  # concurrent requests: enough for TorchServe to batch, without swam
 class Score:
     n: int
     accuracy: float
-    ece: float
+    ece: float  # of the digits answered (train/calibration.py answered_calibration_error)
     per_digit: dict  # digit -> accuracy
     right: list  # per drawing: read right?
     rejected: list  # per drawing: answered "not a digit"?
+    refused: int = 0  # drawings answered with no digit (4xx, "not a digit" too): outside the ECE
 
 
 def datasets(mnist: int, pen: int, seed: int, nondigits: int = 2) -> dict[str, list[tuple[int, bytes]]]:
@@ -134,19 +135,19 @@ def answers(ts: TorchServe, version: str, items: list[tuple[int, bytes]]) -> lis
 
 
 def score(labels: list[int], probabilities: list[list[float] | str | None]) -> Score:
-    right, confidences, rejected = [], [], []
+    right, rejected = [], []
     for label, p in zip(labels, probabilities, strict=True):
         rejected.append(p == "not_a_digit")
         read = NOT_A_DIGIT if rejected[-1] else max(range(10), key=p.__getitem__) if p else None
         right.append(read == label)
-        # A rejection claims no digit: confidence 0 in the digit answers' calibration, as a 4xx.
-        confidences.append(max(p) if p and not rejected[-1] else 0.0)
     per_digit = {}
     for digit in range(10):
         mine = [r for r, label in zip(right, labels, strict=True) if label == digit]
         per_digit[digit] = sum(mine) / len(mine) if mine else float("nan")
     accuracy = sum(right) / len(right)
-    return Score(len(right), accuracy, ece(confidences, right), per_digit, right, rejected)
+    given = [p if isinstance(p, list) else None for p in probabilities]
+    ece, refused = answered_calibration_error(given, labels, ECE_BINS)
+    return Score(len(right), accuracy, ece, per_digit, right, rejected, refused)
 
 
 def rejection_gate(default: Score, candidate: Score, real: list[bool]) -> tuple[float, float, bool]:
@@ -176,12 +177,6 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
-def ece(confidences: list[float], right: list[bool], bins: int = ECE_BINS) -> float:
-    """Expected calibration error, as training reports it (train/calibration.py). A 4xx answer has
-    confidence 0 and is wrong: it lands in the first bin."""
-    return calibration_error(torch.tensor(confidences), torch.tensor(right), bins)
-
-
 def mcnemar(default: Score, candidate: Score) -> tuple[float, float]:
     """(z, margin in accuracy): z > Z_REFUSE means the candidate is worse beyond chance."""
     b = sum(d and not c for d, c in zip(default.right, candidate.right, strict=True))
@@ -206,7 +201,8 @@ def evaluate(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int, no
         print(f"\n{name}: {len(items)} drawings")
         real = [label != NOT_A_DIGIT for label in labels]
         heading = (
-            f"  {'version':<16}{'accuracy':>9}{'ECE':>7}{'digits rejected':>16}{'non-digits rejected':>20} | "
+            f"  {'version':<16}{'accuracy':>9}{'ECE of answers':>15}{'refused':>8}"
+            f"{'digits rejected':>16}{'non-digits rejected':>20} | "
         )
         print(heading + " ".join(f"{d:>5}" for d in range(10)))
         for v, s in scores.items():
@@ -216,7 +212,8 @@ def evaluate(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int, no
                 share([x for x, r in zip(s.rejected, real, strict=True) if r == want])
                 for want in (True, False)
             ]
-            print(f"  {label:<16}{s.accuracy:9.2%}{s.ece:7.3f}{shares[0]:>16}{shares[1]:>20} | {digits}")
+            figures = f"{s.accuracy:9.2%}{s.ece:15.3f}{s.refused:8d}{shares[0]:>16}{shares[1]:>20}"
+            print(f"  {label:<16}{figures} | {digits}")
         z, margin = mcnemar(scores[default], scores[candidate])
         worse = z > Z_REFUSE
         passed &= not worse

@@ -1,22 +1,41 @@
-"""deploy/kubernetes.yaml's pod on this machine with `podman kube play` (make deploy-local / undeploy-local).
+"""deploy/base/'s pods on this machine with `podman kube play` (make deploy-local / undeploy-local).
 
     python -m scripts.local_pod play --image localhost/digit-recognizer:1.0 [--name N] [--port 5500]
+                                     [--database D] [--postgres-image IMAGE]
     python -m scripts.local_pod down [--name N]
 
-`play` writes build/deploy-local/<name>.yaml: the Deployment of deploy/kubernetes.yaml (the one source
-of truth), changed only where one machine differs from a cluster, then plays it (--replace: a pod
-already there is torn down first) and waits until /readyz answers 200. The changes:
-- the web port is published on 127.0.0.1:<port> (hostPort + hostIP: loopback only); no Service, HPA
-  or PDB (podman 4.3 accepts their documents but does nothing with them);
-- one replica, the given image (a local tag) and name;
+`play` writes build/deploy-local/<name>.yaml (the web pod) and, unless it already runs,
+build/deploy-local/<database>-postgres.yaml (the database pod), both taken from deploy/base/ (the one
+source of truth) and changed only where one machine differs from a cluster, plays them and waits until
+/readyz answers 200. As in a cluster, the database outlives the web pods: a second `play` (another
+VERSION: a rollout) replaces the web pod only, and the data lives in the named volume
+<database>-postgres-data, created once and kept by `down` too (`podman volume rm` deletes it).
+--database names another deployment's database: web pods of two names share it (scaling out).
+
+The changes from deploy/base/:
+- the web port is published on 127.0.0.1:<port> (hostPort + hostIP: loopback only); the database's port
+  is published nowhere: the pods join a podman network of the database's own, <database>-network, on
+  which podman's DNS answers `postgres` (the Service's name in a cluster) with the database pod's
+  address, wherever a restart put it;
+- Secrets and $(VAR) references are filled in here (deploy/base/secrets.yaml's placeholders): podman 4.3
+  keeps `$(VAR)` as it is and fails on secretKeyRef ("secret ... is not valid JSON");
+- the StatefulSet becomes a Deployment of one pod (podman 4.3 plays no StatefulSet), its claim template
+  the volume above, without its containerPort (which podman 4.3 would publish on all host addresses);
+  its image is deploy/local/'s substitute (kustomize `images:`) unless given;
+- one replica, the given image (a local tag) and name; no Service, HPA, PDB, NetworkPolicy or CronJob;
+- each emptyDir is named <deployment>-<volume>: podman 4.3 plays an emptyDir as a named volume of the
+  manifest's name (`run`), shared by every pod that names it so (one TorchServe's key file in another
+  pod); `down` removes them, as a pod's end removes its emptyDirs;
 - no probes: podman 4.3 turns an httpGet probe into a `curl` healthcheck run by systemd timers (the
   image has no curl, this sandbox no systemd) and ignores readiness; `play` polls /readyz itself.
 Restart policy, volumes, resources and securityContext are kept: podman applies them.
 """
 
 import argparse
+import base64
 import copy
 import json
+import re
 import subprocess
 import sys
 import time
@@ -27,22 +46,114 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFEST = ROOT / "deploy" / "kubernetes.yaml"
+BASE = ROOT / "deploy" / "base"
+LOCAL_OVERLAY = ROOT / "deploy" / "local" / "kustomization.yaml"
 OUT_DIR = ROOT / "build" / "deploy-local"
+DATABASE_HOST = "postgres"  # the Service's name in deploy/base/postgres.yaml, and FEEDBACK_DB's host
+
+
+def manifests(kind: str) -> list[dict]:
+    docs = []
+    for path in sorted(BASE.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def secret_value(name: str, key: str) -> str:
+    secret = next(doc for doc in manifests("Secret") if doc["metadata"]["name"] == name)
+    if key in secret.get("stringData", {}):
+        return secret["stringData"][key]
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def resolved_env(env: list[dict]) -> list[dict]:
+    """Kubernetes' env semantics, as far as deploy/base uses them: secretKeyRef values and $(VAR)
+    references to variables defined earlier in the list."""
+    values, out = {}, []
+    for var in env:
+        if "valueFrom" in var:
+            ref = var["valueFrom"]["secretKeyRef"]
+            value = secret_value(ref["name"], ref["key"])
+        else:
+            value = re.sub(r"\$\((\w+)\)", lambda m: values.get(m[1], m[0]), var["value"])
+        values[var["name"]] = value
+        out.append({"name": var["name"], "value": value})
+    return out
+
+
+def local_image(image: str) -> str:
+    """deploy/local/'s kustomize `images:` applied to one image reference."""
+    name, _, _ = image.partition(":")
+    for rule in yaml.safe_load(LOCAL_OVERLAY.read_text())["images"]:
+        if rule["name"] == name:
+            return f"{rule.get('newName', name)}:{rule['newTag']}"
+    return image
+
+
+def local_pod_spec(spec: dict, name: str) -> dict:
+    """Probes off, env filled in, and each emptyDir named for its Deployment: podman 4.3 plays an emptyDir
+    as a named volume called as the manifest calls it, which every pod of that name would share."""
+    renamed = {v["name"]: f"{name}-{v['name']}" for v in spec.get("volumes", []) if "emptyDir" in v}
+    for volume in spec.get("volumes", []):
+        volume["name"] = renamed.get(volume["name"], volume["name"])
+    for container in spec["containers"]:
+        container.pop("readinessProbe", None)
+        container.pop("livenessProbe", None)
+        container["env"] = resolved_env(container.get("env", []))
+        for mount in container.get("volumeMounts", []):
+            mount["name"] = renamed.get(mount["name"], mount["name"])
+    return spec
+
+
+def empty_dirs(document: dict) -> list[str]:
+    return [v["name"] for v in document["spec"]["template"]["spec"]["volumes"] if "emptyDir" in v]
 
 
 def local_deployment(image: str, name: str, port: int) -> dict:
-    docs = [doc for doc in yaml.safe_load_all(MANIFEST.read_text()) if doc]
-    deployment = copy.deepcopy(next(doc for doc in docs if doc["kind"] == "Deployment"))
+    """The web Deployment, one replica of `image`, the web port on 127.0.0.1:port."""
+    deployment = copy.deepcopy(manifests("Deployment")[0])
     deployment["metadata"]["name"] = name
     deployment["spec"]["replicas"] = 1
-    for container in deployment["spec"]["template"]["spec"]["containers"]:
+    spec = local_pod_spec(deployment["spec"]["template"]["spec"], name)
+    for container in spec["containers"]:
         container["image"] = image
-        container.pop("readinessProbe", None)
-        container.pop("livenessProbe", None)
         for published in container.get("ports", []):
             published.update(hostPort=port, hostIP="127.0.0.1")
     return deployment
+
+
+def volume_name(database: str) -> str:
+    return f"{database}-postgres-data"
+
+
+def network_name(database: str) -> str:
+    return f"{database}-network"
+
+
+def local_database(database: str, image: str | None = None) -> dict:
+    """The StatefulSet as a Deployment of one pod (<database>-postgres-pod-0), its claim template the
+    named volume <database>-postgres-data."""
+    statefulset = copy.deepcopy(manifests("StatefulSet")[0])
+    spec = local_pod_spec(statefulset["spec"]["template"]["spec"], f"{database}-postgres")
+    for container in spec["containers"]:
+        container["image"] = image or local_image(container["image"])
+        # podman 4.3 publishes a containerPort without hostPort on every host address: only the pods on
+        # the database's network are to reach it.
+        container.pop("ports", None)
+    for claim in statefulset["spec"]["volumeClaimTemplates"]:
+        volume = {"persistentVolumeClaim": {"claimName": volume_name(database)}}
+        spec.setdefault("volumes", []).append({"name": claim["metadata"]["name"], **volume})
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"{database}-postgres", "labels": statefulset["metadata"]["labels"]},
+        "spec": {
+            "replicas": 1,
+            "selector": statefulset["spec"]["selector"],
+            "template": statefulset["spec"]["template"],
+        },
+    }
 
 
 def manifest_path(name: str) -> Path:
@@ -53,18 +164,47 @@ def podman(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["podman", *args], capture_output=True, text=True)
 
 
-def play(image: str, name: str, port: int, timeout: float) -> None:
-    if podman("image", "exists", image).returncode != 0:
-        sys.exit(f"error: image {image} not found: run `make image` first")
+def kube_play(document: dict, name: str, network: str) -> None:
     path = manifest_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(local_deployment(image, name, port), sort_keys=False))
-    result = podman("kube", "play", "--replace", str(path))
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = podman("kube", "play", "--replace", "--network", network, str(path))
     if result.returncode != 0:
         sys.exit(f"error: podman kube play failed:\n{result.stdout}{result.stderr}")
+
+
+def start_database(database: str, image: str | None, timeout: float) -> None:
+    """The database pod, played unless it already runs (a rollout leaves it alone)."""
+    pod = f"{database}-postgres-pod-0"
+    if podman("network", "exists", network_name(database)).returncode != 0:
+        podman("network", "create", network_name(database))  # with DNS, as podman makes them
+    if podman("pod", "inspect", "--format", "{{.State}}", pod).stdout.strip() != "Running":
+        document = local_database(database, image)
+        (container,) = document["spec"]["template"]["spec"]["containers"]
+        if podman("image", "exists", container["image"]).returncode != 0:
+            sys.exit(f"error: image {container['image']} not found: run `make postgres-image` first")
+        # Created once: podman plays a claim as this volume, but fails on a PersistentVolumeClaim
+        # document whose volume exists already.
+        if podman("volume", "exists", volume_name(database)).returncode != 0:
+            podman("volume", "create", volume_name(database))
+        kube_play(document, f"{database}-postgres", f"{network_name(database)}:alias={DATABASE_HOST}")
+        print(f"database pod {pod} (image {container['image']}, volume {volume_name(database)})")
+    deadline = time.monotonic() + timeout
+    ready = ["exec", f"{pod}-postgres", "pg_isready", "--host=127.0.0.1", "--quiet"]
+    while podman(*ready).returncode != 0:  # after the first start's initdb, it listens on TCP
+        if time.monotonic() > deadline:
+            sys.exit(f"error: database pod {pod} not ready after {timeout:.0f} s; see `podman logs`")
+        time.sleep(0.5)
+
+
+def play(image: str, name: str, port: int, database: str, postgres_image: str | None, timeout: float):
+    if podman("image", "exists", image).returncode != 0:
+        sys.exit(f"error: image {image} not found: run `make image` first")
+    start_database(database, postgres_image, timeout)
+    kube_play(local_deployment(image, name, port), name, network_name(database))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, timeout)
-    print(f"Digit recognizer (pod {name}-pod-0, image {image}): {url}")
+    print(f"Digit recognizer (pod {name}-pod-0, image {image}, database {database}-postgres-pod-0): {url}")
 
 
 def wait_ready(url: str, timeout: float) -> None:
@@ -82,17 +222,30 @@ def wait_ready(url: str, timeout: float) -> None:
     sys.exit(f"error: {url}/readyz not 200 after {timeout:.0f} s (last: {last}); see `podman logs`")
 
 
-def down(name: str) -> None:
+def down_one(name: str) -> None:
     path = manifest_path(name)
     if path.exists():
         result = podman("kube", "down", str(path))
         if result.returncode != 0 and "no such pod" not in result.stderr:
             sys.exit(f"error: podman kube down failed:\n{result.stdout}{result.stderr}")
+        for volume in empty_dirs(yaml.safe_load(path.read_text())):  # an emptyDir ends with its pod
+            podman("volume", "rm", volume)
         path.unlink()
     elif podman("pod", "rm", "--force", f"{name}-pod-0").returncode != 0:
         print(f"no pod {name}-pod-0")
         return
     print(f"pod {name}-pod-0 removed")
+
+
+def down(name: str) -> None:
+    """The web pod and the database pod of this name; the database's volume stays."""
+    down_one(name)
+    if manifest_path(f"{name}-postgres").exists():
+        down_one(f"{name}-postgres")
+    # Refused while another web pod still uses it (--database); removed with the last one.
+    podman("network", "rm", network_name(name))
+    if podman("volume", "exists", volume_name(name)).returncode == 0:
+        print(f"feedback kept in volume {volume_name(name)} (`podman volume rm` it to delete)")
 
 
 def main() -> None:
@@ -103,10 +256,12 @@ def main() -> None:
     parser.add_argument("--image", help="the image to run (play)")
     parser.add_argument("--name", default="digit-recognizer", help="Deployment name (pod: <name>-pod-0)")
     parser.add_argument("--port", type=int, default=5500, help="host port on 127.0.0.1 for the web app")
+    parser.add_argument("--database", help="whose database the web pod uses (default: --name's own)")
+    parser.add_argument("--postgres-image", help="the database's image (default: deploy/local's)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for /readyz")
     args = parser.parse_args()
     if args.action == "play":
-        play(args.image, args.name, args.port, args.timeout)
+        play(args.image, args.name, args.port, args.database or args.name, args.postgres_image, args.timeout)
     else:
         down(args.name)
 

@@ -43,6 +43,8 @@ async def store_earlier_halves(db: str, model_path: Path) -> int:
                     np.frombuffer(seen, np.uint8).reshape(1, 1, 28, 28).astype(np.float32) / 255
                 )
                 predicted = int(model(image).argmax())
+            # Straight into the store, as the operator writing the database: no ticket (that guards
+            # /api/feedback against strangers); ticket_id stays NULL, which UNIQUE allows any number of.
             await store.add(version="1.0", label=digit.label, predicted=predicted, png=png, input_28x28=seen)
         return len(digits)
     finally:

@@ -1,45 +1,47 @@
-"""Shared fixtures: a model trained for the tests, and the real stack (TorchServe + web app) serving it.
+"""Shared fixtures: a model trained for the tests (tests/models.py), the real stack (TorchServe + web app)
+serving it, a fake TorchServe for the web app in-process, Chromium for the page; and the markers.
 
-The model is trained here, quickly (TEST_ARCH, default convnet, a short run), unless TEST_MODEL_DIR
-points at a trained one (a directory with model.pt and metrics.json), e.g. build/convnet.
-MNIST comes from MNIST_DIR (CI: ../shared/mnist); pen digits from PEN_DIGITS (default
-../shared/pen-digits/pendigits-orig.tra). Both are required: a missing one is an error, not a skip.
+Markers (pyproject.toml; `make test-fast` deselects all four):
+  stack      starts real server processes (TorchServe and/or the web app);
+  train      trains a model, or needs the session's (trained unless TEST_MODEL_DIR / TEST_WEAK_MODEL_DIR);
+  browser    drives a real Chromium;
+  container  builds an image and runs a pod with podman.
+`stack` and `train` are given here to every test that uses the fixtures below that need them (so a new
+test cannot forget them); a test module that starts servers or trains by itself marks itself.
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.stack import ROOT, Stack, archive
+from tests.fake_torchserve import fake_app
+from tests.models import QUICK_TRAINING, WEAK_TRAINING, train_model
+from tests.page import CHROMIUM, CHROMIUM_ARGS, DESKTOP, Visit
+from tests.stack import Stack, archive
 
-MNIST_DIR = Path(os.environ.get("MNIST_DIR", ROOT / "data"))
-# The default network, briefly (about a minute on 2 cores): good enough that tests on real drawings
-# can expect nearly all of them right.
-# 20,000 of MNIST's images: on a cold cache (CI) rendering them through the serving preprocessing
-# costs a third of all 55,000; 3.5 epochs of 25,000 images are as many steps as 1.5 of 60,000 were.
-QUICK_TRAINING = {
-    "ARCH": os.environ.get("TEST_ARCH", "convnet"),
-    "EPOCHS": "3.5",
-    "SEED": "0",
-    "PEN_COPIES": "1",
-    "MNIST_SUBSET": "20000",
-    # Each training glyph 3 times and 300 of each shape kind: ~4,300 drawings that are not digits, enough
-    # for the letters the tests draw to be answered "not a digit" (docs/not-a-digit.md).
-    "NONDIGIT_COPIES": "3",
-}
+NEEDS_A_STACK = {"stack", "own_stack"}
+NEEDS_A_MODEL = {"model_dir", "weak_model_dir"}
+NEEDS_A_BROWSER = {"browser"}
+
+
+def pytest_collection_modifyitems(items):
+    # item.fixturenames holds every fixture a test needs, also through other fixtures (stack -> model_dir).
+    for item in items:
+        used = set(item.fixturenames)
+        if used & NEEDS_A_STACK:
+            item.add_marker(pytest.mark.stack)
+        if used & NEEDS_A_MODEL:
+            item.add_marker(pytest.mark.train)
+        if used & NEEDS_A_BROWSER:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     if os.environ.get("TEST_MODEL_DIR"):
         return Path(os.environ["TEST_MODEL_DIR"]).resolve()
-    out = tmp_path_factory.mktemp("model")
-    env = {**os.environ, **QUICK_TRAINING, "MNIST_DIR": str(MNIST_DIR), "OUT_DIR": str(out)}
-    subprocess.run([sys.executable, "-m", "train.train"], cwd=ROOT, env=env, check=True)
-    return out
+    return train_model(tmp_path_factory.mktemp("model"), QUICK_TRAINING, quiet=False)
 
 
 @pytest.fixture(scope="session")
@@ -69,13 +71,47 @@ def own_stack(model_dir, tmp_path):
 
 @pytest.fixture(scope="session")
 def weak_model_dir(tmp_path_factory) -> Path:
-    """A deliberately weak version: LeNet after 100 steps on MNIST alone, ten outputs (~87% on MNIST, ~70% on pen
-    digits), for the evaluation gate and shadow/canary tests. TEST_WEAK_MODEL_DIR skips the training."""
+    """A deliberately weak version (tests/models.py WEAK_TRAINING), for the evaluation gate and
+    shadow/canary tests. TEST_WEAK_MODEL_DIR skips the training."""
     if os.environ.get("TEST_WEAK_MODEL_DIR"):
         return Path(os.environ["TEST_WEAK_MODEL_DIR"]).resolve()
-    out = tmp_path_factory.mktemp("weak_model")
-    # Ten outputs (no "not a digit"): also the older kind of version that must keep answering.
-    weak = {"ARCH": "lenet", "MAX_STEPS": "100", "PEN_COPIES": "0", "SEED": "0", "NONDIGIT_COPIES": "0"}
-    env = {**os.environ, **weak, "MNIST_DIR": str(MNIST_DIR), "OUT_DIR": str(out)}
-    subprocess.run([sys.executable, "-m", "train.train"], cwd=ROOT, env=env, check=True, capture_output=True)
-    return out
+    return train_model(tmp_path_factory.mktemp("weak_model"), WEAK_TRAINING)
+
+
+@pytest.fixture
+async def fake_torchserve(aiohttp_server, tmp_path):
+    """A fake TorchServe on loopback (tests/fake_torchserve.py): its record and controls as a dict."""
+    app, seen = fake_app(tmp_path)
+    server = await aiohttp_server(app)
+    seen["url"] = str(server.make_url("")).rstrip("/")
+    return seen
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's `chromium` (or set CHROMIUM=<path>)")
+    from playwright.sync_api import sync_playwright  # here: the unit tests never load it
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def visit(browser, request):
+    """Open the page on a stack; at the end: no outside requests, no script or CSP errors, a screenshot."""
+    opened = []
+
+    def open_page(stack, **options) -> Visit:
+        opened.append(Visit(browser, stack.web_url + "/", options or DESKTOP))
+        return opened[-1]
+
+    yield open_page
+    for i, v in enumerate(opened):
+        v.screenshot(f"{request.node.name}-{i}")
+        outside, problems = v.outside_requests(), list(v.problems)
+        v.context.close()
+        assert outside == [], f"requests outside {v.origin}: {outside}"
+        assert problems == [], problems

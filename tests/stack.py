@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The key the tests\' web apps sign feedback tickets with (web/tickets.py): tests can mint valid ones.
+TICKET_KEY = "the tests' ticket key"
 PYTHON = sys.executable
 
 
@@ -44,11 +46,48 @@ def get_json(url: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+def post(url: str, body: bytes, content_type: str | None = "text/plain", headers: dict | None = None):
+    """POST a body: (status, JSON answer), for errors too."""
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def post_feedback(url: str, body: bytes):
+    return post(url + "/api/feedback", body, "application/json")
+
+
 def archive(model_dir: Path, model_store: Path, version: str) -> Path:
     """`make archive` for a trained model directory (model.pt + metrics.json)."""
     args = [f"MODEL_DIR={model_dir}", f"MODEL_STORE={model_store}", f"VERSION={version}"]
     subprocess.run(["make", "-s", "archive", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return model_store / f"mnist-{version}.mar"
+
+
+def make(stack: "Stack", target: str, version: str = "", **env: str) -> subprocess.CompletedProcess:
+    """`make target VERSION=version` against this stack's TorchServe (its run dir, model store, ports)."""
+    environment = {
+        **os.environ,
+        **env,
+        "TS_RUN_DIR": str(stack.run_dir),
+        "MODEL_STORE": str(stack.model_store),
+        "PORT_BASE": str(stack.port_base),
+    }
+    command = ["make", "-s", target] + ([f"VERSION={version}"] if version else [])
+    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
+
+
+def version_workers(stack: "Stack", version: str) -> set[int]:
+    """The pids of a version's workers, all of which must be READY."""
+    workers = stack.workers(version)
+    pids = _ready_pids(workers)
+    assert pids and len(pids) == len(workers), workers
+    return pids
 
 
 class Stack:
@@ -85,6 +124,11 @@ class Stack:
             "TS_MANAGEMENT_URL": self.management_url,
             "TS_RUN_DIR": str(self.run_dir),
             "FEEDBACK_DB": str(self.run_dir / "feedback.sqlite3"),  # never the repository's data/
+            # One address sends every test's requests, the fuzzer's thousands included: limits far above
+            # any test's rate, so tests see the service, not the limiter (tests/test_ratelimit.py and
+            # bench/flood.py test the limiter with its own limits; docs/limits.md).
+            "FEEDBACK_TICKET_KEY": TICKET_KEY,  # tests that post feedback without asking /predict mint tickets
+            "WEB_RATE_LIMITS": "/predict=100000:100000 /api/feedback=100000:100000 *=100000:100000",
             **env,
         }
         log = open(self.run_dir / "web.log", "ab")
@@ -120,10 +164,10 @@ class Stack:
     def key(self, kind: str) -> str:
         return json.loads((self.run_dir / "key_file.json").read_text())[kind]["key"]
 
-    def workers(self) -> list[dict]:
-        """The default model's workers as the management API describes them."""
+    def workers(self, version: str = "") -> list[dict]:
+        """The workers of a version (default: the default version) as the management API describes them."""
         request = urllib.request.Request(
-            self.management_url + "/models/mnist",
+            self.management_url + "/models/mnist" + (f"/{version}" if version else ""),
             headers={"Authorization": f"Bearer {self.key('management')}"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:

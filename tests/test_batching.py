@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 import pytest
 
-from tests.test_hardening import BAD_INPUTS, drawing
-from tests.test_integration import post
+from tests.drawings import BAD_INPUTS, drawing
+from tests.stack import post
 from web.batching import MAX_BATCH_BYTES, Batcher, multipart, split
 
 
@@ -198,8 +198,8 @@ def test_through_torchserve_a_bad_drawing_in_a_batch_gets_its_own_4xx_and_the_ot
 def test_through_torchserve_a_batch_mixing_letters_and_digits_answers_each_on_its_own(stack):
     """Letters and real digits sent at once travel in batches: each letter is its own 422 not_a_digit,
     each digit the answer it gets alone."""
-    from bench.canvas_accuracy import data_url as canvas_url
     from train import nondigits, pendigits
+    from train.canvases import data_url as canvas_url
 
     letters = [canvas_url(pendigits.render(nondigits.letter(c, seed=1))).decode() for c in "XHK"]
     alone_letters = [post(stack.web_url + "/predict", d.encode()) for d in letters]

@@ -6,42 +6,34 @@ Screenshots go to artifacts/browser/. UPDATE_SCREENSHOT=1 also writes docs/scree
 """
 
 import base64
-import io
 import json
 import os
 import random
 import re
 import shutil
-from pathlib import Path
 
 import pytest
-from PIL import Image
-from playwright.sync_api import sync_playwright
 
-from tests.stack import ROOT
-from tests.test_integration import data_url, post
+from tests.drawings import data_url
+from tests.page import (
+    ARTIFACTS,
+    CANVAS_BOX,
+    INK_PIXELS,
+    PHONE,
+    draw_stroke_with_mouse,
+    draw_with_finger,
+    draw_with_mouse,
+    on_screen,
+    pen_drawings,
+    predict_requests,
+    sent_image,
+    settled,
+)
+from tests.stack import ROOT, archive, post
 from train import nondigits, pendigits
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-# Chromium's background services (updates, sync, QUIC probes) try the internet; this network is closed.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "artifacts" / "browser"
-DESKTOP = {"viewport": {"width": 900, "height": 720}, "device_scale_factor": 2}
-PHONE = {
-    "viewport": {"width": 390, "height": 844},
-    "device_scale_factor": 3,
-    "is_mobile": True,
-    "has_touch": True,
-}
+pytestmark = pytest.mark.browser
+
 PEN_DIGITS = 30
 # Measured with the quick test model (98.1% on MNIST): 881/1000 held-out pen digits right when rendered
 # in Python and posted; these 30 through the page: 27 right, the same 27 posted directly, 30/30 agreeing.
@@ -56,140 +48,6 @@ PEN_DIGITS_MIN_RIGHT = 22
 NOT_SURE_BELOW = float(
     re.search(r"const NOT_SURE_BELOW = ([\d.]+);", (ROOT / "web" / "static" / "app.js").read_text()).group(1)
 )
-
-INK_PIXELS = """() => {
-  const c = document.getElementById("canvas");
-  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-  let ink = 0, checksum = 0;
-  for (let i = 0; i < d.length; i += 4) {
-    if (d[i] < 128) ink++;
-    checksum = (checksum * 31 + d[i]) % 1000000007;
-  }
-  return {ink, checksum, width: c.width, cssWidth: c.clientWidth};
-}"""
-
-CANVAS_BOX = """() => {
-  const c = document.getElementById("canvas"), b = c.getBoundingClientRect();
-  return {x: b.left + c.clientLeft, y: b.top + c.clientTop, side: c.clientWidth};
-}"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's `chromium` (or set CHROMIUM=<path>)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-class Visit:
-    """One browser context on the page, recording every request and every script or CSP error."""
-
-    def __init__(self, browser, url: str, options: dict):
-        self.origin = url.rstrip("/")
-        self.context = browser.new_context(**options)
-        self.page = self.context.new_page()
-        self.requests, self.problems = [], []
-        self.page.on("request", lambda request: self.requests.append(request))
-        self.page.on("pageerror", lambda error: self.problems.append(f"script error: {error}"))
-        self.page.on("console", self._console)
-        self.page.goto(url)
-        self.page.wait_for_selector("#version:not([disabled])")
-
-    def _console(self, message):
-        # "Failed to load resource: 422" is the browser logging an answer we asked for; CSP is not.
-        if message.type == "error" and "Failed to load resource" not in message.text:
-            self.problems.append(f"console: {message.text}")
-
-    def outside_requests(self) -> list[str]:
-        return [r.url for r in self.requests if not r.url.startswith(self.origin + "/")]
-
-    def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=path, full_page=True)
-        return path
-
-
-@pytest.fixture
-def visit(browser, request):
-    """Open the page on a stack; at the end: no outside requests, no script or CSP errors, a screenshot."""
-    opened = []
-
-    def open_page(stack, **options) -> Visit:
-        opened.append(Visit(browser, stack.web_url + "/", options or DESKTOP))
-        return opened[-1]
-
-    yield open_page
-    for i, v in enumerate(opened):
-        v.screenshot(f"{request.node.name}-{i}")
-        outside, problems = v.outside_requests(), list(v.problems)
-        v.context.close()
-        assert outside == [], f"requests outside {v.origin}: {outside}"
-        assert problems == [], problems
-
-
-def pen_drawings(count: int, seed: int = 0) -> list[pendigits.Drawing]:
-    rng = random.Random(seed)
-    digits = rng.sample(pendigits.held_out(pendigits.load()), count)
-    return [pendigits.layout(digit, rng) for digit in digits]
-
-
-def on_screen(page, drawing: pendigits.Drawing) -> list[list[tuple[float, float]]]:
-    """The drawing's strokes (280x280 canvas pixels) mapped onto the canvas as it sits on screen."""
-    box = page.evaluate(CANVAS_BOX)
-    k = box["side"] / pendigits.CANVAS
-    return [[(box["x"] + x * k, box["y"] + y * k) for x, y in stroke] for stroke in drawing.strokes]
-
-
-def draw_stroke_with_mouse(page, stroke) -> None:
-    page.mouse.move(*stroke[0])
-    page.mouse.down()
-    for point in stroke[1:]:
-        page.mouse.move(*point)
-    page.mouse.up()
-
-
-def draw_with_mouse(page, drawing) -> None:
-    for stroke in on_screen(page, drawing):
-        draw_stroke_with_mouse(page, stroke)
-
-
-def draw_with_finger(page, cdp, drawing) -> None:
-    """Touch events as a phone's screen sends them (Chromium turns them into pointer events)."""
-    for stroke in on_screen(page, drawing):
-        x, y = stroke[0]
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
-        for x, y in stroke[1:]:
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-
-
-def settled(page) -> dict:
-    """Wait until the page has its answer (aria-busy is true from the first stroke until then)."""
-    page.wait_for_selector("#answer[aria-busy=false]", timeout=20000)
-    return page.evaluate(
-        """() => ({
-          digit: document.getElementById("result").dataset.digit ?? null,
-          text: document.getElementById("result").textContent,
-          summary: document.getElementById("summary").textContent,
-          message: document.getElementById("message").textContent,
-          details: !document.getElementById("details").hidden,
-        })"""
-    )
-
-
-def sent_image(request) -> Image.Image:
-    """The PNG a /predict request carried (the page sends canvas.toDataURL() as text)."""
-    header, encoded = request.post_data.split(",", 1)
-    assert header == "data:image/png;base64", header
-    return Image.open(io.BytesIO(base64.b64decode(encoded)))
-
-
-def predict_requests(v: Visit) -> list:
-    return [r for r in v.requests if r.url.startswith(v.origin + "/predict")]
 
 
 def test_held_out_pen_digits_drawn_with_the_mouse_are_read_right(stack, visit):
@@ -380,8 +238,6 @@ def test_taps_on_the_canvas_say_no_digit_drawn(stack, visit):
 
 
 def test_version_picker_asks_the_picked_version(own_stack, model_dir, visit):
-    from tests.stack import archive
-
     archive(model_dir, own_stack.model_store, "2.0")
     own_stack.tsctl("register", "2.0")
     v = visit(own_stack)

@@ -6,7 +6,12 @@ import warnings
 import pytest
 import torch
 
-from train.calibration import Temperature, expected_calibration_error, fit_temperature
+from train.calibration import (
+    Temperature,
+    answered_calibration_error,
+    expected_calibration_error,
+    fit_temperature,
+)
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
 
@@ -48,3 +53,19 @@ def test_expected_calibration_error_by_hand():
     probabilities = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
     labels = torch.tensor([0, 0, 1, 1])
     assert expected_calibration_error(probabilities, labels) == pytest.approx(0.5 * 0.1 + 0.5 * 0.6)
+
+
+def test_the_ece_of_answers_leaves_refused_drawings_out_and_counts_them():
+    # Calibrated answers: 80% sure and right 4 times in 5; three drawings refused (a 4xx: no probabilities).
+    sure = [0.8, 0.2]
+    probabilities = [sure] * 5 + [None] * 3
+    labels = [0, 0, 0, 0, 1, 0, 1, 0]
+    assert answered_calibration_error(probabilities, labels) == (pytest.approx(0.0), 3)
+    # Always sure, right half the time: off by 0.5, however many were refused.
+    always = [[1.0, 0.0]] * 4
+    assert answered_calibration_error(always + [None], [0, 1, 0, 1, 0]) == (pytest.approx(0.5), 1)
+    # Two bins, weighted by their share of the answers: |1 - 0.95| * 1/2 + |0 - 0.55| * 1/2.
+    two = answered_calibration_error([[0.95, 0.05], [0.55, 0.45], None], [0, 1, 1])
+    assert two == (pytest.approx((0.05 + 0.55) / 2), 1)
+    ece, refused = answered_calibration_error([None, None], [3, 4])
+    assert ece != ece and refused == 2  # NaN: nothing answered

@@ -1,14 +1,18 @@
-"""The image and the pod, for real: `make image` from this checkout (carrying the test session's model),
-`make deploy-local` (podman kube play of deploy/kubernetes.yaml's pod), real drawings through the pod,
-TorchServe killed from the host and healed by the restart policy, a second model version rolled out over
-the first, `make undeploy-local`.
+"""The image and the pods, for real: `make image` from this checkout (carrying the test session's model),
+`make deploy-local` (podman kube play of deploy/base/'s web pod and its PostgreSQL pod), real drawings
+through the pod, feedback in PostgreSQL (read back with psql inside the database container), a second web
+pod on the same database, the database stopped and started, TorchServe killed from the host and healed by
+the restart policy, a second model version rolled out over the first keeping every row, `make
+undeploy-local`.
 
-Everything here has its own names (image and pod digit-recognizer-test-<pid>) and a
-free loopback port, so a `make deploy-local` of yours is never touched; the tests remove only what they
-made. One build and one pod for the whole file (the first build takes minutes, later ones hit the cache);
-the tests run in file order and share that pod.
+Everything here has its own names (images, pods, the database's volume and network:
+digit-recognizer-test-<pid>...) and free loopback ports, so a `make deploy-local` of yours is never
+touched; the tests remove only what they made. One build and one deployment for the whole file (the first
+build takes minutes, later ones hit the cache); the tests run in file order and share that deployment.
 """
 
+import concurrent.futures
+import hashlib
 import http.client
 import json
 import os
@@ -21,13 +25,21 @@ import urllib.request
 
 import pytest
 
-from bench.canvas_accuracy import drawings, evaluate
-from scripts.local_pod import local_deployment
+from handler.preprocess import payload_to_bytes
+from scripts.local_pod import local_database, local_deployment, manifests, resolved_env
+from tests.clients import evaluate
 from tests.stack import ROOT, free_port_base, get_json
+from train.canvases import drawings
+from web.feedback_store import SCHEMA_VERSION
+
+pytestmark = pytest.mark.container
 
 # Per test session: two sessions on one machine (two checkouts) never meet.
 IMAGE = NAME = f"digit-recognizer-test-{os.getpid()}"
 POD = f"{NAME}-pod-0"
+SECOND = f"{NAME}-b"  # a second web Deployment on the same database
+DATABASE = f"{NAME}-postgres-pod-0-postgres"  # the database pod's container
+POSTGRES_IMAGE = f"localhost/{NAME}-postgres:15"
 VERSIONS = ("1.0-test", "2.0-test")
 TORCHSERVE_PORTS = (8080, 8081, 8082, 7070, 7071)
 
@@ -40,9 +52,11 @@ def run(*command: str, timeout: float = 1800) -> str:
     return result.stdout
 
 
-def make(target: str, version: str, model_dir, port: int) -> str:
-    settings = [f"IMAGE={IMAGE}", f"VERSION={version}", f"MODEL_DIR={model_dir}", f"LOCAL_NAME={NAME}"]
-    return run("make", "-s", target, *settings, f"LOCAL_PORT={port}")
+def make(target: str, version: str, model_dir, port: int, name: str = NAME, *more: str) -> str:
+    settings = [f"IMAGE={IMAGE}", f"VERSION={version}", f"MODEL_DIR={model_dir}", f"LOCAL_NAME={name}"]
+    return run(
+        "make", "-s", target, *settings, f"LOCAL_PORT={port}", f"POSTGRES_IMAGE={POSTGRES_IMAGE}", *more
+    )
 
 
 def inspect(container: str, template: str) -> str:
@@ -71,6 +85,27 @@ def wait_for(condition, seconds: float, what: str):
     raise AssertionError(f"not within {seconds:.0f} s: {what}")
 
 
+def psql(sql: str) -> str:
+    """sql run by psql inside the database container, as the web app's user, on its database."""
+    return run("podman", "exec", DATABASE, "psql", "-U", "feedback", "-d", "feedback", "-Atc", sql).strip()
+
+
+def rows() -> int:
+    return int(psql("SELECT count(*) FROM feedback"))
+
+
+def send_feedback(url: str, seed: int) -> tuple[int, dict]:
+    """A held-out pen digit through /predict, then the page's feedback on its answer (with the answer's
+    ticket when it carries one); the feedback's status and body."""
+    label, data_url = drawings(limit=1, seed=seed)[0]
+    status, _, answer = post(url, data_url)
+    assert status == 200, answer
+    feedback = {"image": data_url.decode(), "label": label, "predicted": answer["digit"]}
+    feedback |= {key: answer[key] for key in ("version", "ticket") if key in answer}
+    status, _, body = post(url, json.dumps(feedback).encode(), "application/json", "/api/feedback")
+    return status, body
+
+
 def leftovers() -> str:
     pods = run("podman", "pod", "ps", "--filter", f"name={NAME}", "--format", "{{.Name}}")
     containers = run("podman", "ps", "-a", "--filter", f"name={NAME}", "--format", "{{.Names}}")
@@ -90,19 +125,27 @@ def image(model_dir):
         for version in VERSIONS:
             subprocess.run(["podman", "rmi", "--force", f"localhost/{IMAGE}:{version}"], capture_output=True)
             (ROOT / "model_store" / f"mnist-{version}.mar").unlink(missing_ok=True)
+        subprocess.run(["podman", "rmi", "--force", POSTGRES_IMAGE], capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def pod(image, model_dir):
-    """`make deploy-local` of the test image on a free loopback port; `make undeploy-local` at the end."""
+    """`make deploy-local` of the test image on a free loopback port; `make undeploy-local` at the end, and
+    the database's volume and network removed (undeploy keeps them, as a cluster keeps its claims)."""
     port = free_port_base(1)
     try:
         out = make("deploy-local", VERSIONS[0], model_dir, port)
         url = f"http://127.0.0.1:{port}"
         assert url in out
-        yield {"url": url, "port": port, "model_dir": model_dir}
+        # stored: feedback answered 201 so far, by every web pod of this database (the tests add to it).
+        yield {"url": url, "port": port, "model_dir": model_dir, "stored": 0}
     finally:
-        subprocess.run(["make", "-s", "undeploy-local", f"LOCAL_NAME={NAME}"], cwd=ROOT, capture_output=True)
+        for name in (SECOND, NAME):
+            subprocess.run(
+                ["make", "-s", "undeploy-local", f"LOCAL_NAME={name}"], cwd=ROOT, capture_output=True
+            )
+        subprocess.run(["podman", "volume", "rm", f"{NAME}-postgres-data"], capture_output=True)
+        subprocess.run(["podman", "network", "rm", f"{NAME}-network"], capture_output=True)
 
 
 def test_image_runs_as_a_non_root_user_and_installs_torch_before_our_code(image):
@@ -133,6 +176,14 @@ def test_pod_runs_as_the_manifest_says(pod):
     mebibytes = {name: int(limit["memory"].removesuffix("Mi")) * 2**20 for name, limit in limits.items()}
     assert int(inspect(f"{POD}-torchserve", "{{.HostConfig.Memory}}")) == mebibytes["torchserve"]
     assert int(inspect(f"{POD}-web", "{{.HostConfig.Memory}}")) == mebibytes["web"]
+    # The database pod too: the StatefulSet's user (the official image's postgres, 999), read-only root.
+    assert inspect(DATABASE, template) == "true 999:999 [] [no-new-privileges]"
+    assert inspect(DATABASE, "{{.HostConfig.RestartPolicy.Name}}") == "always"
+    (postgres,) = local_database(NAME)["spec"]["template"]["spec"]["containers"]
+    assert (
+        int(inspect(DATABASE, "{{.HostConfig.Memory}}"))
+        == int(postgres["resources"]["limits"]["memory"].removesuffix("Mi")) * 2**20
+    )
 
 
 def test_pod_reads_real_drawings_as_well_as_the_process_stack(pod, stack):
@@ -159,23 +210,61 @@ def test_pod_answers_bad_input_with_its_4xx_json(pod):
     assert get_json(pod["url"] + "/readyz") == (200, {"status": "ready"})  # nothing of that hurt the pod
 
 
-def test_feedback_is_stored_in_the_pod_despite_its_read_only_root_filesystem(pod):
-    """FEEDBACK_DB lies on the manifest's feedback volume: without it the store cannot open (503)."""
+def test_feedback_posted_through_the_pod_is_in_postgresql(pod):
+    """The web pod writes to the database pod (FEEDBACK_DB from the Secret), not to a file of its own; the
+    schema was migrated at start; psql inside the database container reads the rows back."""
+    assert psql("SELECT version FROM schema_version") == str(SCHEMA_VERSION)
     label, data_url = drawings(limit=1, seed=1)[0]
-    status, _, answer = post(pod["url"], data_url)
-    assert status == 200
-    feedback = {
-        "image": data_url.decode(),
-        "label": label,
-        "predicted": answer["digit"],
-        "version": answer["version"],
-    }
     ids = []
     for _ in range(2):
-        status, _, body = post(pod["url"], json.dumps(feedback).encode(), "application/json", "/api/feedback")
+        status, body = send_feedback(pod["url"], seed=1)
         assert status == 201, body
         ids.append(body["id"])
+    pod["stored"] += 2
     assert ids[1] == ids[0] + 1
+    assert rows() == pod["stored"]
+    png = payload_to_bytes(data_url.decode())
+    stored = psql(f"SELECT label, version, png_sha256, length(input_28x28) FROM feedback WHERE id = {ids[1]}")
+    assert stored == f"{label}|{VERSIONS[0]}|{hashlib.sha256(png).hexdigest()}|784"
+    # The database pod publishes nothing on the host: only the web pods reach it, on its own network.
+    infra = run("podman", "pod", "inspect", "--format", "{{.InfraContainerID}}", f"{NAME}-postgres-pod-0")
+    assert inspect(infra.strip(), "{{json .HostConfig.PortBindings}}") in ("{}", "null")
+    assert f"{NAME}-network" in inspect(infra.strip(), "{{json .NetworkSettings.Networks}}")
+
+
+def test_two_web_pods_write_to_one_database(pod):
+    """A second web Deployment on the same database: feedback sent to both at once, every 2xx a row."""
+    port = free_port_base(1)
+    out = make("deploy-local", VERSIONS[0], pod["model_dir"], port, SECOND, f"LOCAL_DATABASE={NAME}")
+    assert "database pod" not in out  # the running database is used, not a second one played
+    urls = [pod["url"], f"http://127.0.0.1:{port}"]
+    before = rows()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: send_feedback(urls[i % 2], seed=i)[0], range(40)))
+    print(f"\nfeedback through two web pods: {answers.count(201)} of 40 stored")
+    assert set(answers) == {201}  # nothing refused: the database takes both pods' writes
+    assert rows() - before == sum(200 <= status < 300 for status in answers)
+    pod["stored"] += answers.count(201)
+    run("make", "-s", "undeploy-local", f"LOCAL_NAME={SECOND}")
+    assert inspect(DATABASE, "{{.State.Status}}") == "running"  # the database is not the second pod's
+
+
+def test_a_stopped_database_makes_feedback_503_while_predict_answers_and_feedback_comes_back(pod):
+    web_started = inspect(f"{POD}-web", "{{.State.StartedAt}}")
+    run("podman", "stop", DATABASE)  # a deliberate stop: the restart policy leaves it stopped
+    try:
+        for seed in range(3):  # send_feedback asserts that /predict answered 200 each time
+            status, body = send_feedback(pod["url"], seed)
+            assert status == 503 and body["error"], body
+        assert get_json(pod["url"] + "/readyz") == (200, {"status": "ready"})  # predictions need no database
+    finally:
+        run("podman", "start", DATABASE)
+    status, body = wait_for(
+        lambda: (r := send_feedback(pod["url"], seed=4))[0] == 201 and r, 60, "feedback stored again"
+    )
+    pod["stored"] += 1
+    assert rows() == pod["stored"]  # the refused ones stored nothing, the one after is there
+    assert inspect(f"{POD}-web", "{{.State.StartedAt}}") == web_started  # the web app reconnected itself
 
 
 def test_torchserve_ports_are_not_reachable_from_the_host(pod):
@@ -224,11 +313,15 @@ def test_killed_torchserve_gives_503_and_the_pod_heals_without_restarting_the_we
     assert inspect(f"{POD}-web", "{{.RestartCount}}") == web_restarts
 
 
-def test_a_new_model_version_is_rolled_out_as_a_new_image_tag(pod):
+def test_a_new_model_version_is_rolled_out_as_a_new_image_tag_and_keeps_every_row(pod):
     """Version 2.0-test (the same weights, archived as 2.0-test: the build reuses every layer but the
-    model's) replaces the pod running 1.0-test; podman replaces the pod, a cluster would roll it."""
+    model's) replaces the web pod running 1.0-test; podman replaces the pod, a cluster would roll it. The
+    database pod stays as it is, and every feedback row with it."""
     body = drawings(limit=1, seed=2)[0][1]
     assert post(pod["url"], body)[2]["version"] == VERSIONS[0]
+    before = psql("SELECT id, png_sha256 FROM feedback ORDER BY id")
+    assert len(before.splitlines()) == pod["stored"] > 0
+    database_started = inspect(DATABASE, "{{.State.StartedAt}}")
     make("image", VERSIONS[1], pod["model_dir"], pod["port"])
     # The new tag shares every layer with the old one (torch included) but the model's and the one after.
     layers = [json.loads(inspect(f"localhost/{IMAGE}:{v}", "{{json .RootFS.Layers}}")) for v in VERSIONS]
@@ -240,9 +333,69 @@ def test_a_new_model_version_is_rolled_out_as_a_new_image_tag(pod):
     assert status == 200 and answer["version"] == VERSIONS[1]
     assert get_json(pod["url"] + "/api/models")[1]["versions"] == [VERSIONS[1]]
     assert inspect(f"{POD}-torchserve", "{{.ImageName}}") == f"localhost/{IMAGE}:{VERSIONS[1]}"
+    assert inspect(DATABASE, "{{.State.StartedAt}}") == database_started
+    assert psql("SELECT id, png_sha256 FROM feedback ORDER BY id") == before
+    status, body = send_feedback(pod["url"], seed=5)  # and the new version's feedback joins them
+    assert status == 201, body
+    pod["stored"] += 1
+    assert psql(f"SELECT version FROM feedback WHERE id = {body['id']}") == VERSIONS[1]
 
 
-def test_undeploy_leaves_nothing_running(pod):
+def test_the_nightly_backup_and_the_documented_restore_bring_back_every_row(pod, tmp_path):
+    """The CronJob's own command (deploy/base/postgres-backup.yaml) in the database image, on the
+    database's network with the Secret's password over TCP, as the Job would run it; then the rows
+    lost and docs/database.md's restore, while the web pod runs on."""
+    (cronjob,) = manifests("CronJob")
+    (job,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = [f"--env={var['name']}={var['value']}" for var in resolved_env(job["env"])]
+    script = job["args"][0].replace("$$", "$")  # Kubernetes' escape, undone as the kubelet does
+    tmp_path.chmod(0o777)  # the backup volume, writable by the Job's user (fsGroup in a cluster)
+    network = f"--network={NAME}-network"
+    volume = f"--volume={tmp_path}:/backup"
+    run(
+        "podman",
+        "run",
+        "--rm",
+        network,
+        "--user=999:999",
+        "--read-only",
+        *env,
+        volume,
+        POSTGRES_IMAGE,
+        *job["command"],
+        script,
+    )
+    (dump,) = tmp_path.glob("feedback-*.dump")
+    before = psql("SELECT id, png_sha256 FROM feedback ORDER BY id")
+    psql("DELETE FROM feedback")  # what a backup is for
+    assert rows() == 0
+    restore = [
+        "pg_restore",
+        "-U",
+        "feedback",
+        "-d",
+        "feedback",
+        "--clean",
+        "--if-exists",
+        "--single-transaction",
+    ]
+    with dump.open("rb") as stdin:
+        subprocess.run(
+            ["podman", "exec", "-i", DATABASE, *restore], stdin=stdin, check=True, capture_output=True
+        )
+    assert psql("SELECT id, png_sha256 FROM feedback ORDER BY id") == before
+    status, body = send_feedback(pod["url"], seed=6)  # the web pod writes on, after the last restored id
+    assert status == 201, body
+    assert body["id"] > int(before.splitlines()[-1].split("|")[0])
+    pod["stored"] += 1
+
+
+def test_undeploy_leaves_nothing_running_but_keeps_the_data_for_the_next_deploy(pod):
     run("make", "-s", "undeploy-local", f"LOCAL_NAME={NAME}")
     assert leftovers() == ""
     assert post(pod["url"], b"data:")[0] == 0  # nothing answers on the port any more
+    # The volume stays, as a cluster keeps a StatefulSet's claims: a new database pod finds every row.
+    make("deploy-local", VERSIONS[1], pod["model_dir"], pod["port"])
+    assert rows() == pod["stored"]
+    run("make", "-s", "undeploy-local", f"LOCAL_NAME={NAME}")
+    assert leftovers() == ""

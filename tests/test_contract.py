@@ -5,8 +5,9 @@ out of it would go unfuzzed)."""
 import yaml
 from openapi_spec_validator import validate
 
-from tests.test_fuzz import HTTP_METHODS, SPEC
+from tests.contract import HTTP_METHODS, SPEC
 from web.app import Config, init_app
+from web.ratelimit import UNLIMITED
 
 
 def contract() -> dict:
@@ -39,12 +40,26 @@ def test_every_route_of_the_app_is_in_the_contract(tmp_path):
     assert routes == documented
 
 
+def test_every_rate_limited_route_documents_its_429_with_retry_after(tmp_path):
+    """web/ratelimit.py limits every route but health and metrics: each of them lists the 429."""
+    spec = contract()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                assert ("429" in operation["responses"]) == (path not in UNLIMITED), (method, path)
+    too_many = spec["components"]["responses"]["TooManyRequests"]
+    assert too_many["headers"]["Retry-After"]["schema"]["type"] == "integer"
+    assert too_many["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+
+
 def test_every_error_the_contract_lists_is_the_error_shape():
     predict = contract()["paths"]["/predict"]["post"]["responses"]
     assert {"200", "400", "404", "413", "415", "422", "502", "503", "504"} <= set(predict)
     for status, response in predict.items():
         schema = response.get("$ref") or response["content"]["application/json"]["schema"]["$ref"]
-        expected = {"200": "/Prediction", "422": "/Unreadable"}.get(status, ("/Error", "/BadRequest"))
+        expected = {"200": "/Prediction", "422": "/Unreadable"}.get(
+            status, ("/Error", "/BadRequest", "/TooManyRequests")
+        )
         assert schema.endswith(expected), status
     # 422 is still the error shape, plus a reason a client can tell apart, and the guess when there is one.
     schemas = contract()["components"]["schemas"]

@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,12 +13,34 @@ import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from handler.preprocess import preprocess
-from tests.test_hardening import animated_gif, data_url, drawing, png
+from handler.preprocess import InputError, preprocess
+from tests.drawings import animated_gif, data_url, drawing, png
 from web.app import Config, init_app
-from web.feedback_store import SCHEMA_VERSION
+from web.feedback_store import NOT_A_DIGIT, SCHEMA_VERSION
+from web.tickets import TicketError, Tickets, drawing_hash
 
-COLUMNS = {"id", "created_utc", "version", "label", "predicted", "png", "png_sha256", "input_28x28"}
+COLUMNS = {
+    "id",
+    "created_utc",
+    "version",
+    "label",
+    "predicted",
+    "png",
+    "png_sha256",
+    "input_28x28",
+    "ticket_id",
+}
+TICKETS = Config().tickets  # every app here has the default key: tickets minted as /predict would
+
+
+def ticket(image, version="1.0", predicted=1) -> str:
+    """A ticket as /predict gives one for this answer ("unsignable" when the image holds no image bytes:
+    such feedback is refused for its image first)."""
+    predicted = NOT_A_DIGIT if predicted == "not_a_digit" else predicted
+    try:
+        return TICKETS.issue(drawing_hash(image), version, predicted)
+    except (InputError, TypeError):
+        return "unsignable"
 
 
 def write_snapshot(run_dir, versions):
@@ -44,6 +67,7 @@ def counted(name: str, **labels) -> float:
 def body(image: bytes | str = None, label=7, predicted=1, version="1.0", **extra) -> bytes:
     image = drawing(0) if image is None else image
     doc = {"image": image.decode() if isinstance(image, bytes) else image, "label": label}
+    extra.setdefault("ticket", ticket(doc["image"], version, predicted))
     doc.update(predicted=predicted, version=version, **extra)
     return json.dumps(doc).encode()
 
@@ -141,7 +165,12 @@ BAD = {
     "predicted 12": (body(predicted=12), 400),
     "no version": (json.dumps({"image": drawing(0).decode(), "label": 1, "predicted": 1}).encode(), 400),
     "version a path": (body(version="../../etc"), 400),
-    "no image": (json.dumps({"label": 1, "predicted": 1, "version": "1.0"}).encode(), 400),
+    "no image": (json.dumps({"label": 1, "predicted": 1, "version": "1.0", "ticket": "x"}).encode(), 400),
+    "no ticket": (
+        json.dumps({"image": drawing(0).decode(), "label": 1, "predicted": 1, "version": "1.0"}).encode(),
+        400,
+    ),
+    "ticket not text": (body(ticket=12), 400),
     "empty image": (body(image=""), 400),
     "image not base64": (body(image="no*base64!"), 415),  # as /predict: text that is not an image
     "image of text": (body(image="data:text/plain;base64,aGVsbG8="), 415),
@@ -207,6 +236,96 @@ async def test_a_database_file_deleted_under_the_app_is_made_anew_not_written_bl
     assert [row["label"] for row in stored(db)] == [2]
 
 
+def test_a_ticket_binds_image_version_answer_and_time():
+    """Unit-level: the signature covers each field; a changed one or another key is refused."""
+    image = drawing(0).decode()
+    good = TICKETS.issue(drawing_hash(image), "1.0", 1)
+    assert TICKETS.check(good, drawing_hash(image), "1.0", 1) == good.split(".")[1]
+    refused = [
+        (good, drawing_hash(drawing(1).decode()), "1.0", 1),  # another drawing
+        (good, drawing_hash(image), "2.0", 1),  # another version
+        (good, drawing_hash(image), "1.0", 7),  # another answer
+        (Tickets().issue(drawing_hash(image), "1.0", 1), drawing_hash(image), "1.0", 1),  # another key
+    ]
+    for args in refused:
+        with pytest.raises(TicketError):
+            TICKETS.check(*args)
+    later = Tickets(TICKETS.key, max_age=60, clock=lambda: time.time() + 61)
+    with pytest.raises(TicketError, match="expired"):
+        later.check(good, drawing_hash(image), "1.0", 1)
+
+
+def forged(image) -> str:
+    issued, nonce, mac = ticket(image).split(".")
+    return f"{issued}.{nonce}.{'0' * 64 if mac != '0' * 64 else '1' * 64}"
+
+
+def expired(image) -> str:
+    old = Tickets(TICKETS.key, clock=lambda: time.time() - TICKETS.max_age - 5)
+    return old.issue(drawing_hash(image), "1.0", 1)
+
+
+TICKET_CASES = {
+    "forged": forged,
+    "malformed": lambda image: "not-a-ticket",
+    "for another drawing": lambda image: ticket(drawing(1).decode()),
+    "for another answer": lambda image: ticket(image, predicted=2),
+    "for another version": lambda image: ticket(image, version="2.0"),
+    "expired": expired,
+    "from another key (a restarted process without FEEDBACK_TICKET_KEY)": lambda image: Tickets().issue(
+        drawing_hash(image), "1.0", 1
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TICKET_CASES))
+async def test_a_bad_ticket_is_403_and_stores_nothing(client, db, case):
+    image = drawing(0).decode()
+    refused = counted("feedback_refused_total", reason="ticket")
+    response = await client.post(
+        "/api/feedback", data=body(image, ticket=TICKET_CASES[case](image)), headers=JSON
+    )
+    assert response.status == 403, await response.text()
+    assert "ticket" in (await response.json())["error"]
+    assert stored(db) == []
+    assert counted("feedback_refused_total", reason="ticket") == refused + 1
+
+
+async def test_a_ticket_is_used_once(client, db):
+    image = drawing(0).decode()
+    once = ticket(image)
+    first = await client.post("/api/feedback", data=body(image, label=4, ticket=once), headers=JSON)
+    assert first.status == 201
+    again = await client.post("/api/feedback", data=body(image, label=5, ticket=once), headers=JSON)
+    assert again.status == 409 and "used" in (await again.json())["error"]
+    rows = stored(db)
+    assert [row["label"] for row in rows] == [4]
+    assert rows[0]["ticket_id"] == once.split(".")[1]
+
+
+async def test_a_ticket_used_on_one_replica_is_refused_on_another(aiohttp_client, tmp_path, db):
+    """Two apps (replicas) on one database with one key (FEEDBACK_TICKET_KEY): the UNIQUE ticket id holds."""
+    write_snapshot(tmp_path, ["1.0"])
+    key = Tickets(b"shared secret")
+    replicas = [
+        await aiohttp_client(
+            init_app(
+                Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db), tickets=key)
+            )
+        )
+        for _ in range(2)
+    ]
+    image = drawing(0).decode()
+    once = key.issue(drawing_hash(image), "1.0", 1)
+    assert (
+        await replicas[0].post("/api/feedback", data=body(image, ticket=once), headers=JSON)
+    ).status == 201
+    assert (
+        await replicas[1].post("/api/feedback", data=body(image, ticket=once), headers=JSON)
+    ).status == 409
+    assert len(stored(db)) == 1
+
+
 async def test_not_a_digit_is_a_label_of_its_own_both_ways(client, db):
     """The page's "Right, not a digit" and "it is a digit: 7" on a drawing answered "not a digit": stored as
     label 10 (confirmed negative) and label 7 with predicted 10 (a corrected rejection)."""
@@ -238,9 +357,16 @@ async def test_a_database_of_schema_1_is_migrated_and_keeps_its_rows(aiohttp_cli
     write_snapshot(tmp_path, ["1.0"])
     config = Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db))
     client = await aiohttp_client(init_app(config))
-    response = await client.post("/api/feedback", data=body(label="not_a_digit", predicted=4), headers=JSON)
+    once = ticket(drawing(0).decode(), predicted=4)
+    response = await client.post(
+        "/api/feedback", data=body(label="not_a_digit", predicted=4, ticket=once), headers=JSON
+    )
     assert response.status == 201, await response.text()
-    assert [(row["label"], row["predicted"]) for row in stored(db)] == [(3, 5), (10, 4)]
+    # The ticket column came with migration 3, UNIQUE: the same ticket again is refused.
+    again = await client.post("/api/feedback", data=body(label=4, predicted=4, ticket=once), headers=JSON)
+    assert again.status == 409
+    rows = [(row["label"], row["predicted"], row["ticket_id"]) for row in stored(db)]
+    assert rows == [(3, 5, None), (10, 4, once.split(".")[1])]
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(3,)]
         assert conn.execute("SELECT count(*) FROM label_names").fetchone() == (11,)

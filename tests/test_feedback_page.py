@@ -6,11 +6,12 @@ import base64
 import json
 import sqlite3
 
-from tests import test_browser
-from tests.test_browser import draw_with_mouse, pen_drawings, predict_requests, settled
+import pytest
+
+from tests.page import draw_with_mouse, pen_drawings, predict_requests, settled
 from train import nondigits
 
-browser, visit = test_browser.browser, test_browser.visit  # the same fixtures: Debian's Chromium
+pytestmark = pytest.mark.browser
 
 FEEDBACK_STATE = """() => ({
   offered: !document.getElementById("feedback").hidden,
@@ -27,7 +28,9 @@ def rows(stack) -> list[dict]:
         conn.row_factory = sqlite3.Row
         return [
             dict(r)
-            for r in conn.execute("SELECT id, label, predicted, version, png FROM feedback ORDER BY id")
+            for r in conn.execute(
+                "SELECT id, label, predicted, version, png, ticket_id FROM feedback ORDER BY id"
+            )
         ]
 
 
@@ -88,10 +91,17 @@ def test_wrong_and_right_store_the_drawing_that_was_sent(stack, visit):
 
     sent = [r for r in v.requests if r.url.endswith("/api/feedback")]
     assert [json.loads(r.post_data)["label"] for r in sent] == [claimed, answer_right["digit"]]
+    # Each feedback carries the ticket of its own answer (web/tickets.py), and is stored under it.
+    assert [json.loads(r.post_data)["ticket"] for r in sent] == [answer["ticket"], answer_right["ticket"]]
     new = rows(stack)[before:]
-    assert [(r["label"], r["predicted"], r["version"]) for r in new] == [
-        (claimed, answer["digit"], answer["version"]),
-        (answer_right["digit"], answer_right["digit"], answer_right["version"]),
+    assert [(r["label"], r["predicted"], r["version"], r["ticket_id"]) for r in new] == [
+        (claimed, answer["digit"], answer["version"], answer["ticket"].split(".")[1]),
+        (
+            answer_right["digit"],
+            answer_right["digit"],
+            answer_right["version"],
+            answer_right["ticket"].split(".")[1],
+        ),
     ]
     # Exactly the bytes /predict was sent for each answer.
     assert [r["png"] for r in new] == [wrong_png, right_png]

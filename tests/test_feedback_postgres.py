@@ -13,8 +13,8 @@ import tempfile
 import pytest
 from sqlalchemy import text
 
-from tests.stack import Stack
-from tests.test_feedback_service import feedback_body, post_feedback
+from tests.drawings import feedback_body
+from tests.stack import Stack, post_feedback
 from train.feedback_data import feedback_split, holdout_drawings
 from web.feedback_store import SCHEMA_VERSION, FeedbackStore, read_rows
 
@@ -85,6 +85,7 @@ async def test_the_store_on_postgresql_loses_nothing_under_concurrency(postgres)
     await reopened.close()
 
 
+@pytest.mark.stack
 def test_the_web_app_stores_feedback_on_postgresql_and_training_reads_it(postgres, tmp_path):
     postgres_url = postgres("web")
     stack = Stack(tmp_path / "run", tmp_path / "model_store")

@@ -5,7 +5,6 @@ TorchServe behind it) goes on answering."""
 import asyncio
 import base64
 import contextlib
-import json
 import random
 import sqlite3
 import threading
@@ -14,20 +13,12 @@ import time
 import aiohttp
 import pytest
 
-from tests.stack import Stack
-from tests.test_hardening import drawing
-from tests.test_integration import post
+from tests.drawings import drawing, feedback_body
+from tests.stack import Stack, post, post_feedback
+
+pytestmark = pytest.mark.stack
 
 CLIENTS, SECONDS = 16, 30  # the issue's figure: 16 concurrent clients posting for 30 s
-
-
-def feedback_body(index: int, label: int, predicted: int = 1, version: str = "1.0") -> bytes:
-    doc = {"image": drawing(index % 16).decode(), "label": label, "predicted": predicted, "version": version}
-    return json.dumps(doc).encode()
-
-
-def post_feedback(url: str, body: bytes):
-    return post(url + "/api/feedback", body, "application/json")
 
 
 def count(db) -> int:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from handler.preprocess import preprocess
-from tests.conftest import MNIST_DIR, QUICK_TRAINING
+from tests.models import MNIST_DIR, QUICK_TRAINING
 from tests.stack import ROOT
 from train import feedback_data, nondigits, pendigits
 from train.feedback_data import data_url, feedback_split, held_out, holdout_drawings
@@ -115,6 +115,7 @@ def test_feedback_copies_shrink_past_the_cap_and_never_to_none():
     assert copies == {0: 16, 100: 16, 1_250: 16, 1_251: 15, 5_000: 4, 20_000: 1, 40_000: 1}
 
 
+@pytest.mark.train
 def test_make_train_with_feedback_db(db, tmp_path):
     (train_x, _), (hold_x, _) = feedback_split(str(db))
     out = tmp_path / "model"

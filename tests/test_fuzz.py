@@ -14,9 +14,9 @@ import sys
 
 import yaml
 
+from tests.contract import HTTP_METHODS, SPEC
 from tests.stack import ROOT
 
-SPEC = ROOT / "web" / "openapi.yaml"
 SETTINGS = ROOT / "tests" / "schemathesis.toml"
 # Test cases per operation in the fuzzing phase; /predict spreads them over its seven body types. With
 # the examples and coverage phases: ~270 cases, ~3,750 checks, 7-14 s here (2 shared cores; noisy).
@@ -34,7 +34,6 @@ CORE_CHECKS = {
     "positive_data_acceptance",
     "unsupported_method",
 }
-HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 def run_schemathesis(base_url: str, report_dir) -> subprocess.CompletedProcess:

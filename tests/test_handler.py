@@ -11,10 +11,10 @@ import torch
 import torchvision
 from PIL import Image
 
-from bench.handler_speed import Context as HandlerContext
 from handler.mnist_handler import MnistHandler
 from handler.preprocess import preprocess
-from tests.conftest import MNIST_DIR
+from tests.handler_context import Context as HandlerContext
+from tests.models import MNIST_DIR
 from train import nondigits, pendigits
 
 

@@ -5,84 +5,19 @@ faults must be clear 5xx JSON and heal by themselves; nothing the web app expose
 controls.
 """
 
-import base64
-import functools
-import io
 import json
 import os
-import random
 import signal
 import socket
-import struct
 import threading
 import time
 import urllib.request
-import zlib
 
 import pytest
-from PIL import Image
 
-from tests.test_integration import post
-from train import pendigits
-
-
-def png(image: Image.Image) -> bytes:
-    return pendigits.png_bytes(image)
-
-
-def data_url(raw: bytes, mime: str = "image/png") -> bytes:
-    return f"data:{mime};base64,".encode() + base64.b64encode(raw)
-
-
-@functools.cache
-def drawing(index: int = 0, seed: int = 0) -> bytes:
-    digit = pendigits.held_out(pendigits.load())[index]
-    return data_url(png(pendigits.render(pendigits.layout(digit, random.Random(seed)))))
-
-
-def bomb_png(side: int = 30000) -> bytes:
-    """A PNG that declares side x side pixels in a few hundred bytes: a decompression bomb."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
-        + chunk(b"IEND", b"")
-    )
-
-
-def animated_gif() -> bytes:
-    frames = [Image.new("L", (64, 64), 255), Image.new("L", (64, 64), 0)]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    return buffer.getvalue()
-
-
-GOOD_PNG = png(pendigits.render(pendigits.layout(pendigits.load()[0], random.Random(5))))
-BAD_INPUTS = {
-    "empty body": (b"", "text/plain", 400),
-    "text that is not a data URL": (b"please read my digit", "text/plain", 415),
-    "data URL of another type": (b"data:text/html;base64,PGgxPmhpPC9oMT4=", "text/plain", 415),
-    "broken base64": (b"data:image/png;base64,iVBORw0KGgo=@@@###", "text/plain", 400),
-    "bytes that are not an image": (bytes(range(256)) * 8, "application/octet-stream", 415),
-    "a truncated PNG": (data_url(GOOD_PNG[: len(GOOD_PNG) // 2]), "text/plain", 400),
-    "a decompression bomb": (data_url(bomb_png()), "text/plain", 413),
-    "a body over the size limit": (b"data:image/png;base64," + b"A" * (2 * 1024 * 1024), "text/plain", 413),
-    "a wrong JSON shape": (b'{"picture": "data:image/png;base64,AAAA"}', "application/json", 400),
-    "JSON that is a list": (b'["data:image/png;base64,AAAA"]', "application/json", 400),
-    "an animated image": (data_url(animated_gif(), "image/gif"), "text/plain", 400),
-    "a 1x1 image": (data_url(png(Image.new("L", (1, 1), 0))), "text/plain", 400),
-    "a blank canvas": (data_url(png(Image.new("RGBA", (280, 280), (0, 0, 0, 0)))), "text/plain", 422),
-    "a speck": (data_url(png(Image.new("L", (280, 280), 255).crop((0, 0, 280, 280)))), "text/plain", 422),
-}
-# The speck: one brush dab on an otherwise white canvas.
-_speck = Image.new("L", (280, 280), 255)
-_speck.paste(0, (140, 140, 152, 152))
-BAD_INPUTS["a speck"] = (data_url(png(_speck)), "text/plain", 422)
+from tests.clients import run_soak
+from tests.drawings import BAD_INPUTS, drawing
+from tests.stack import post
 
 
 def test_bad_input_is_a_clear_4xx_and_no_worker_restarts(stack):
@@ -214,8 +149,6 @@ def test_page_has_a_strict_content_security_policy(stack):
 @pytest.mark.parametrize("clients, seconds", [(8, 5)])
 def test_concurrent_clients_get_their_own_answers(stack, clients, seconds):
     """The short version of bench/soak.py: no errors, and every answer is that image's answer alone."""
-    from bench.soak import run_soak
-
     report = run_soak(stack.web_url, clients=clients, seconds=seconds)
     assert report["requests"] > clients * seconds
     assert report["errors"] == 0, report

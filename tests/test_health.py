@@ -1,38 +1,14 @@
 """/healthz and /readyz in-process (pytest-aiohttp), in front of a fake TorchServe whose answers the tests
-choose: liveness never depends on TorchServe, readiness is a real request to the default model."""
+choose (tests/fake_torchserve.py): liveness never depends on TorchServe, readiness is a real request to the default model."""
 
-import json
 import urllib.error
 import urllib.request
 
 import pytest
-from aiohttp import web
 
+from tests.fake_torchserve import INFERENCE_KEY as KEY
 from tests.stack import free_port_base, get_json
 from web.app import READINESS_PROBE, Config, init_app
-
-KEY = "inf-1"
-
-
-@pytest.fixture
-async def fake_torchserve(aiohttp_server, tmp_path):
-    """Answers predictions with the status the test sets; records what it was sent."""
-    seen = {"status": 422, "auth": [], "paths": [], "bodies": []}
-    keys = {"inference": {"key": KEY}, "management": {"key": "mgmt-1"}, "API": {"key": "api-1"}}
-    (tmp_path / "key_file.json").write_text(json.dumps(keys))
-
-    async def predictions(request):
-        seen["auth"].append(request.headers.get("Authorization"))
-        seen["paths"].append(request.path)
-        seen["bodies"].append(await request.read())
-        return web.json_response({"error": "whatever"}, status=seen["status"])
-
-    app = web.Application()
-    app.router.add_post("/predictions/mnist", predictions)
-    server = await aiohttp_server(app)
-    seen["url"] = str(server.make_url("")).rstrip("/")
-    seen["run_dir"] = tmp_path
-    return seen
 
 
 async def client_for(aiohttp_client, url, run_dir):

@@ -1,7 +1,6 @@
 """The whole product end to end: a trained model, archived, served by a real TorchServe, behind the real
 web app, answering real MNIST test digits drawn onto a 280x280 canvas and sent as data URLs."""
 
-import base64
 import json
 import random
 import urllib.error
@@ -13,24 +12,11 @@ import pytest
 import torchvision
 from PIL import Image
 
-from bench.canvas_accuracy import mnist_on_canvas as as_canvas
-from tests.conftest import MNIST_DIR
+from tests.drawings import data_url
+from tests.models import MNIST_DIR
+from tests.stack import post
 from train import nondigits, pendigits
-
-
-def post(url: str, body: bytes, content_type: str | None = "text/plain", headers: dict | None = None):
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def data_url(png: bytes) -> bytes:
-    return b"data:image/png;base64," + base64.b64encode(png)
+from train.canvases import mnist_on_canvas as as_canvas
 
 
 @pytest.fixture(scope="module")

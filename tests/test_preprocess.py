@@ -12,9 +12,11 @@ import torchvision
 from PIL import Image
 
 from handler.preprocess import (
+    MAX_PIXELS,
     STRAY_SHARE,
     InputError,
     NoDigitError,
+    TooLargeError,
     _median,
     _pixels,
     decode,
@@ -25,7 +27,7 @@ from handler.preprocess import (
     stroke_width,
     to_mnist,
 )
-from tests.conftest import MNIST_DIR
+from tests.models import MNIST_DIR
 from train import pendigits
 
 DIGITS = pendigits.held_out(pendigits.load())[:40:4]
@@ -91,7 +93,7 @@ def test_polarity_and_transparency_give_the_same_image():
 def test_any_canvas_size():
     digit = DIGITS[0]
     reference = read(pendigits.render(drawn(digit, seed=5)))
-    for canvas in (100, 600, 1500):
+    for canvas in (100, 600, 1000):
         out = read(pendigits.render(drawn(digit, seed=5, canvas=canvas), canvas=canvas, supersample=2))
         assert 18 <= box_and_centre(out)[0] <= 22
         assert np.abs(out - reference).mean() < 0.09, canvas  # a bolder digit on a smaller canvas
@@ -283,6 +285,23 @@ def test_an_animated_png_is_refused_even_in_8_bit_rgba():
     assert buffer.getvalue()[25] == 6  # RGBA, 8 bits (byte 24): what the fast path takes
     with pytest.raises(InputError, match="animated"):
         decode(buffer.getvalue())
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_the_pixel_limit_is_exact_and_refused_before_decoding(fmt):
+    """MAX_PIXELS bounds the work (docs/limits.md): an image of exactly that many pixels is read, one more
+    row is 413, however small its body."""
+    side = int(MAX_PIXELS**0.5)
+    assert side * side == MAX_PIXELS
+    for size, accepted in (((side, side), True), ((side, side + 1), False)):
+        image = pendigits.render(drawn(DIGITS[0], seed=5)).resize(size)
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, fmt)
+        if accepted:
+            assert preprocess(buffer.getvalue()).shape == (28, 28)
+        else:
+            with pytest.raises(TooLargeError):
+                preprocess(buffer.getvalue())
 
 
 def test_the_background_median_is_numpys():

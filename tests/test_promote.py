@@ -3,13 +3,11 @@
 
 import os
 import re
-import subprocess
 
 import pytest
 
-from scripts.lifecycle import REJECT_BUDGET, Score, binomial_tail, ece, mcnemar, rejection_gate
-from tests.stack import ROOT, archive
-from tests.test_traffic import version_workers
+from scripts.lifecycle import REJECT_BUDGET, Score, binomial_tail, mcnemar, rejection_gate
+from tests.stack import archive, make, version_workers
 from web.registry import model_versions
 
 # Smaller than the real gate (2,000 MNIST + 2,498 pen digits) to bound the suite's time, and still
@@ -17,18 +15,6 @@ from web.registry import model_versions
 # from the default, a McNemar z near 7 and 9 against the refusal threshold of 3.
 # The weak version (10 outputs) never says "not a digit": ~0% of the held-out non-digits against ~90%.
 EVAL_SIZE = {"EVAL_MNIST": "300", "EVAL_PEN": "300", "EVAL_NONDIGITS": "1"}
-
-
-def make(stack, target: str, version: str = "") -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        **EVAL_SIZE,
-        "TS_RUN_DIR": str(stack.run_dir),
-        "MODEL_STORE": str(stack.model_store),
-        "PORT_BASE": str(stack.port_base),
-    }
-    command = ["make", "-s", target] + ([f"VERSION={version}"] if version else [])
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
 
 
 def accuracies(table: str) -> dict[tuple[str, str], float]:
@@ -47,9 +33,9 @@ def test_weak_version_refused_good_one_promoted_and_rolled_back(own_stack, model
     archive(weak_model_dir, stack.model_store, "2.0")
     archive(model_dir, stack.model_store, "3.0")  # the default's model again: as good as it, exactly
     for version in ("2.0", "3.0"):
-        assert make(stack, "register", version).returncode == 0
+        assert make(stack, "register", version, **EVAL_SIZE).returncode == 0
 
-    refused = make(stack, "promote", "2.0")
+    refused = make(stack, "promote", "2.0", **EVAL_SIZE)
     assert refused.returncode != 0, refused.stdout
     assert "refused: version 2.0 is worse" in refused.stdout
     scores = accuracies(refused.stdout)
@@ -61,19 +47,19 @@ def test_weak_version_refused_good_one_promoted_and_rolled_back(own_stack, model
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
 
     # 3.0 served as a shadow first: its workers at nice 19, which promote must not keep for a default.
-    assert make(stack, "shadow", "3.0").returncode == 0
+    assert make(stack, "shadow", "3.0", **EVAL_SIZE).returncode == 0
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in version_workers(stack, "3.0")} == {19}
-    promoted = make(stack, "promote", "3.0")
+    promoted = make(stack, "promote", "3.0", **EVAL_SIZE)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "promoted: version 3.0 is the default" in promoted.stdout and "WORSE" not in promoted.stdout
     assert "registering it afresh" in promoted.stdout
     assert model_versions(stack.run_dir, "mnist")["default"] == "3.0"
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in version_workers(stack, "3.0")} == {0}
 
-    back = make(stack, "rollback")
+    back = make(stack, "rollback", **EVAL_SIZE)
     assert back.returncode == 0, back.stderr
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
-    nothing_left = make(stack, "rollback")
+    nothing_left = make(stack, "rollback", **EVAL_SIZE)
     assert nothing_left.returncode != 0 and "no previous default" in nothing_left.stderr
     assert model_versions(stack.run_dir, "mnist")["default"] == "1.0"
 
@@ -82,11 +68,11 @@ def test_rollback_steps_back_through_set_default_and_promote(own_stack, model_di
     stack = own_stack
     for version in ("2.0", "3.0"):
         archive(model_dir, stack.model_store, version)
-        assert make(stack, "register", version).returncode == 0
-    assert make(stack, "set-default", "2.0").returncode == 0
-    assert make(stack, "set-default", "3.0").returncode == 0
+        assert make(stack, "register", version, **EVAL_SIZE).returncode == 0
+    assert make(stack, "set-default", "2.0", **EVAL_SIZE).returncode == 0
+    assert make(stack, "set-default", "3.0", **EVAL_SIZE).returncode == 0
     for expected in ("2.0", "1.0"):
-        assert make(stack, "rollback").returncode == 0
+        assert make(stack, "rollback", **EVAL_SIZE).returncode == 0
         assert model_versions(stack.run_dir, "mnist")["default"] == expected
 
 
@@ -123,12 +109,3 @@ def test_mcnemar_counts_only_the_drawings_read_differently():
     assert z == pytest.approx(9 / 15**0.5) and margin == pytest.approx(3 * 15**0.5 / 100)
     assert mcnemar(default, default) == (0.0, 0.0)
     assert mcnemar(candidate, default)[0] == pytest.approx(-9 / 15**0.5)
-
-
-def test_expected_calibration_error():
-    # Calibrated: 80% sure and right 4 times in 5.
-    assert ece([0.8] * 5, [True, True, True, True, False]) == pytest.approx(0.0)
-    # Always sure, right half the time: off by 0.5.
-    assert ece([1.0] * 4, [True, False, True, False]) == pytest.approx(0.5)
-    # Two bins, weighted by their share: |1 - 0.95| * 1/2 + |0 - 0.55| * 1/2.
-    assert ece([0.95, 0.55], [True, False]) == pytest.approx((0.05 + 0.55) / 2)

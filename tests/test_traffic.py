@@ -1,7 +1,6 @@
 """Canary and shadow traffic and /metrics, through the real web app in front of a real TorchServe
 serving two versions: 1.0 (the session's model, the default) and 2.0 (a deliberately weak one)."""
 
-import json
 import math
 import os
 import signal
@@ -13,12 +12,12 @@ import pytest
 from prometheus_client import Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.canvas_accuracy import drawings
-from bench.soak import Client
-from tests.stack import Stack, archive
-from tests.test_integration import post
-from tests.test_versions import make
+from tests.clients import Client
+from tests.stack import Stack, archive, make, post, version_workers
+from train.canvases import drawings
 from web.app import Config, init_app
+
+pytestmark = pytest.mark.stack
 
 # Rendered by the default registry's /metrics like any module-level metric of another module (feedback).
 PROBE = Counter("digit_test_probe", "A counter only tests/test_traffic.py defines")
@@ -140,18 +139,6 @@ def test_a_shadow_percent_copies_that_share_of_answers(web_with):
     # Binomial(400, 0.3): mean 120, sd 9.2; 4.5 sd either way fails by chance once in ~150,000 runs.
     sd = math.sqrt(n * percent / 100 * (1 - percent / 100))
     assert abs(copies - n * percent / 100) <= 4.5 * sd, counted
-
-
-def version_workers(stack: Stack, version: str) -> set[int]:
-    request = urllib.request.Request(
-        f"{stack.management_url}/models/mnist/{version}",
-        headers={"Authorization": f"Bearer {stack.key('management')}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        workers = json.loads(response.read())[0]["workers"]
-    pids = {w["pid"] for w in workers if w["status"] == "READY" and w["pid"] > 1}
-    assert pids and len(pids) == len(workers), workers
-    return pids
 
 
 def test_a_hung_shadow_neither_slows_answers_nor_piles_up(web_with):

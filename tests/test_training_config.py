@@ -5,8 +5,12 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import MNIST_DIR, QUICK_TRAINING
+import pytest
+
+from tests.models import MNIST_DIR, QUICK_TRAINING
 from tests.stack import ROOT
+
+pytestmark = pytest.mark.train
 
 # A few steps of LeNet on the quick model's MNIST subset (its renders are in the cache), no pen digits
 # (a file that is not there), some knobs off their defaults so the recipe is not just the defaults.

@@ -1,53 +1,24 @@
 """Model versions through TorchServe's management API (the Makefile's targets), seen from the web app."""
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
-from tests.conftest import MNIST_DIR, QUICK_TRAINING
-from tests.stack import ROOT, archive
-from tests.test_integration import post
-from train import pendigits
+from tests.drawings import drawing
+from tests.models import QUICK_TRAINING, train_model
+from tests.stack import archive, make, post
 
 
 @pytest.fixture(scope="module")
 def second_model(tmp_path_factory):
     """Version 2.0 is trained differently (the original LeNet), so its answers are its own."""
-    out = tmp_path_factory.mktemp("model2")
-    quick = {**QUICK_TRAINING, "ARCH": "lenet", "EPOCHS": "1"}
-    env = {**os.environ, **quick, "MNIST_DIR": str(MNIST_DIR), "OUT_DIR": str(out)}
-    subprocess.run([sys.executable, "-m", "train.train"], cwd=ROOT, env=env, check=True, capture_output=True)
-    return out
-
-
-def make(stack, target: str, version: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "TS_RUN_DIR": str(stack.run_dir),
-        "MODEL_STORE": str(stack.model_store),
-        "PORT_BASE": str(stack.port_base),
-    }
-    return subprocess.run(
-        ["make", "-s", target, f"VERSION={version}"], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    return train_model(tmp_path_factory.mktemp("model2"), {**QUICK_TRAINING, "ARCH": "lenet", "EPOCHS": "1"})
 
 
 def models(stack) -> dict:
     with urllib.request.urlopen(stack.web_url + "/api/models", timeout=10) as response:
         return json.loads(response.read())
-
-
-def drawing() -> bytes:
-    import base64
-    import random
-
-    digit = pendigits.held_out(pendigits.load())[0]
-    png = pendigits.png_bytes(pendigits.render(pendigits.layout(digit, random.Random(0))))
-    return b"data:image/png;base64," + base64.b64encode(png)
 
 
 def test_register_set_default_pick_unregister_and_restart(own_stack, second_model):
@@ -68,7 +39,7 @@ def test_register_set_default_pick_unregister_and_restart(own_stack, second_mode
     assert status == 200 and picked["version"] == "1.0"
     assert picked["probabilities"] != by_default["probabilities"], "two different models, one answer"
 
-    listing = make(stack, "versions", "")
+    listing = make(stack, "versions")
     assert listing.returncode == 0
     assert [line.split()[:2] for line in listing.stdout.splitlines() if line.startswith("*")] == [
         ["*", "2.0"]

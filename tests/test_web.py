@@ -1,66 +1,17 @@
 """The web app in-process (pytest-aiohttp's aiohttp_client), in front of a fake TorchServe that records
-what it is sent: the proxy's own rules, its use of keys, and its answers when the backend misbehaves."""
+what it is sent (tests/fake_torchserve.py): the proxy's own rules, its use of keys, and its answers when the backend misbehaves."""
 
-import asyncio
 import json
 
 import aiohttp
 import pytest
-from aiohttp import web
 
+from tests.fake_torchserve import INFERENCE_KEY, MANAGEMENT_KEY
 from web.app import Config, init_app
+from web.feedback_store import NOT_A_DIGIT
+from web.tickets import drawing_hash
 
-INFERENCE_KEY, MANAGEMENT_KEY, API_KEY = "inf-1", "mgmt-1", "api-1"
 GOOD = b"data:image/png;base64,iVBORw0KGgo="
-
-
-def write_keys(path, inference):
-    doc = {
-        "management": {"key": MANAGEMENT_KEY, "expiration time": "2099-01-01T00:00:00Z"},
-        "inference": {"key": inference, "expiration time": "2099-01-01T00:00:00Z"},
-        "API": {"key": API_KEY},
-    }
-    path.write_text(json.dumps(doc))
-
-
-@pytest.fixture
-async def fake_torchserve(aiohttp_server, tmp_path):
-    """Answers predictions with the inference key it currently holds; /token renews it, as TorchServe does."""
-    seen = {"auth": [], "paths": [], "content_types": [], "renewals": 0, "valid": INFERENCE_KEY, "delay": 0}
-    key_file = tmp_path / "key_file.json"
-    write_keys(key_file, INFERENCE_KEY)
-
-    async def predictions(request):
-        seen["auth"].append(request.headers.get("Authorization"))
-        seen["paths"].append(request.path)
-        seen["content_types"].append(request.headers.get("Content-Type"))
-        await asyncio.sleep(seen["delay"])
-        if seen.get("refuse_every_key") or request.headers.get("Authorization") != f"Bearer {seen['valid']}":
-            return web.json_response(
-                {"code": 400, "type": "InvalidKeyException", "message": "no"}, status=400
-            )
-        if request.match_info.get("version") == "9":
-            return web.json_response({"code": 404, "message": "Model version: 9 does not exist"}, status=404)
-        if "raw" in seen:
-            return web.Response(body=seen["raw"], content_type="application/json")
-        return web.json_response({"digit": 3, "echo": (await request.read()).decode()})
-
-    async def token(request):
-        assert request.headers.get("Authorization") == f"Bearer {API_KEY}"
-        assert request.query["type"] == "inference"
-        seen["renewals"] += 1
-        seen["valid"] = f"inf-{seen['renewals'] + 1}"
-        write_keys(key_file, seen["valid"])
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_post("/predictions/mnist", predictions)
-    app.router.add_post("/predictions/mnist/{version}", predictions)
-    app.router.add_get("/token", token)
-    server = await aiohttp_server(app)
-    seen["url"] = str(server.make_url("")).rstrip("/")
-    seen["run_dir"] = tmp_path
-    return seen
 
 
 @pytest.fixture
@@ -91,10 +42,27 @@ async def test_the_answer_is_relayed_byte_for_byte_and_a_broken_one_is_a_502(cli
     fake_torchserve["raw"] = b'{"digit": 7,  "probabilities": [0.1, 0.9], "version": "1.0"}'
     response = await client.post("/predict", data=GOOD)
     assert response.status == 200 and response.content_type == "application/json"
-    assert await response.read() == fake_torchserve["raw"]
+    # TorchServe's bytes as they came, the feedback ticket (web/tickets.py) added at the end.
+    relayed = await response.read()
+    assert relayed.startswith(fake_torchserve["raw"][:-1] + b',"ticket":"')
+    ticket = json.loads(relayed)["ticket"]
+    assert Config().tickets.check(ticket, drawing_hash(GOOD), "1.0", 7)
     fake_torchserve["raw"] = b"<html>not json</html>"
     broken = await client.post("/predict", data=GOOD)
     assert broken.status == 502 and "error" in await broken.json()
+
+
+async def test_a_not_a_digit_answer_carries_a_ticket_and_a_no_digit_one_none(client, fake_torchserve):
+    """Feedback can confirm or correct "not a digit" (answer NOT_A_DIGIT); a blank canvas has nothing to say."""
+    fake_torchserve["raw_status"] = 422
+    fake_torchserve["raw"] = (
+        b'{"error": "that does not look like a digit", "reason": "not_a_digit", "digit": 4, "version": "1.0"}'
+    )
+    answer = await (await client.post("/predict", data=GOOD)).json()
+    assert Config().tickets.check(answer["ticket"], drawing_hash(GOOD), "1.0", NOT_A_DIGIT)
+    fake_torchserve["raw"] = b'{"error": "no digit drawn: the canvas is blank", "reason": "no_digit"}'
+    response = await client.post("/predict", data=GOOD)
+    assert response.status == 422 and "ticket" not in await response.json()
 
 
 async def test_a_renewed_key_is_picked_up_and_never_the_management_key(client, fake_torchserve):

@@ -41,10 +41,28 @@ def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor
     return calibration_error(confidence, predicted == labels, bins)
 
 
+def answered_calibration_error(
+    probabilities: list[list[float] | None], labels: list[int], bins: int = 15
+) -> tuple[float, int]:
+    """(ECE of the answered drawings, how many were refused), for answers from the served model
+    (`make evaluate`, `make bench-canvas`: the one definition both report).
+
+    The rule for refused drawings (None here: answered with no digit, a 4xx such as 'no digit drawn' or
+    'not a digit', even when that answer carries a guess): they are left out of the ECE, which measures
+    only how honest the probabilities of the digits given were; accuracy counts them as it counts them
+    (wrong for a real digit), and their number is reported beside the ECE. The figure is named for
+    that: "ECE of answers". NaN when nothing was answered."""
+    answered = [(p, label) for p, label in zip(probabilities, labels, strict=True) if p is not None]
+    refused = len(labels) - len(answered)
+    if not answered:
+        return float("nan"), refused
+    given = torch.tensor([p for p, _ in answered])
+    return expected_calibration_error(given, torch.tensor([label for _, label in answered]), bins), refused
+
+
 def calibration_error(confidence: torch.Tensor, right: torch.Tensor, bins: int = 15) -> float:
-    """The same for answers given as their confidence and whether each was right (scripts/lifecycle.py
-    scores answers from TorchServe so). Bins are (low, high]; the first also takes confidence 0, where an
-    answer refused as 'no digit drawn' lands: wrong, and sure of nothing."""
+    """The same for answers given as their confidence and whether each was right. Bins are (low, high];
+    the first also takes confidence 0."""
     right = right.float()
     edges = torch.linspace(0, 1, bins + 1)
     edges[0] = -1.0

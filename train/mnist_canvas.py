@@ -51,7 +51,7 @@ def draw(digit: np.ndarray, rng: random.Random, canvas: int = CANVAS) -> Image.I
 
 
 def render_seed(split: str, index: int) -> int:
-    """The seed of image `index` of MNIST's `split` file: bench/canvas_accuracy.py --mnist draws the same."""
+    """The seed of image `index` of MNIST's `split` file: train/canvases.py draws the same."""
     return (RENDER_SEED * 10 + SPLITS[split]) * 100_000 + index
 
 

@@ -2,7 +2,7 @@
 draw and MNIST's writers rarely did.
 
 Only the trainable writers (1-20) are trained on; writers 21-30 stay held out, rendered here only to
-measure (accuracy and calibration in metrics.json, the same drawings as bench/canvas_accuracy.py).
+measure (accuracy and calibration in metrics.json, the same drawings as train/canvases.py).
 Each digit is laid out on a 280x280 canvas PEN_COPIES times (a knob of train/train.py; random brush,
 size, position), rendered and turned into 28x28 by handler/preprocess.py, the serving code itself, so
 training sees exactly what the model will be fed. Renders are cached on disk (train/cache.py).
@@ -74,7 +74,7 @@ def pen_training_set(path: Path, copies: int, tune: bool, may_download: bool = F
 
 
 def pen_held_out_set(path: Path, writers=pendigits.held_out):
-    """Writers 21-30 (writers=pendigits.held_out) as bench/canvas_accuracy.py draws them (layouts from one
+    """Writers 21-30 (writers=pendigits.held_out) as train/canvases.py draws them (layouts from one
     Random(0), 4x supersampled), to measure only (or, with pendigits.tuning, writers 17-20 under TUNE=1; with pendigits.validation, the
     training writers' digits kept out of training); None without them."""
     if not path.exists():

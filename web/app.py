@@ -7,6 +7,7 @@ inference key when it expires); nothing here can register, unregister or scale m
 """
 
 import gc
+import json
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -20,9 +21,11 @@ from aiohttp import web
 from web.batching import Batcher
 from web.bodies import BodyError, drawing
 from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
-from web.feedback_store import DEFAULT_DB, FeedbackStore
+from web.feedback_store import DEFAULT_DB, NOT_A_DIGIT, FeedbackStore
 from web.metrics import metrics
+from web.ratelimit import LimitConfig, rate_limits
 from web.registry import VERSION_RE, model_versions
+from web.tickets import Tickets, drawing_hash
 from web.torchserve import KeyFile, TorchServeClient, error, relay
 from web.traffic import Traffic, TrafficConfig
 
@@ -48,6 +51,8 @@ class Config:
     batches_in_flight: int = 2
     feedback_db: str = DEFAULT_DB  # a SQLite path or a database URL (web/feedback_store.py)
     traffic: TrafficConfig = TrafficConfig()  # canary and shadow versions (web/traffic.py)
+    limits: LimitConfig = LimitConfig()  # per client and route (web/ratelimit.py)
+    tickets: Tickets = Tickets()  # signs answers for feedback (web/tickets.py)
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -63,6 +68,8 @@ class Config:
             batches_in_flight=int(env.get("WEB_BATCHES_IN_FLIGHT", cls.batches_in_flight)),
             feedback_db=env.get("FEEDBACK_DB", cls.feedback_db),
             traffic=TrafficConfig.from_env(),
+            limits=LimitConfig.from_env(),
+            tickets=Tickets.from_env(),
         )
 
 
@@ -118,7 +125,30 @@ async def forward(app: web.Application, body: bytes, version: str) -> web.Respon
         return error(504, "the model server did not answer in time")
     except aiohttp.ClientConnectionError:
         return error(503, "the model server is down; try again in a moment")
-    return relay(status, payload, app[CONFIG].model, version)
+    response = relay(status, payload, app[CONFIG].model, version)
+    return with_ticket(app[CONFIG].tickets, response, body)
+
+
+def with_ticket(tickets: Tickets, response: web.Response, body: bytes) -> web.Response:
+    """The answer with its feedback ticket (web/tickets.py) spliced into its bytes (the handler's are
+    passed through, not re-encoded): a digit read (200), or "not a digit" (422 not_a_digit, the answer
+    NOT_A_DIGIT, which feedback can confirm or correct). Any other answer has nothing to give feedback
+    on; a body without image bytes cannot have been answered either by the handler."""
+    if response.status not in (200, 422):
+        return response
+    answer = json.loads(response.body)
+    try:
+        if response.status == 200:
+            answered = int(answer["digit"])
+        elif answer.get("reason") == "not_a_digit":
+            answered = NOT_A_DIGIT
+        else:
+            return response
+        ticket = tickets.issue(drawing_hash(body), str(answer["version"]), answered)
+    except (KeyError, TypeError, ValueError):  # InputError is a ValueError
+        return response
+    spliced = response.body.rstrip()[:-1] + b',"ticket":"' + ticket.encode() + b'"}'
+    return web.Response(body=spliced, status=response.status, content_type="application/json")
 
 
 async def ask_model(app: web.Application, body: bytes, version: str, content_type: str) -> tuple[int, bytes]:
@@ -195,12 +225,14 @@ async def json_errors(request: web.Request, handler):
 
 
 def init_app(config: Config) -> web.Application:
-    app = web.Application(client_max_size=config.max_body, middlewares=[json_errors])
+    app = web.Application(
+        client_max_size=config.max_body, middlewares=[rate_limits(config.limits), json_errors]
+    )
     app[CONFIG] = config
     app[SPEC] = yaml.safe_load(OPENAPI.read_text())
     app.cleanup_ctx.append(client_session)
     versions = partial(model_versions, config.run_dir, config.model)
-    app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions)
+    app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions, config.tickets)
     app.cleanup_ctx.append(open_feedback_store)
     app[TRAFFIC] = Traffic(config.traffic)
     app[BATCHER] = Batcher(

@@ -1,6 +1,10 @@
 """POST /api/feedback: the page says which digit was really drawn (or that the answer was right).
 
-    {"image": "<the data URL sent to /predict>", "label": 0-9, "predicted": 0-9, "version": "<answering version>"}
+    {"image": "<the data URL sent to /predict>", "label": 0-9, "predicted": 0-9, "version": "<answering version>",
+     "ticket": "<the answer's ticket>"}
+
+Only for answers given: the ticket /predict gave with the answer (web/tickets.py) must match the image,
+predicted and version, be at most FEEDBACK_TICKET_MAX_AGE old and unused (403 otherwise, 409 when used).
 
 label and predicted may also be "not_a_digit" (stored as 10): "right, not a digit" is a rejected drawing
 confirmed, and a digit label on a rejected drawing corrects it (docs/not-a-digit.md).
@@ -29,8 +33,9 @@ from handler.preprocess import (
     payload_to_bytes,
     to_mnist,
 )
-from web.feedback_store import NOT_A_DIGIT, FeedbackStore, StoreUnavailable
+from web.feedback_store import NOT_A_DIGIT, FeedbackStore, StoreUnavailable, TicketReused
 from web.registry import VERSION_RE
+from web.tickets import TicketError, Tickets, drawing_hash
 
 # Module level: the default registry, so /metrics shows them wherever it is served.
 FEEDBACK_STORED = Counter(
@@ -39,7 +44,7 @@ FEEDBACK_STORED = Counter(
     ["version", "verdict"],
 )
 FEEDBACK_REFUSED = Counter("feedback_refused", "Feedback not stored, by reason", ["reason"])
-for _reason in ("bad_request", "database"):
+for _reason in ("bad_request", "ticket", "ticket_reused", "database"):
     FEEDBACK_REFUSED.labels(_reason)
 
 
@@ -49,6 +54,7 @@ class Feedback:
     # web.registry.model_versions for our model: the versions TorchServe has registered are the only ones
     # that get a metrics label of their own, since a feedback body's version is whatever a client wrote.
     model_versions: Callable[[], dict]
+    tickets: Tickets
 
 
 FEEDBACK = web.AppKey("feedback", Feedback)
@@ -78,10 +84,13 @@ async def post_feedback(request: web.Request) -> web.Response:
             # request needs a CORS preflight, which this app never grants.
             raise UnsupportedMediaError("send the feedback as JSON (Content-Type: application/json)")
         item = parse_feedback(await request.read())
+        ticket_id = feedback.tickets.check(
+            item.get("ticket"), drawing_hash(item["image"]), item["version"], item["predicted"]
+        )
         # Decoding and the 28x28 take a millisecond or more of CPU: off the event loop, /predict goes on.
         png, input_28x28 = await asyncio.to_thread(drawing_and_input, item["image"])
     except InputError as e:
-        FEEDBACK_REFUSED.labels("bad_request").inc()
+        FEEDBACK_REFUSED.labels("ticket" if isinstance(e, TicketError) else "bad_request").inc()
         return _error(e.status, str(e))
     try:
         row_id = await feedback.store.add(
@@ -90,7 +99,11 @@ async def post_feedback(request: web.Request) -> web.Response:
             predicted=item["predicted"],
             png=png,
             input_28x28=input_28x28,
+            ticket_id=ticket_id,
         )
+    except TicketReused:
+        FEEDBACK_REFUSED.labels("ticket_reused").inc()
+        return _error(409, "ticket already used: each answer takes one feedback")
     except StoreUnavailable as e:
         FEEDBACK_REFUSED.labels("database").inc()
         print(e, flush=True)
@@ -104,9 +117,11 @@ def parse_feedback(body: bytes) -> dict:
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise InputError('the body must be JSON: {"image", "label", "predicted", "version"}')
+        raise InputError('the body must be JSON: {"image", "label", "predicted", "version", "ticket"}')
     if not isinstance(doc, dict):
-        raise InputError('the body must be a JSON object: {"image", "label", "predicted", "version"}')
+        raise InputError(
+            'the body must be a JSON object: {"image", "label", "predicted", "version", "ticket"}'
+        )
     for field in ("label", "predicted"):
         value = doc.get(field)
         if value == "not_a_digit":
@@ -117,6 +132,8 @@ def parse_feedback(body: bytes) -> dict:
     version = doc.get("version")
     if not isinstance(version, str) or not VERSION_RE.match(version):
         raise InputError("version must be the version that answered (letters, digits, '.', '_' or '-')")
+    if not isinstance(doc.get("ticket"), str) or not doc["ticket"]:
+        raise InputError("ticket must be the ticket that came with the answer from /predict")
     if not isinstance(doc.get("image"), str) or not doc["image"].strip():
         raise InputError("image must be the data URL that was sent to /predict")
     return doc

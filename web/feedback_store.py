@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_DB = "data/feedback.sqlite3"
@@ -40,21 +40,41 @@ LOCK_TIMEOUT = 3.0
 
 metadata = MetaData()
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+
+def _v1_columns() -> list[Column]:
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_utc", DateTime, nullable=False),  # naive, always UTC (SQLite keeps no zone)
+        Column("version", String(64), nullable=False),  # the model version that answered
+        Column("label", SmallInteger, nullable=False),  # the digit the person drew; 10: not a digit
+        Column("predicted", SmallInteger, nullable=False),  # the digit answered; 10: "not a digit"
+        Column("png", LargeBinary, nullable=False),  # the drawing as the page sent it to /predict
+        # hex; decides the hold-out (train/feedback_data.py)
+        Column("png_sha256", String(64), nullable=False),
+        # 784 bytes, row-major, 255 = ink: what the model saw
+        Column("input_28x28", LargeBinary, nullable=False),
+    ]
+
+
 feedback = Table(
     "feedback",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("created_utc", DateTime, nullable=False),  # naive, always UTC (SQLite keeps no zone)
-    Column("version", String(64), nullable=False),  # the model version that answered
-    Column("label", SmallInteger, nullable=False),  # the digit the person says they drew; 10: not a digit
-    Column("predicted", SmallInteger, nullable=False),  # the digit the model answered; 10: "not a digit"
-    Column("png", LargeBinary, nullable=False),  # the drawing as the page sent it to /predict
-    Column("png_sha256", String(64), nullable=False),  # hex; decides the hold-out (train/feedback_data.py)
-    Column("input_28x28", LargeBinary, nullable=False),  # 784 bytes, row-major, 255 = ink: what the model saw
+    *_v1_columns(),
+    # The feedback ticket's id (web/tickets.py): UNIQUE, so a ticket is used once whichever replica
+    # takes it. NULL in rows from before tickets, and in rows written by scripts (scripts/pen_feedback.py).
+    Column("ticket_id", String(64), nullable=True),
 )
 
+
+def _add_ticket_id(conn) -> None:
+    conn.execute(text("ALTER TABLE feedback ADD COLUMN ticket_id VARCHAR(64)"))
+    conn.execute(text("CREATE UNIQUE INDEX feedback_ticket_id ON feedback (ticket_id)"))
+
+
 # MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit: a database in the field
-# may be at any version. (Version 1 creates the table as defined above; a later change appends an ALTER.)
+# may be at any version. Each creates what it did when it was written (version 1: the table as first
+# defined, before ticket_id), so a new database goes through the same steps as an old one.
 NOT_A_DIGIT = 10  # label and predicted: "not a digit" (docs/not-a-digit.md), the model's 11th output
 # What each stored label means, in the database itself, for whoever reads the rows without this code.
 label_names = Table(
@@ -74,14 +94,19 @@ def _name_the_labels(conn) -> None:
 
 
 MIGRATIONS = [
-    lambda conn: feedback.create(conn),
+    lambda conn: Table("feedback", MetaData(), *_v1_columns()).create(conn),
     _name_the_labels,  # 2: label 10, "not a digit" (issue 26)
+    _add_ticket_id,  # 3: feedback tickets (issue 28)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StoreUnavailable(Exception):
     """The database cannot be written now (locked, broken, unreachable): the client gets a 503."""
+
+
+class TicketReused(Exception):
+    """A row with this ticket id exists already: the ticket was used (here or on another replica)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,7 @@ class Row:
     png: bytes
     png_sha256: str
     input_28x28: bytes
+    ticket_id: str | None = None
 
 
 def database_url(value: str) -> str:
@@ -213,8 +239,18 @@ class FeedbackStore:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def add(self, *, version: str, label: int, predicted: int, png: bytes, input_28x28: bytes) -> int:
-        """Store one row (committed before this returns) and give its id."""
+    async def add(
+        self,
+        *,
+        version: str,
+        label: int,
+        predicted: int,
+        png: bytes,
+        input_28x28: bytes,
+        ticket_id: str | None = None,
+    ) -> int:
+        """Store one row (committed before this returns) and give its id; TicketReused if a row has
+        this ticket id already."""
         await self.open()  # a database that was broken at start-up may be fine now
         values = {
             "created_utc": datetime.now(UTC).replace(tzinfo=None),
@@ -224,11 +260,16 @@ class FeedbackStore:
             "png": png,
             "png_sha256": hashlib.sha256(png).hexdigest(),
             "input_28x28": input_28x28,
+            "ticket_id": ticket_id,
         }
         try:
             async with self.engine.begin() as conn:
                 result = await conn.execute(feedback.insert().values(**values))
                 return result.inserted_primary_key[0]
+        except IntegrityError as e:
+            if ticket_id is not None and "ticket_id" in str(e.orig):
+                raise TicketReused(ticket_id) from e
+            raise StoreUnavailable(f"cannot write the feedback database: {_reason(e)}") from e
         except (SQLAlchemyError, OSError) as e:
             raise StoreUnavailable(f"cannot write the feedback database: {_reason(e)}") from e
 

@@ -42,3 +42,11 @@ SHADOW_IN_FLIGHT = Gauge("digit_shadow_in_flight", "Shadow copies waiting for th
 
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+RATE_LIMITED = Counter(
+    "digit_rate_limited",
+    "Requests refused 429 by the rate limit (web/ratelimit.py), by route ('*': the routes without a "
+    "limit of their own)",
+    ["route"],
+)

@@ -4,6 +4,7 @@
 // screen (and DPR x that in backing pixels, for crisp lines) while what is sent is always 280x280.
 
 const SIZE = 280; // drawing space, and the side of the image sent to the server
+const MAX_SIDE = 1024; // the API's pixel limit, 1024x1024 (docs/limits.md)
 const BRUSH = 18; // brush width in drawing-space pixels: a marker-like digit, as MNIST's were
 const DEBOUNCE_MS = 250; // a pause this long after a stroke means "done for now": ask the model
 const TIMEOUT_MS = 15000; // the server gives up after 5 s; this only catches a hung connection
@@ -32,13 +33,14 @@ let current = null; // the stroke being drawn, and the pointer drawing it
 let activePointer = null;
 let debounceTimer = 0;
 let inflight = null; // AbortController of the request whose answer we still want
-let answered = null; // {image, predicted, version} of the answer on screen: what feedback is about
+let answered = null; // {image, predicted, version, ticket} of the answer on screen: what feedback is about
 
 // ---- Drawing ---------------------------------------------------------------------------------
 
 function fitCanvas() {
-  // Backing store = on-screen size x devicePixelRatio: one canvas pixel per device pixel.
-  const side = Math.max(1, Math.round(canvas.clientWidth * (window.devicePixelRatio || 1)));
+  // Backing store = on-screen size x devicePixelRatio: one canvas pixel per device pixel, up to the API's
+  // 1024x1024 pixels (handler/preprocess.py MAX_PIXELS; a zoomed-in page can ask for more).
+  const side = Math.max(1, Math.min(MAX_SIDE, Math.round(canvas.clientWidth * (window.devicePixelRatio || 1))));
   if (canvas.width !== side) {
     canvas.width = side;
     canvas.height = side;
@@ -241,7 +243,7 @@ function showAnswer(answer, image) {
   showBars(probabilities, answer.digit, unsure ? second : null);
   showPreview(answer.input_28x28);
   details.hidden = false;
-  offerFeedback({ image, predicted: answer.digit, version: String(answer.version) });
+  offerFeedback({ image, predicted: answer.digit, version: String(answer.version), ticket: answer.ticket });
 }
 
 // The model's 11th output said "not a digit" (a letter, a shape, a scribble): say so, and still show its
@@ -262,7 +264,7 @@ function showNotADigit(answer, image) {
   showBars(probabilities, guess, null);
   showPreview(answer.input_28x28);
   details.hidden = false;
-  offerFeedback({ image, predicted: NOT_A_DIGIT, guess, version: String(answer.version) });
+  offerFeedback({ image, predicted: NOT_A_DIGIT, guess, version: String(answer.version), ticket: answer.ticket });
 }
 
 function buildBars() {
@@ -390,7 +392,7 @@ async function sendFeedback(label) {
     const response = await fetch("/api/feedback", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ image: about.image, label, predicted: about.predicted, version: about.version }),
+      body: JSON.stringify({ image: about.image, label, predicted: about.predicted, version: about.version, ticket: about.ticket }),
     });
     status = response.status;
   } catch {

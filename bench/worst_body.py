@@ -1,0 +1,152 @@
+"""Bounded work per request: the handler CPU of the dearest drawing the API accepts, against a canvas.
+
+    python -m bench.worst_body                 # make bench prints this after bench.latency
+    python -m bench.worst_body --rounds 40
+
+Each candidate is the largest image of its kind that passes every limit (handler/preprocess.py's
+MAX_PIXELS, the web app's 1 MiB body), a digit drawn on it so it goes the whole way to the model:
+PNG in each colour type (grey, RGB, RGBA opaque, RGBA with transparency, palette, 16-bit), JPEG,
+WebP, GIF and BMP, as raw bytes (a data URL of the same image is dearer to send, not to read: base64 is
+~1% of it). handle() (the real
+MnistHandler, TorchServe's MockContext, one drawing per request) is timed in this thread's CPU time,
+candidates and the canvas alternating round after round; the ratio "worst accepted body / canvas" is
+the figure docs/limits.md holds to at most 10x.
+"""
+
+import argparse
+import base64
+import io
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from bench.canvas_body import canvas_data_url
+from bench.handler_speed import handler
+from handler import preprocess
+
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
+DEFAULT_MODEL_DIR = Path("build/convnet")
+MAX_BODY = 1024 * 1024  # web/app.py Config.max_body
+TARGET = 10.0  # issue 28: the dearest accepted body at most 10x a canvas
+
+
+def largest_side() -> int:
+    return int(preprocess.MAX_PIXELS**0.5)
+
+
+def digit_on(mode: str, side: int) -> Image.Image:
+    """A 7 drawn across a side x side image in `mode`: ink enough to be read, the rest background."""
+    image = Image.new("L", (side, side), 255)
+    draw = ImageDraw.Draw(image)
+    w = max(2, side // 30)
+    draw.line(
+        [(side * 0.25, side * 0.2), (side * 0.75, side * 0.2), (side * 0.45, side * 0.85)], fill=0, width=w
+    )
+    if mode == "RGBA-transparent":
+        alpha = Image.eval(image, lambda v: 255 - v)
+        out = Image.new("RGBA", image.size, (0, 0, 0, 0))
+        out.putalpha(alpha)
+        return out
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+    return image.convert(mode)
+
+
+def encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    options = {"PNG": {"optimize": True}, "JPEG": {"quality": 75}, "WEBP": {"quality": 50, "method": 0}}
+    image.save(buffer, fmt, **options.get(fmt, {}))
+    return buffer.getvalue()
+
+
+def candidates() -> dict[str, bytes]:
+    """The largest accepted body of each kind (shrunk until it fits the body limit)."""
+    kinds = {
+        "PNG grey": ("L", "PNG"),
+        "PNG RGB": ("RGB", "PNG"),
+        "PNG RGBA": ("RGBA", "PNG"),
+        "PNG RGBA transparent": ("RGBA-transparent", "PNG"),
+        "PNG palette": ("P", "PNG"),
+        "PNG 16-bit": ("I;16", "PNG"),
+        "JPEG": ("RGB", "JPEG"),
+        "WebP": ("RGB", "WEBP"),
+        "GIF": ("P", "GIF"),
+        "BMP": ("L", "BMP"),
+    }
+    bodies = {}
+    for name, (mode, fmt) in kinds.items():
+        side = largest_side()
+        while side >= 280:
+            body, how = accepted(encoded(digit_on(mode, side), fmt), fmt)
+            if len(body) <= MAX_BODY:
+                break
+            side = int(side * 0.9)
+        try:
+            preprocess.preprocess(body)
+        except preprocess.InputError as e:  # not accepted: not a candidate
+            print(f"  {name}: refused ({e})")
+            continue
+        bodies[f"{name}{how} {side}x{side} ({len(body) // 1024} KB)"] = body
+    return bodies
+
+
+def accepted(raw: bytes, fmt: str) -> tuple[bytes, str]:
+    """The raw image, or its data URL where the raw bytes are not taken (a raw BMP is not sniffed)."""
+    try:
+        preprocess.payload_to_bytes(raw)
+        return raw, ""
+    except preprocess.InputError:
+        return f"data:image/{fmt.lower()};base64,".encode() + base64.b64encode(raw), " data URL"
+
+
+def cpu_ms(instance, body: bytes, rounds: int) -> list[float]:
+    rows = [{"data": body}]
+    out = []
+    for _ in range(rounds):
+        start = time.thread_time()
+        instance.handle(rows, instance.mock_context)
+        out.append((time.thread_time() - start) * 1000)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds; 5 timings each")
+    parser.add_argument("--max-pixels", type=int, help="try another MAX_PIXELS (this process only)")
+    args = parser.parse_args()
+    if args.max_pixels:
+        preprocess.MAX_PIXELS = args.max_pixels
+    torch.set_num_threads(1)
+    instance = handler(args.model_dir.resolve())
+    canvas = canvas_data_url(0)
+    bodies = candidates()
+    samples = {name: [] for name in ["canvas 280x280 data URL", *bodies]}
+    for _ in range(args.rounds):
+        samples["canvas 280x280 data URL"] += cpu_ms(instance, canvas, 5)
+        for name, body in bodies.items():
+            samples[name] += cpu_ms(instance, body, 5)
+    medians = {name: float(np.median(ms)) for name, ms in samples.items()}
+    base = medians["canvas 280x280 data URL"]
+    print(
+        f"handle() CPU ms per request (thread time, median of {args.rounds * 5}), MAX_PIXELS {preprocess.MAX_PIXELS}"
+    )
+    for name, ms in sorted(medians.items(), key=lambda item: item[1]):
+        print(f"  {name:<44}{ms:8.2f} ms {ms / base:7.1f}x")
+    worst = max(bodies, key=medians.get)
+    ratio = medians[worst] / base
+    verdict = "meets" if ratio <= TARGET else "MISSES"
+    print(
+        f"worst accepted body / canvas: {ratio:.1f}x ({worst}); {verdict} the target of at most {TARGET:g}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

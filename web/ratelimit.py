@@ -1,0 +1,150 @@
+"""Rate limits: a token bucket per client and route, refused requests answered 429 before any work.
+
+A bucket holds up to `burst` tokens and refills at `rate` tokens a second; a request takes one. The
+client is the peer address, or the first X-Forwarded-For hop when the peer is a proxy listed in
+WEB_TRUSTED_PROXIES (anyone else could write any address there). Buckets live in one map of at most
+`max_buckets` entries, least recently used evicted first: memory stays bounded however many addresses
+come (an evicted client starts again with a full bucket, which is what an idle one would have).
+
+Why not the `limits` package (the library under Flask-Limiter and aiohttp-ratelimiter): its strategies
+are fixed and moving windows, not token buckets, and its memory storage has no bound on the number of
+keys. This is a dict and two floats per key. Figures and defaults: docs/limits.md.
+
+    WEB_RATE_LIMITS="/predict=150:300 /api/feedback=2:20 *=50:200"   # route=rate:burst; * = every other
+"""
+
+import ipaddress
+import math
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from web.metrics import RATE_LIMITED
+
+# Probes and scrapes come from the kubelet and Prometheus: refusing them would mark a pod unready or
+# blind exactly when it is busy, and they cost next to nothing (readyz is one probe every few seconds).
+UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
+OTHER = "*"  # every limited route without a limit of its own: the page, static files, the API docs
+
+
+@dataclass(frozen=True)
+class Limit:
+    rate: float  # tokens a second
+    burst: float  # bucket size: requests a client may send at once after being idle
+
+
+# Derived from one pod's measured capacity in docs/limits.md: no single client can take more than a
+# tenth of a pod on /predict; feedback is a person pressing a button.
+DEFAULT_LIMITS = {"/predict": Limit(150, 300), "/api/feedback": Limit(2, 20), OTHER: Limit(50, 200)}
+
+
+@dataclass(frozen=True)
+class LimitConfig:
+    limits: dict = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    trusted_proxies: tuple = ()  # ip_network objects
+    max_buckets: int = 50_000  # ~330 bytes each (measured, docs/limits.md): ~17 MB at most
+
+    @classmethod
+    def from_env(cls) -> "LimitConfig":
+        env = os.environ
+        limits = dict(DEFAULT_LIMITS)
+        limits.update(parse_limits(env.get("WEB_RATE_LIMITS", "")))
+        proxies = tuple(
+            ipaddress.ip_network(p, strict=False)
+            for p in env.get("WEB_TRUSTED_PROXIES", "").replace(",", " ").split()
+        )
+        return cls(limits, proxies, int(env.get("WEB_RATE_LIMIT_BUCKETS", cls.max_buckets)))
+
+
+def parse_limits(text: str) -> dict:
+    """ "/predict=150:300 *=50:200" -> {route: Limit}."""
+    limits = {}
+    for item in text.replace(",", " ").split():
+        try:
+            route, numbers = item.rsplit("=", 1)
+            rate, burst = (float(n) for n in numbers.split(":"))
+        except ValueError:
+            raise ValueError(f"WEB_RATE_LIMITS: {item!r} is not route=rate:burst") from None
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"WEB_RATE_LIMITS: {item!r} needs a rate > 0 and a burst >= 1")
+        limits[route] = Limit(rate, burst)
+    return limits
+
+
+class Buckets:
+    """Token buckets by key, at most `size` of them, the least recently used evicted first."""
+
+    def __init__(self, size: int, clock=time.monotonic):
+        self.size = size
+        self.clock = clock
+        self.buckets: OrderedDict = OrderedDict()  # key -> (tokens, time of that count)
+
+    def take(self, key, limit: Limit) -> float:
+        """0 when the request may go (a token taken), else the seconds until a token is there."""
+        now = self.clock()
+        tokens, then = self.buckets.pop(key, (limit.burst, now))
+        tokens = min(limit.burst, tokens + (now - then) * limit.rate)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / limit.rate
+        self.buckets[key] = (tokens, now)  # re-inserted: the most recently used is last
+        if len(self.buckets) > self.size:
+            self.buckets.popitem(last=False)
+        return wait
+
+
+def client_address(request: web.Request, trusted_proxies: tuple) -> str:
+    """The peer, or the first X-Forwarded-For hop (the original client) when the peer is a trusted proxy."""
+    peer = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and trusted_proxies and _in(peer, trusted_proxies):
+        first = forwarded.split(",", 1)[0].strip()
+        try:
+            return str(ipaddress.ip_address(first))
+        except ValueError:
+            return peer  # garbage from the proxy's client: count it against the proxy
+    return peer
+
+
+def _in(address: str, networks: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else OTHER  # unknown paths share the others' bucket
+
+
+def rate_limits(config: LimitConfig) -> web.middleware:
+    buckets = Buckets(config.max_buckets)
+
+    @web.middleware
+    async def limit(request: web.Request, handler):
+        route = route_of(request)
+        if route in UNLIMITED:
+            return await handler(request)
+        name = route if route in config.limits else OTHER
+        rule = config.limits[name]
+        wait = buckets.take((client_address(request, config.trusted_proxies), name), rule)
+        if wait:
+            RATE_LIMITED.labels(name).inc()
+            retry = max(1, math.ceil(wait))
+            response = web.json_response(
+                {"error": f"too many requests to {name} from this address: try again in {retry} s"},
+                status=429,
+            )
+            response.headers["Retry-After"] = str(retry)
+            return response
+        return await handler(request)
+
+    limit.buckets = buckets  # for tests: the map's size
+    return limit

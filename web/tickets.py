@@ -1,0 +1,80 @@
+"""Feedback tickets: /predict's answers carry one; /api/feedback takes feedback only with it.
+
+    ticket = "<issued, unix seconds>.<nonce, 32 hex>.<HMAC-SHA256, 64 hex>"
+    HMAC(key, "<sha256 of the drawing's image bytes>|<version>|<digit>|<issued>|<nonce>")
+
+The drawing's hash is of the image bytes handler.preprocess.payload_to_bytes finds in the body, so the
+data URL the page posts to /predict and then to /api/feedback hashes the same however it was wrapped
+(raw, data URL, JSON, form). The nonce is the ticket's id: stored with the feedback row under a UNIQUE
+constraint (web/feedback_store.py), so a ticket is used once across every replica sharing the database.
+
+The key is FEEDBACK_TICKET_KEY (deploy: Secret web-secrets/ticket-key); unset, a random key per process,
+so tickets then neither survive a restart nor work on another replica (docs/limits.md).
+"""
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from handler.preprocess import InputError, payload_to_bytes
+
+MAX_AGE = 3600.0  # seconds a ticket is good for: a person presses Right or Wrong within moments
+CLOCK_SKEW = 60.0  # replicas' clocks may differ this much: a ticket "from the future" within it is fine
+
+
+class TicketError(InputError):
+    """Missing, forged, expired or for another drawing or answer: 403, nothing stored."""
+
+    status = 403
+
+
+def drawing_hash(body) -> str:
+    """SHA-256 (hex) of the image bytes in a /predict body or a feedback image; InputError (as /predict
+    would answer) if it holds none. Cheap (base64 and a hash): feedback checks the ticket before the
+    costly decode."""
+    return hashlib.sha256(payload_to_bytes(body)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Tickets:
+    key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    max_age: float = MAX_AGE
+    clock: object = time.time
+
+    @classmethod
+    def from_env(cls) -> "Tickets":
+        key = os.environ.get("FEEDBACK_TICKET_KEY", "")
+        max_age = float(os.environ.get("FEEDBACK_TICKET_MAX_AGE", MAX_AGE))
+        return cls(key.encode(), max_age) if key else cls(max_age=max_age)
+
+    def _mac(self, sha256: str, version: str, digit: int, issued: int, nonce: str) -> str:
+        message = f"{sha256}|{version}|{digit}|{issued}|{nonce}".encode()
+        return hmac.new(self.key, message, hashlib.sha256).hexdigest()
+
+    def issue(self, sha256: str, version: str, digit: int) -> str:
+        issued, nonce = int(self.clock()), secrets.token_hex(16)
+        return f"{issued}.{nonce}.{self._mac(sha256, version, digit, issued, nonce)}"
+
+    def check(self, ticket, sha256: str, version: str, digit: int) -> str:
+        """The ticket's id (its nonce) if it was issued here for this drawing, version and answer and is
+        not too old; else TicketError."""
+        if not isinstance(ticket, str) or not ticket:
+            raise TicketError("ticket missing: send the ticket that came with the answer from /predict")
+        try:
+            issued_text, nonce, mac = ticket.split(".")
+            issued = int(issued_text)
+        except ValueError:
+            raise TicketError("ticket malformed: send it as /predict gave it") from None
+        if not hmac.compare_digest(mac, self._mac(sha256, version, digit, issued, nonce)):
+            raise TicketError(
+                "ticket invalid: not issued by this service for this drawing, version and answer"
+            )
+        age = self.clock() - issued
+        if age > self.max_age:
+            raise TicketError(f"ticket expired: older than {self.max_age:g} s; ask /predict again")
+        if age < -CLOCK_SKEW:
+            raise TicketError("ticket invalid: issued in the future")
+        return nonce
