@@ -24,8 +24,8 @@ QUICK_TRAINING = {
     "SEED": "0",
     "PEN_COPIES": "1",
     "MNIST_SUBSET": "20000",
-    # Each training glyph 3 times and 300 of each shape kind: ~4,300 drawings that are not digits, enough
-    # for the letters the tests draw to be answered "not a digit" (docs/not-a-digit.md).
+    # Each training glyph 3 times and 300 of each of the 13 shape kinds: ~6,100 drawings that are not
+    # digits, enough for the letters the tests draw to be answered "not a digit" (docs/not-a-digit.md).
     "NONDIGIT_COPIES": "3",
 }
 # A deliberately weak version: LeNet after 100 steps on MNIST alone, ten outputs (~87% on MNIST, ~70% on
