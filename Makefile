@@ -141,7 +141,8 @@ postgres-image:  ## build the local stand-in for the official postgres image (do
 # replaced by one running that image, the database and its rows stay (docs/database.md).
 deploy-local: install postgres-image  ## run the database and web pods locally with podman, web on 127.0.0.1:LOCAL_PORT
 	$(PY) -m scripts.local_pod play --image localhost/$(IMAGE):$(VERSION) --name $(LOCAL_NAME) \
-	  --port $(LOCAL_PORT) --postgres-image $(POSTGRES_IMAGE) $(if $(LOCAL_DATABASE),--database $(LOCAL_DATABASE))
+	  --port $(LOCAL_PORT) --postgres-image $(POSTGRES_IMAGE) $(if $(LOCAL_DATABASE),--database $(LOCAL_DATABASE)) \
+	  $(if $(LOCAL_RATE_LIMITS),--rate-limits "$(LOCAL_RATE_LIMITS)")
 
 
 undeploy-local: install  ## remove the local pods (the database volume stays)

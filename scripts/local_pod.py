@@ -110,8 +110,10 @@ def empty_dirs(document: dict) -> list[str]:
     return [v["name"] for v in document["spec"]["template"]["spec"]["volumes"] if "emptyDir" in v]
 
 
-def local_deployment(image: str, name: str, port: int) -> dict:
-    """The web Deployment, one replica of `image`, the web port on 127.0.0.1:port."""
+def local_deployment(image: str, name: str, port: int, rate_limits: str | None = None) -> dict:
+    """The web Deployment, one replica of `image`, the web port on 127.0.0.1:port; rate_limits, if given,
+    replaces the web app's WEB_RATE_LIMITS (docs/limits.md): a benchmark or test loading the pod from one
+    address would otherwise measure the limiter."""
     deployment = copy.deepcopy(manifests("Deployment")[0])
     deployment["metadata"]["name"] = name
     deployment["spec"]["replicas"] = 1
@@ -120,6 +122,9 @@ def local_deployment(image: str, name: str, port: int) -> dict:
         container["image"] = image
         for published in container.get("ports", []):
             published.update(hostPort=port, hostIP="127.0.0.1")
+        if rate_limits and container["name"] == "web":
+            env = [var for var in container.get("env", []) if var["name"] != "WEB_RATE_LIMITS"]
+            container["env"] = [*env, {"name": "WEB_RATE_LIMITS", "value": rate_limits}]
     return deployment
 
 
@@ -197,11 +202,11 @@ def start_database(database: str, image: str | None, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def play(image: str, name: str, port: int, database: str, postgres_image: str | None, timeout: float):
+def play(image, name, port, database, postgres_image, timeout, rate_limits=None):
     if podman("image", "exists", image).returncode != 0:
         sys.exit(f"error: image {image} not found: run `make image` first")
     start_database(database, postgres_image, timeout)
-    kube_play(local_deployment(image, name, port), name, network_name(database))
+    kube_play(local_deployment(image, name, port, rate_limits), name, network_name(database))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, timeout)
     print(f"Digit recognizer (pod {name}-pod-0, image {image}, database {database}-postgres-pod-0): {url}")
@@ -258,10 +263,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5500, help="host port on 127.0.0.1 for the web app")
     parser.add_argument("--database", help="whose database the web pod uses (default: --name's own)")
     parser.add_argument("--postgres-image", help="the database's image (default: deploy/local's)")
+    parser.add_argument("--rate-limits", help="the web app's WEB_RATE_LIMITS (default: the manifest's)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for /readyz")
     args = parser.parse_args()
     if args.action == "play":
-        play(args.image, args.name, args.port, args.database or args.name, args.postgres_image, args.timeout)
+        database = args.database or args.name
+        play(args.image, args.name, args.port, database, args.postgres_image, args.timeout, args.rate_limits)
     else:
         down(args.name)
 

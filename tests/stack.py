@@ -17,6 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The key the tests\' web apps sign feedback tickets with (web/tickets.py): tests can mint valid ones.
 TICKET_KEY = "the tests' ticket key"
+# Every test sends from 127.0.0.1: limits far above any test's rate (the limiter has tests of its own).
+RATE_LIMITS = "/predict=100000:100000 /api/feedback=100000:100000 *=100000:100000"
 PYTHON = sys.executable
 
 
@@ -128,7 +130,7 @@ class Stack:
             # any test's rate, so tests see the service, not the limiter (tests/test_ratelimit.py and
             # bench/flood.py test the limiter with its own limits; docs/limits.md).
             "FEEDBACK_TICKET_KEY": TICKET_KEY,  # tests that post feedback without asking /predict mint tickets
-            "WEB_RATE_LIMITS": "/predict=100000:100000 /api/feedback=100000:100000 *=100000:100000",
+            "WEB_RATE_LIMITS": RATE_LIMITS,
             **env,
         }
         log = open(self.run_dir / "web.log", "ab")

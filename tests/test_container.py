@@ -28,7 +28,7 @@ import pytest
 from handler.preprocess import payload_to_bytes
 from scripts.local_pod import local_database, local_deployment, manifests, resolved_env
 from tests.clients import evaluate
-from tests.stack import ROOT, free_port_base, get_json
+from tests.stack import RATE_LIMITS, ROOT, free_port_base, get_json
 from train.canvases import drawings
 from web.feedback_store import SCHEMA_VERSION
 
@@ -55,7 +55,15 @@ def run(*command: str, timeout: float = 1800) -> str:
 def make(target: str, version: str, model_dir, port: int, name: str = NAME, *more: str) -> str:
     settings = [f"IMAGE={IMAGE}", f"VERSION={version}", f"MODEL_DIR={model_dir}", f"LOCAL_NAME={name}"]
     return run(
-        "make", "-s", target, *settings, f"LOCAL_PORT={port}", f"POSTGRES_IMAGE={POSTGRES_IMAGE}", *more
+        "make",
+        "-s",
+        target,
+        *settings,
+        f"LOCAL_PORT={port}",
+        f"POSTGRES_IMAGE={POSTGRES_IMAGE}",
+        # One address sends every test's requests: the limiter (tested in test_ratelimit) stays out of the way.
+        f"LOCAL_RATE_LIMITS={RATE_LIMITS}",
+        *more,
     )
 
 
