@@ -1,6 +1,8 @@
 -- The flooder of bench/flood.py: wrk -t1 -c C -s bench/flood.lua URL -- BODY_FILE DELAY_MS
--- Each connection POSTs the body, waits for the answer, then DELAY_MS (so C connections send about
--- C * 1000 / DELAY_MS a second while answers are fast, as 429s are). done() prints the statuses as JSON.
+-- Each connection POSTs the body, waits for the answer, then a random pause of DELAY_MS on average (so
+-- C connections send about C * 1000 / DELAY_MS a second while answers are fast, as 429s are). The
+-- pause is exponential: with a fixed one the connections stay in lockstep, C requests at once every
+-- DELAY_MS (--lockstep keeps that shape: bench/flood.py). done() prints the statuses as JSON.
 local threads = {}
 statuses = {} -- a global of each thread's own Lua state, read back by done() through thread:get
 
@@ -14,6 +16,8 @@ function init(args)
   file:close()
   wrk.headers["Content-Type"] = "text/plain"
   pause = tonumber(args[2])
+  lockstep = args[3] == "lockstep"
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16))
   request_bytes = wrk.format()
 end
 
@@ -22,7 +26,8 @@ function request()
 end
 
 function delay()
-  return pause
+  if lockstep then return pause end
+  return -math.log(1 - math.random()) * pause
 end
 
 function response(status, headers, body)
