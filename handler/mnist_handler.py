@@ -5,9 +5,12 @@ evaluation uses), inference runs the TorchScript CNN on the device TorchServe as
 answers JSON per request. Bad input in one drawing gets its own 4xx and does not fail the others.
 
 A request carries one drawing as its body, or several as multipart/form-data parts named drawing-0,
-drawing-1, ... (the web app packs drawings that arrive together: web/batching.py). A request of parts
-is answered 200 with a JSON array, one {"status": ..., "answer": ...} per part, in their order: the
-answer is what the part alone would have been answered, with that status.
+drawing-1, ... (the web app packs drawings that arrive together: web/batching.py). A part named
+number-N is a drawing of a whole number (POST /read): cut into its digits (handler/preprocess.py
+read_candidates), every candidate piece of every drawing goes through the model in the same batch, and
+the model's scores choose the cuts (choose). A request of parts is answered 200 with a JSON array, one
+{"status": ..., "answer": ...} per part, in their order: the answer is what the part alone would have
+been answered, with that status.
 
 A model of 11 outputs also says "not a digit" (docs/not-a-digit.md): its export bakes the threshold in,
 so a drawing is rejected when softmax(outputs)[10] > 0.5, answered 422 with reason "not_a_digit", the
@@ -25,9 +28,9 @@ import torch
 from ts.torch_handler.base_handler import BaseHandler
 
 try:  # inside the .mar, preprocess.py sits beside this file
-    from preprocess import InputError, NoDigitError, preprocess
+    from preprocess import Candidates, InputError, choose, preprocess, read_answer, read_candidates
 except ImportError:  # from the repository, as the package `handler`
-    from handler.preprocess import InputError, NoDigitError, preprocess
+    from handler.preprocess import Candidates, InputError, choose, preprocess, read_answer, read_candidates
 
 # TorchScript is deprecated upstream and torch.jit.load, freeze and optimize_for_inference say so on every
 # call; we use them knowingly.
@@ -37,6 +40,7 @@ warnings.filterwarnings(
     category=FutureWarning,
 )
 PART = "drawing-"  # the name of a drawing in a request of several, before its index
+NUMBER = "number-"  # the name of a drawing of a number (POST /read), before its index
 NOT_A_DIGIT = 10  # the 11th output, when the model has one
 
 
@@ -66,22 +70,30 @@ class MnistHandler(BaseHandler):
         with it; and whether the request came as parts (answered as a list)."""
         requests = []
         for row in data:
-            parts = [value for name, value in row.items() if name.startswith(PART)]
-            bodies = parts or [_body(row)]
-            requests.append((bool(parts), [_image(body) for body in bodies]))
+            parts = [
+                _image(value) if name.startswith(PART) else _candidates(value)
+                for name, value in row.items()
+                if name.startswith((PART, NUMBER))
+            ]
+            requests.append((bool(parts), parts or [_image(_body(row))]))
         return requests
 
     def inference(self, requests, *args, **kwargs):
-        """Every good image of every request through the model at once; each item becomes
-        (image, probabilities) or stays its InputError."""
+        """Every good image of every request through the model at once (a number's candidate pieces
+        among them); each item becomes (image or candidates, probabilities) or stays its InputError."""
         items = [item for _, request_items in requests for item in request_items]
         good = [i for i, item in enumerate(items) if not isinstance(item, InputError)]
         if good:
-            batch = torch.from_numpy(np.stack([items[i] for i in good])).unsqueeze(1).to(self.device)
+            images = [_images(items[i]) for i in good]
+            batch = torch.from_numpy(np.concatenate(images)).unsqueeze(1).to(self.device)
             with torch.inference_mode():
-                probabilities = torch.softmax(self.model(batch).float(), dim=1).cpu()
-            for row, i in enumerate(good):
-                items[i] = (items[i], probabilities[row])
+                probabilities = torch.softmax(self.model(batch).float(), dim=1).cpu().numpy()
+            start = 0
+            for i, some in zip(good, images, strict=True):
+                end = start + len(some)
+                rows = probabilities[start:end]
+                items[i] = (items[i], rows if isinstance(items[i], Candidates) else rows[0])
+                start = end
         outputs, start = [], 0
         for as_parts, request_items in requests:
             outputs.append((as_parts, items[start : start + len(request_items)]))
@@ -108,10 +120,15 @@ class MnistHandler(BaseHandler):
     def _answer(self, item) -> tuple[int, dict]:
         if isinstance(item, InputError):
             answer = {"error": str(item)}
-            if isinstance(item, NoDigitError):
-                answer["reason"] = "no_digit"
+            if getattr(item, "reason", None):  # no_digit, two_lines, too_many_digits
+                answer["reason"] = item.reason
             return item.status, answer
         image, probabilities = item
+        if isinstance(image, Candidates):  # a number: its digits, left to right
+            try:
+                return 200, {**read_answer(image, choose(image, probabilities)), "version": self.version}
+            except InputError as error:  # more digits than a number may have
+                return self._answer(error)
         digits = probabilities[:NOT_A_DIGIT]
         digits = digits / digits.sum()  # the guess's probabilities over the ten digits
         answer = {
@@ -139,6 +156,18 @@ def _image(body):
         return preprocess(body)
     except InputError as error:
         return error
+
+
+def _candidates(body):
+    try:
+        return read_candidates(body)
+    except InputError as error:
+        return error
+
+
+def _images(item) -> np.ndarray:
+    """(n, 28, 28): a digit's one image, or a number's candidate pieces."""
+    return item.images if isinstance(item, Candidates) else item[np.newaxis]
 
 
 def _json(answer: dict | list) -> bytes:

@@ -15,9 +15,12 @@ The model normalises (mean/std) itself, inside the TorchScript file.
 import base64
 import binascii
 import io
+import itertools
 import json
+import math
 import re
 import struct
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -69,6 +72,19 @@ class NoDigitError(InputError):
     """Nothing (or only a speck) was drawn: answered as 'no digit drawn', never guessed."""
 
     status = 422
+    reason = "no_digit"
+
+
+class TwoLinesError(InputError):
+    """A number is read on one line: writing on two (or more) is refused, not guessed at."""
+
+    status = 422
+    reason = "two_lines"
+
+
+class TooManyDigitsError(InputError):
+    status = 422
+    reason = "too_many_digits"
 
 
 def payload_to_bytes(payload) -> bytes:
@@ -232,13 +248,14 @@ def _plain_png(data: bytes) -> np.ndarray | None:
         raise InputError(f"the image is damaged or truncated ({e})")
 
 
-def ink_map(picture: Image.Image | np.ndarray) -> np.ndarray:
+def ink_map(picture: Image.Image | np.ndarray, side=max) -> np.ndarray:
     """Ink intensity, uint8 HxW, 0 = background and 255 = full ink, whatever the polarity or transparency.
 
     Takes a PIL image or decode()'s array. Stays in uint8 and maps pixels through a 256-entry table:
     float arithmetic on every pixel of the canvas cost more than all the rest of the preprocessing. The
     per-pixel work is OpenCV's (grey conversion, extrema, table): the same result as PIL's convert,
-    getextrema and point in less time (make bench-handler)."""
+    getextrema and point in less time (make bench-handler). `side` picks the side WORK_SIDE applies to:
+    the longer (one digit) or the shorter (a number, on a canvas much wider than tall)."""
     pixels = picture if isinstance(picture, np.ndarray) else _pixels(picture)
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         # An opaque image (what the page sends: a filled canvas) needs none of this: compositing it onto
@@ -248,22 +265,26 @@ def ink_map(picture: Image.Image | np.ndarray) -> np.ndarray:
             alpha = cv2.extractChannel(pixels, 3)
             # An unfilled canvas: the background is transparent and the ink is wherever paint is.
             if _border(alpha).mean() < 128:
-                return _to_full_contrast(_reduced(alpha))
+                return _to_full_contrast(_reduced(alpha, side))
             white = Image.new("RGBA", (pixels.shape[1], pixels.shape[0]), (255, 255, 255, 255))
             pixels = np.asarray(Image.alpha_composite(white, Image.fromarray(pixels, "RGBA")))
         # OpenCV's luma weights are PIL's convert("L") (ITU-R 601-2) in 14-bit fixed point instead of
         # 16: a grey pixel (R = G = B, all a canvas's ink and antialiasing) comes out the same.
-        return _to_full_contrast(_reduced(cv2.cvtColor(pixels, cv2.COLOR_RGBA2GRAY)))
+        return _to_full_contrast(_reduced(cv2.cvtColor(pixels, cv2.COLOR_RGBA2GRAY), side))
     if pixels.ndim == 3:
-        return _to_full_contrast(_reduced(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)))
-    return _to_full_contrast(_reduced(pixels))
+        return _to_full_contrast(_reduced(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), side))
+    return _to_full_contrast(_reduced(pixels, side))
 
 
-def _reduced(gray: np.ndarray) -> np.ndarray:
-    """Shrunk by the largest whole factor k that leaves WORK_SIDE on the longer side, each pixel the mean
+def _reduction(shape, side=max) -> int:
+    return max(1, side(shape[:2]) // WORK_SIDE)
+
+
+def _reduced(gray: np.ndarray, side=max) -> np.ndarray:
+    """Shrunk by the largest whole factor k that leaves WORK_SIDE on `side` (the longer), each pixel the mean
     of a k x k block (OpenCV's INTER_AREA at a whole factor: ~3 us for 280 -> 140, where a fractional
     factor takes its slow general path, ~100x longer). Edge rows and columns that fill no block go."""
-    k = max(gray.shape) // WORK_SIDE
+    k = _reduction(gray.shape, side)
     if k <= 1:
         return gray
     height, width = gray.shape[0] // k, gray.shape[1] // k
@@ -388,14 +409,18 @@ def _digit_pieces(pieces, stats, specks):
     ]
 
 
-def to_mnist(ink: np.ndarray) -> np.ndarray:
-    """Crop, normalise stroke width, scale into 20x20 keeping aspect, centre by mass in 28x28."""
+def to_mnist(ink: np.ndarray, canvas_side: int = 0) -> np.ndarray:
+    """Crop, normalise stroke width, scale into 20x20 keeping aspect, centre by mass in 28x28. Specks are
+    judged against canvas_side (default: the longer side of `ink`)."""
     mask = ink > INK_THRESHOLD * 255
     if not mask.any():
         raise NoDigitError("no digit drawn: the canvas is blank")
     pieces = _pieces(mask) or [_bbox(mask)]  # hundreds of pieces (noise, a spray): judged as one
     stats = [_area_and_outline(mask[top:bottom, left:right]) for top, bottom, left, right in pieces]
-    specks = [_is_speck(piece, *stat, max(ink.shape)) for piece, stat in zip(pieces, stats, strict=True)]
+    specks = [
+        _is_speck(piece, *stat, canvas_side or max(ink.shape))
+        for piece, stat in zip(pieces, stats, strict=True)
+    ]
     if all(specks):
         raise NoDigitError(
             f"no digit drawn: only {'a speck' if len(pieces) == 1 else 'specks'} on the canvas"
@@ -467,3 +492,281 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
 def preprocess(payload) -> np.ndarray:
     """Request body -> (28, 28) float32 ink image, or InputError with a message for the client."""
     return to_mnist(ink_map(decode(payload_to_bytes(payload))))
+
+
+# ---- A whole number: several digits on one canvas (POST /read; docs/reading.md) -------------------------
+MAX_DIGITS = 16
+MAX_STRIP = 8  # a number's canvas is worked at up to this many times WORK_SIDE on its longer side
+# Pieces of ink whose column ranges overlap by this share of the narrower one are strokes of one digit: a
+# 5's flag, a 4 or a 7 in two strokes, a crossed 7, an 8 in two halves. Digits written apart do not.
+MERGE_OVERLAP = 0.5
+# A group of ink wider than this share of its height may be digits that touch: cuts are tried, and the
+# model's scores over the whole string choose (choose()). Most single digits are narrower than tall.
+SPLIT_ASPECT = 0.9
+MIN_PART = 0.2  # of the group's height: no cut leaves a part narrower than this (a 1 is about that)
+CUTS_PER_HEIGHT = 3  # valleys tried per height of a group's width
+PATH_REACH = 0.25  # of the height: how far from its column a cut's path may wander
+MAX_PART = 1.4  # of the height: no part wider than this is tried (a digit rarely is), but the whole group
+# Bounded work (docs/limits.md): one piece of ink wider than this many times its height (6 touching digits
+# are about 4) is no number, nor are more candidate pieces than this in one drawing (each costs a to_mnist).
+MAX_GROUP_ASPECT = 8
+MAX_CANDIDATES = 64
+# Writing on two lines (_one_line): bands of rows this share of the tallest, gaps this share of a band's height.
+LINE_SHARE = 0.5
+LINE_GAP = 0.25
+
+
+@dataclass
+class Candidates:
+    """What read_candidates() finds: every piece the model is to score (the groups of ink, and the parts of
+    a wide group between candidate cuts), as one batch. spans[i] = (group, first node, last node): a group
+    of ink has nodes 0..nodes[g]-1 (its left edge, its cuts, its right edge) and candidate i covers it
+    from one node to another; a reading of the group is a path of candidates from its first node to its
+    last. boxes are [x, y, w, h] in the drawing's own pixels."""
+
+    images: np.ndarray  # (n, 28, 28) float32, as preprocess() gives one digit
+    boxes: list
+    spans: list
+    nodes: list
+
+
+def read_candidates(payload) -> Candidates:
+    """Request body -> the candidate pieces of a number, or InputError (TwoLinesError, TooManyDigitsError,
+    NoDigitError and the rest as preprocess() raises them)."""
+    pixels = decode(payload_to_bytes(payload))
+    # Shrunk by the shorter side: a 560x280 canvas keeps the same detail per digit as a 280x280 one.
+    ink = ink_map(pixels, side=_number_side)
+    scale = _reduction(pixels.shape, _number_side)
+    groups = _groups(ink)
+    if len(groups) > MAX_DIGITS:
+        raise TooManyDigitsError(
+            f"more than {MAX_DIGITS} pieces of writing: at most {MAX_DIGITS} digits are read"
+        )
+    found = Candidates([], [], [], [])
+    for g, (top, bottom, left, right, mask) in enumerate(groups):
+        piece = np.where(mask, ink[top:bottom, left:right], 0)
+        height, width = mask.shape
+        if width > MAX_GROUP_ASPECT * height:
+            raise TooManyDigitsError(
+                f"one stroke {width / height:.0f} times as wide as it is tall: not digits that can be told apart"
+            )
+        wide = width > SPLIT_ASPECT * height
+        starts = _cuts(mask) if wide else []
+        cuts = _paths(mask, starts) if starts else []
+        # Each cut a path from top to bottom: where touching digits overlap, no straight line parts them.
+        paths = [np.zeros(height, np.int64), *cuts, np.full(height, width)]
+        found.nodes.append(len(paths))
+        columns = np.arange(width)
+        for i, j in itertools.combinations(range(len(paths)), 2):
+            whole = (i, j) == (0, len(paths) - 1)
+            if not whole and (paths[j] - paths[i]).mean() > MAX_PART * height:
+                continue
+            lo, hi = int(paths[i].min()), int(paths[j].max())  # the part's columns, no more
+            window = columns[lo:hi]
+            between = (window >= paths[i][:, None]) & (window < paths[j][:, None])
+            part = np.where(between, piece[:, lo:hi], 0)
+            try:  # one digit drawn alone: exactly what /predict answers (its own handling of strays)
+                image = to_mnist(ink) if whole and len(groups) == 1 else to_mnist(part, min(ink.shape))
+            except NoDigitError:
+                continue  # only specks between these cuts: never a digit
+            y0, y1, x0, x1 = _bbox(part > INK_THRESHOLD * 255)
+            found.images.append(image)
+            found.boxes.append(_box(top + y0, top + y1, left + lo + x0, left + lo + x1, scale))
+            found.spans.append((g, i, j))
+        if len(found.images) > MAX_CANDIDATES:
+            raise TooManyDigitsError("too much writing in one piece to cut into digits")
+    if not found.images:
+        raise NoDigitError("no digit drawn: only specks on the canvas")
+    found.images = np.stack(found.images)
+    return found
+
+
+def _number_side(shape) -> int:
+    """The side WORK_SIDE applies to for a number: the shorter, but a strip longer than MAX_STRIP times
+    it is shrunk as if its shorter side were that much longer (the work stays bounded: docs/limits.md)."""
+    return max(min(shape), max(shape) // MAX_STRIP)
+
+
+def _box(top, bottom, left, right, scale) -> list:
+    return [int(left * scale), int(top * scale), int((right - left) * scale), int((bottom - top) * scale)]
+
+
+def _groups(ink: np.ndarray) -> list:
+    """The drawing's pieces of ink grouped into digits, left to right: (top, bottom, left, right, mask of
+    the group's own ink in that box). Specks are left out, and so are small stray marks (under STRAY_SHARE
+    of the ink and under half the height of the tallest group), as preprocess() leaves them out of a digit."""
+    mask = (ink > INK_THRESHOLD * 255).view(np.uint8)
+    if not mask.any():
+        raise NoDigitError("no digit drawn: the canvas is blank")
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count - 1 > 256:  # a spray of noise: one piece, as preprocess() judges it
+        labels, stats = mask.astype(np.int32), np.array([[0, 0, 0, 0, 0], _stat_of(mask)])
+        count = 2
+    inner = cv2.erode(mask, _PLUS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    outline = np.bincount(labels[(mask > 0) & (inner == 0)], minlength=count)
+    side = min(ink.shape)
+    pieces = []
+    for label in range(1, count):
+        left, top, width, height, area = stats[label]
+        box = (top, top + height, left, left + width)
+        if not _is_speck(box, int(area), int(outline[label]), side):
+            pieces.append([left, left + width, top, top + height, [label], int(area)])
+    if not pieces:
+        raise NoDigitError("no digit drawn: only specks on the canvas")
+    _one_line(pieces)
+    pieces.sort()
+    merged = [pieces[0]]
+    for piece in pieces[1:]:
+        last = merged[-1]
+        overlap = min(last[1], piece[1]) - max(last[0], piece[0])
+        if overlap >= MERGE_OVERLAP * min(last[1] - last[0], piece[1] - piece[0]):
+            last[:] = [last[0], max(last[1], piece[1]), min(last[2], piece[2]), max(last[3], piece[3]),
+                       last[4] + piece[4], last[5] + piece[5]]  # fmt: skip
+        else:
+            merged.append(piece)
+    total, tall = sum(m[5] for m in merged), max(m[3] - m[2] for m in merged)
+    kept = [m for m in merged if m[5] >= STRAY_SHARE * total or m[3] - m[2] >= tall / 2]
+    return [
+        (top, bottom, left, right, _own_ink(labels[top:bottom, left:right], own))
+        for left, right, top, bottom, own, _ in kept
+    ]
+
+
+def _own_ink(labels: np.ndarray, own: list) -> np.ndarray:
+    """A group's pixels: its pieces, and the antialiased fringe around them that no other piece has."""
+    mine = np.isin(labels, own)
+    fringe = cv2.dilate(mine.view(np.uint8), _square(3)).view(bool) & (labels == 0)
+    return mine | fringe
+
+
+def _one_line(pieces: list) -> None:
+    """TwoLinesError when the pieces' rows fall into bands apart by LINE_GAP of the lower band's height or
+    more, two of them each at least LINE_SHARE of the tallest band: lines of writing (a 5's flag above its
+    body is a thin band; an 8 in two halves has no such gap)."""
+    bands = []
+    for _, _, top, bottom, _, _ in sorted(pieces, key=lambda piece: piece[2]):
+        if bands and top < bands[-1][1] + LINE_GAP * (bottom - top):
+            bands[-1][1] = max(bands[-1][1], bottom)
+        else:
+            bands.append([top, bottom])
+    tall = max(bottom - top for top, bottom in bands)
+    if sum(bottom - top >= LINE_SHARE * tall for top, bottom in bands) > 1:
+        raise TwoLinesError("writing on more than one line: write the number on one line")
+
+
+def _stat_of(mask: np.ndarray) -> list:
+    top, bottom, left, right = _bbox(mask)
+    return [left, top, right - left, bottom - top, cv2.countNonZero(mask)]
+
+
+def _cuts(mask: np.ndarray) -> list:
+    """Candidate columns to cut a group at, left to right: the valleys of its ink's column profile (where
+    touching digits meet, few strokes cross), the deepest first, CUTS_PER_HEIGHT per height of width,
+    none closer than MIN_PART of the height to another or to an edge; and where valleys leave a stretch
+    wider than MAX_PART / 2 uncut, evenly spaced cuts across it, so that every reading has its path."""
+    height, width = mask.shape
+    profile = np.convolve(mask.sum(axis=0).astype(np.float32), np.ones(3) / 3, mode="same")
+    least = max(1, int(MIN_PART * height))
+    valleys = [
+        x
+        for x in range(least, width - least + 1)
+        if profile[x] <= profile[x - 1] and (x + 1 >= width or profile[x] <= profile[x + 1])
+    ]
+    chosen = [0, width]
+    for x in sorted(valleys, key=lambda x: profile[x]):
+        if len(chosen) - 2 >= CUTS_PER_HEIGHT * math.ceil(width / height):
+            break
+        if all(abs(x - c) >= least for c in chosen):
+            chosen.append(x)
+    chosen.sort()
+    stretch = MAX_PART / 2 * height
+    for a, b in itertools.pairwise(list(chosen)):
+        pieces = math.ceil((b - a) / stretch)
+        chosen += [a + (b - a) * k // pieces for k in range(1, pieces)]
+    return sorted(chosen)[1:-1]
+
+
+def _paths(mask: np.ndarray, xs: list) -> list:
+    """Per column x of xs, a cut from top to bottom near it, one column per row, moving at most one column
+    a row and PATH_REACH of the height from x: the path that crosses the least ink (a step aside costs a
+    little, so it runs straight through empty space). Dynamic programming over the rows, all cuts at once."""
+    height, width = mask.shape
+    reach = max(1, int(PATH_REACH * height))
+    offsets = np.arange(-reach, reach + 1)
+    columns = np.asarray(xs)[:, None] + offsets  # (cuts, window)
+    inside = (columns >= 0) & (columns < width)
+    cost = np.where(inside, mask[:, np.clip(columns, 0, width - 1)], np.inf)  # (rows, cuts, window)
+    cost = cost.astype(np.float32) + 0.01 * np.abs(offsets)
+    total, came = cost[0].copy(), np.zeros(cost.shape, np.int8)
+    # Per row, each column's best of the three above it (left, straight, right), in place: this loop is
+    # most of a number's preprocessing when it has cuts.
+    left, right, best = (np.full_like(total, np.inf) for _ in range(3))
+    for row in range(1, height):
+        left[:, 1:], right[:, :-1] = total[:, :-1], total[:, 1:]
+        np.minimum(left, right, out=best)
+        np.minimum(best, total, out=best)
+        came[row] = np.where(left == best, -1, np.where(total == best, 0, 1))  # ties: the leftmost
+        np.add(best, cost[row], out=total)
+    at = total.argmin(axis=1)
+    steps = np.empty((height, len(xs)), np.int64)
+    cuts = np.arange(len(xs))
+    for row in range(height - 1, -1, -1):
+        steps[row] = at
+        at = at + came[row, cuts, at]
+    return list((columns[cuts, steps]).T)
+
+
+@dataclass
+class Digit:
+    index: int  # into Candidates.images
+    box: list
+    probabilities: np.ndarray  # the model's, softmax over all its outputs
+
+
+def choose(candidates: Candidates, probabilities: np.ndarray) -> list:
+    """The reading of every group that the model likes best: per group, the path of candidates from its
+    left edge to its right whose digits' summed log-probabilities (the best digit of each) is highest. A piece the model calls "not a digit" scores low, so two touching digits
+    left whole lose to the cut between them. Digits left to right."""
+    score = np.log(np.maximum(probabilities[:, :10].max(axis=1), 1e-12))
+    digits = []
+    for g, nodes in enumerate(candidates.nodes):
+        best = [(-math.inf, [])] * nodes
+        best[0] = (0.0, [])
+        for end in range(1, nodes):
+            for i, (group, start, stop) in enumerate(candidates.spans):
+                if group == g and stop == end and best[start][0] > -math.inf:
+                    value = best[start][0] + score[i]
+                    if value > best[end][0]:
+                        best[end] = (value, best[start][1] + [i])
+        digits += [Digit(i, candidates.boxes[i], probabilities[i]) for i in best[-1][1]]
+    return digits
+
+
+def read_answer(candidates: Candidates, digits: list) -> dict:
+    """The answer's "number" and "digits" (docs/api.md): a piece the model calls "not a digit" (an 11th
+    output over 0.5) is "digit": null, and then the number is null. TooManyDigitsError past MAX_DIGITS
+    (the cuts of wide groups may add digits to the pieces read_candidates counted)."""
+    if len(digits) > MAX_DIGITS:
+        raise TooManyDigitsError(f"more than {MAX_DIGITS} digits: at most {MAX_DIGITS} are read")
+    pieces = []
+    for d in digits:
+        guess = d.probabilities[:10] / d.probabilities[:10].sum()
+        rejected = len(d.probabilities) > 10 and d.probabilities[10] > 0.5
+        image = (candidates.images[d.index] * 255).round().astype(np.uint8)
+        pieces.append(
+            {
+                "digit": None if rejected else int(guess.argmax()),
+                "probabilities": guess.tolist(),
+                "box": d.box,
+                "input_28x28": base64.b64encode(image).decode(),
+            }
+        )
+    number = "".join(str(p["digit"]) for p in pieces) if all(p["digit"] is not None for p in pieces) else None
+    return {"number": number, "digits": pieces}
+
+
+def read_number(payload, probabilities_of) -> dict:
+    """A drawing's number, in-process (benchmarks, evaluation): probabilities_of maps (n, 28, 28) images
+    to the model's softmax outputs (n, 10 or 11)."""
+    candidates = read_candidates(payload)
+    return read_answer(candidates, choose(candidates, probabilities_of(candidates.images)))

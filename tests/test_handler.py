@@ -2,7 +2,6 @@
 (no Java, no frontend)."""
 
 import base64
-import json
 import random
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image
 from handler.mnist_handler import MnistHandler
 from handler.preprocess import preprocess
 from tests.handler_context import Context as HandlerContext
+from tests.handler_context import handle
 from tests.models import MNIST_DIR
 from train import nondigits, pendigits
 
@@ -22,16 +22,6 @@ class Context(HandlerContext):
     def __init__(self, model_dir):
         super().__init__(model_dir)
         self.manifest["model"]["modelVersion"] = "3.1"
-
-
-def handle(handler, context, rows) -> list[dict]:
-    """handle() as TorchServe's worker sends it: each answer is JSON bytes, marked as JSON."""
-    context.content_types.clear()
-    context.statuses.clear()
-    answers = handler.handle(rows, context)
-    assert all(isinstance(a, bytes) for a in answers)
-    assert context.content_types == dict.fromkeys(range(len(rows)), "application/json")
-    return [json.loads(a) for a in answers]
 
 
 @pytest.fixture(scope="module")

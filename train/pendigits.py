@@ -135,11 +135,16 @@ def layout(digit: PenDigit, rng: random.Random, canvas: int = CANVAS) -> Drawing
 
 
 def render(
-    drawing: Drawing, canvas: int = CANVAS, transparent: bool = False, supersample: int = SUPERSAMPLE
+    drawing: Drawing,
+    canvas: int | tuple[int, int] = CANVAS,
+    transparent: bool = False,
+    supersample: int = SUPERSAMPLE,
 ) -> Image.Image:
-    """Black ink on white (the page's canvas), or on a transparent canvas: round caps/joins, antialiased."""
+    """Black ink on white (the page's canvas), or on a transparent canvas: round caps/joins, antialiased.
+    canvas: a side, or (width, height) for a canvas that is not square (train/numbers.py)."""
+    width, height = (canvas, canvas) if isinstance(canvas, int) else canvas
     k = supersample
-    image = Image.new("L", (canvas * k, canvas * k), 0)
+    image = Image.new("L", (width * k, height * k), 0)
     draw = ImageDraw.Draw(image)
     radius = drawing.brush * k / 2
     for stroke in drawing.strokes:
@@ -148,9 +153,9 @@ def render(
             draw.line(points, fill=255, width=round(drawing.brush * k))
         for x, y in points:  # round caps and joins
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
-    ink = image.resize((canvas, canvas), Image.Resampling.BOX)
+    ink = image.resize((width, height), Image.Resampling.BOX)
     if transparent:
-        rgba = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
+        rgba = Image.new("RGBA", (width, height), (0, 0, 0, 0))
         rgba.putalpha(ink)
         return rgba
     return Image.eval(ink, lambda v: 255 - v)

@@ -39,6 +39,7 @@ from train.calibration import Temperature, expected_calibration_error, fit_tempe
 from train.feedback_data import feedback_training_set
 from train.mnist_canvas import through_pipeline
 from train.nondigits import nondigit_held_out_sets, nondigit_training_set
+from train.number_pieces import number_piece_set
 from train.pen_data import pen_held_out_set, pen_training_set
 from train.rejection import NotADigitShift, choose_threshold, digit_probabilities, scores
 from web.feedback_store import masked
@@ -87,6 +88,9 @@ THREADS = knob("THREADS", 0)  # CPU threads for training; 0: one per core
 # "Not a digit" (docs/not-a-digit.md): each usable glyph of the training fonts drawn NONDIGIT_COPIES times
 # and 100 x NONDIGIT_COPIES of each generated shape kind, as an 11th class; 0: ten classes, no rejection.
 NONDIGIT_COPIES = knob("NONDIGIT_COPIES", 8)
+# Reading numbers (train/number_pieces.py): the pieces POST /read cuts out of this many numbers built from
+# the training writers' digits, each labelled a digit or "not a digit"; 0: none.
+NUMBERS = knob("NUMBERS", 0)
 # At most this share of validation real digits may be answered "not a digit" (the threshold's choice).
 REJECT_TARGET = knob("REJECT_TARGET", 0.003)
 CACHE_DIR = knob("CACHE_DIR", str(cache.CACHE_DIR))  # rendered training images (train/cache.py)
@@ -144,6 +148,10 @@ def load_mnist(device):
     if negatives is not None:
         fit_x, fit_y = torch.cat([fit_x, negatives[0]]), torch.cat([fit_y, negatives[1]])
         print(f"plus {len(negatives[0])} drawings that are not digits (label 10)")
+    pieces = number_piece_set(NUMBERS) if pen is not None else None  # train/number_pieces.py
+    if pieces is not None:
+        fit_x, fit_y = torch.cat([fit_x, pieces[0]]), torch.cat([fit_y, pieces[1]])
+        print(f"plus {len(pieces[0])} pieces of {NUMBERS} numbers, as /read cuts them")
     # FEEDBACK_DB's drawings, less their hold-out (train/feedback_data.py): label 10 where a person
     # confirmed "not a digit", the digit where one corrected a rejection.
     feedback = feedback_training_set(FEEDBACK_DB, FEEDBACK_COPIES, FEEDBACK_IMAGES)

@@ -1,0 +1,144 @@
+"""Reading a whole number (handler/preprocess.py read_candidates / choose / read_answer; docs/reading.md):
+pieces of ink grouped into digits, cut where digits touch, the cuts chosen by the model's scores; and the
+handler answering number-N parts beside drawing-N ones."""
+
+import random
+
+import numpy as np
+import pytest
+
+from handler import preprocess as P
+from tests.handler_context import Context, handle
+from train import numbers, pendigits
+
+STROKES = {  # digits drawn as a person draws them, in 0-100 units, y down
+    "5": [[(70, 10), (30, 10), (25, 45)], [(25, 45), (60, 40), (70, 65), (55, 90), (20, 85)]],
+    "flag5": [[(70, 10), (35, 10)], [(30, 14), (25, 45), (60, 40), (70, 65), (55, 90), (20, 85)]],
+    "1": [[(50, 5), (50, 95)]],
+    "4": [[(60, 5), (15, 65), (80, 65)], [(60, 30), (60, 95)]],  # two strokes, as a 4 often is
+}
+
+
+def drawing(parts: list[tuple[str, float, float]], canvas=(560, 280), size=120.0) -> bytes:
+    """PNG of STROKES[name] placed at (x, y) (top left, canvas pixels), `size` px tall, brush 12 px."""
+    strokes = [
+        [(x + px * size / 100, y + py * size / 100) for px, py in stroke]
+        for name, x, y in parts
+        for stroke in STROKES[name]
+    ]
+    return pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, strokes, 12.0), canvas))
+
+
+def groups(png: bytes) -> list:
+    return P._groups(P.ink_map(P.decode(png), side=min))
+
+
+def test_strokes_of_one_digit_are_one_group_and_digits_apart_are_not():
+    assert len(groups(drawing([("flag5", 40, 60)]))) == 1  # the flag apart from the body
+    assert len(groups(drawing([("4", 40, 60)]))) == 1  # two strokes
+    assert len(groups(drawing([("4", 40, 60), ("1", 240, 60), ("5", 380, 60)]))) == 3
+
+
+def test_one_digit_is_what_predict_sees():
+    png = drawing([("4", 100, 60)], canvas=(280, 280))
+    candidates = P.read_candidates(png)
+    assert candidates.nodes == [2] and len(candidates.images) == 1
+    assert np.array_equal(candidates.images[0], P.preprocess(png))
+
+
+def test_boxes_are_in_the_drawings_pixels_left_to_right():
+    candidates = P.read_candidates(drawing([("1", 60, 60), ("4", 300, 60)]))
+    assert candidates.spans == [(0, 0, 1), (1, 0, 1)]
+    (x1, y1, w1, h1), (x4, y4, w4, h4) = candidates.boxes
+    assert 100 <= x1 + w1 / 2 <= 130 and 300 <= x4 and x4 + w4 <= 410  # the 1's stroke is at x = 120
+    # The stroke runs from y = 66 to 174, with half the 12 px brush around: 60 to 180 (2 px a work pixel).
+    assert abs(y1 - 60) <= 2 and abs(h1 - 120) <= 4
+
+
+def test_two_lines_and_too_many_pieces_and_nothing_are_refused():
+    with pytest.raises(P.TwoLinesError):
+        P.read_candidates(drawing([("4", 100, 5), ("5", 100, 150)], size=110))
+    many = drawing([("1", 10 + 30 * i, 60) for i in range(P.MAX_DIGITS + 1)], size=60)
+    with pytest.raises(P.TooManyDigitsError):
+        P.read_candidates(many)
+    blank = pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, [], 12.0), (560, 280)))
+    with pytest.raises(P.NoDigitError):
+        P.read_candidates(blank)
+
+
+def test_work_is_bounded_one_long_stroke_is_no_number():
+    """A zigzag in one stroke across a strip: no number, refused before it costs hundreds of candidates."""
+    zigzag = [[(x, 40 if (x // 30) % 2 else 220) for x in range(10, 4090, 30)]]
+    strip = pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, zigzag, 8.0), (4096, 256)))
+    with pytest.raises(P.TooManyDigitsError):
+        P.read_candidates(strip)
+    shorter = [[(x, 40 if (x // 30) % 2 else 220) for x in range(10, 600, 30)]]  # ~2.5 heights wide
+    candidates = P.read_candidates(
+        pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, shorter, 8.0), (620, 256)))
+    )
+    assert 1 < len(candidates.images) <= P.MAX_CANDIDATES
+
+
+def test_choose_cuts_where_the_whole_is_not_a_digit_and_keeps_a_confident_whole():
+    zeros = [d for d in pendigits.trainable(pendigits.load()) if d.label == 0][:2]  # wide: "00"
+    touching = numbers.compose(zeros, random.Random(0), (560, 280), "touching")[0]
+    candidates = P.read_candidates(touching)
+    assert candidates.nodes[0] > 2, "a wide group gets cuts to choose from"
+    whole = next(i for i, (_, a, b) in enumerate(candidates.spans) if (a, b) == (0, candidates.nodes[0] - 1))
+
+    def scores(whole_row):
+        p = np.full((len(candidates.spans), 11), 0.01)
+        p[:, 3] = 0.9  # every piece reads as a confident 3
+        p[whole] = whole_row
+        return p
+
+    not_a_digit = np.array([0.01] * 10 + [0.9])
+    digits = P.choose(candidates, scores(not_a_digit))
+    assert len(digits) >= 2 and whole not in [d.index for d in digits]
+    confident = np.array([0.0] * 7 + [1.0, 0.0, 0.0, 0.0])
+    assert [d.index for d in P.choose(candidates, scores(confident))] == [whole]
+
+
+def test_a_piece_that_is_not_a_digit_makes_the_number_null():
+    candidates = P.read_candidates(drawing([("1", 60, 60), ("4", 300, 60)]))
+    p = np.array([[0.0, 0.9] + [0.01] * 9, [0.02] * 10 + [0.8]])
+    answer = P.read_answer(candidates, P.choose(candidates, p))
+    assert answer["number"] is None
+    assert [d["digit"] for d in answer["digits"]] == [1, None]
+    assert answer["digits"][1]["probabilities"] == pytest.approx([0.1] * 10)
+
+
+@pytest.fixture(scope="module")
+def handler_and_context(model_dir):
+    from handler.mnist_handler import MnistHandler
+
+    context = Context(model_dir)
+    context.manifest["model"]["modelVersion"] = "3.1"
+    handler = MnistHandler()
+    handler.initialize(context)
+    return handler, context
+
+
+def test_the_handler_reads_a_number_and_answers_each_part_on_its_own(handler_and_context):
+    """Digits the model reads right alone, written apart as a number, read as that number; beside it in
+    the same request a one-digit drawing and a blank number, each answered as alone."""
+    handler, context = handler_and_context
+    rng = random.Random(3)
+    held_out = pendigits.held_out(pendigits.load())[:40]
+    alone = [pendigits.png_bytes(pendigits.render(pendigits.layout(d, rng))) for d in held_out]
+    answers = handle(handler, context, [{"body": png} for png in alone])
+    right = [d for d, a in zip(held_out, answers, strict=True) if a.get("digit") == d.label]
+    chosen = [d for d in right if d.writer == right[0].writer][:4]
+    assert len(chosen) >= 3
+    png, label, boxes = numbers.compose(chosen, rng, (560, 280), "apart")
+    blank = pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, [], 12.0), (560, 280)))
+    [parts] = handle(handler, context, [{"number-0": png, "drawing-1": alone[0], "number-2": blank}])
+    assert [p["status"] for p in parts] == [200, 200, 422]
+    number = parts[0]["answer"]
+    assert number["number"] == label and number["version"] == "3.1"
+    for digit, (x, y, w, h) in zip(number["digits"], boxes, strict=True):
+        bx, by, bw, bh = digit["box"]
+        assert abs(bx + bw / 2 - (x + w / 2)) < w / 2 and abs(by + bh / 2 - (y + h / 2)) < h / 2
+        assert sum(digit["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+    assert parts[1]["answer"] == answers[0]
+    assert parts[2]["answer"]["reason"] == "no_digit"
