@@ -1,10 +1,13 @@
-"""The body every benchmark posts: what the page sends, a canvas data URL of a held-out pen digit."""
+"""The body every benchmark posts: what the page sends, a canvas data URL of a held-out pen digit (or, for
+/read, of a number of them)."""
 
 import base64
 import io
 import random
 
-from train import pendigits
+from PIL import Image
+
+from train import numbers, pendigits
 
 
 def canvas_png(image) -> bytes:
@@ -20,3 +23,16 @@ def canvas_data_url(index: int = 0) -> bytes:
     digit = pendigits.held_out(pendigits.load())[index]
     image = pendigits.render(pendigits.layout(digit, random.Random(index)))
     return b"data:image/png;base64," + base64.b64encode(canvas_png(image))
+
+
+def number_data_url(length: int = 4, seed: int = 0) -> tuple[bytes, str]:
+    """(data URL, label): `length` digits of one held-out writer (21-30) written "apart" on the page's
+    560x280 canvas (train/numbers.py), as the page sends it for /read."""
+    rng = random.Random(seed)
+    by_writer: dict[int, list] = {}
+    for digit in pendigits.held_out(pendigits.load()):
+        by_writer.setdefault(digit.writer, []).append(digit)
+    digits = rng.sample(by_writer[rng.choice(sorted(by_writer))], length)
+    png, label, _ = numbers.compose(digits, rng, (560, 280), "apart")
+    image = Image.open(io.BytesIO(png))
+    return b"data:image/png;base64," + base64.b64encode(canvas_png(image)), label

@@ -4,14 +4,18 @@
     python -m bench.latency --duration 3 --clients 1 16
     python -m bench.latency --running            # the `make serve` + `make web` stack (run/, ports 8080.., 5500)
 
+Its own stack's web app has tests/stack.py's raised rate limits (/predict and /read); a --running one has its
+own (WEB_RATE_LIMITS): the defaults refuse one client's load, and the 429s count as errors.
+
 Every request carries the page's body, a canvas data URL of a held-out pen digit (bench/canvas_body.py).
-Three targets, each at 1 and 16 clients (closed loop, one keep-alive connection each: bench/wrk.py):
+Four targets, each at 1 and 16 clients (closed loop, one keep-alive connection each: bench/wrk.py):
   web     POST <web>/predict (text/plain), through the aiohttp proxy;
+  read    POST <web>/read (text/plain), the same way, of a 4-digit number written apart on 560x280;
   direct  POST <inference>/predictions/mnist with the inference key, application/octet-stream;
   naive   POST /predict on bench/naive_server.py (same preprocess.py, same model, no TorchServe).
 Server-side: TorchServe's counters, its handler times and each process's CPU (bench/stack_figures.py).
 Paired p50s alternate 1-client 1 s runs over the targets (all see the same moments of a noisy machine).
-At the end, every target in one table (docs/performance.md)."""
+At the end, every target in one table (docs/performance.md), with CPU per /read over CPU per /predict."""
 
 import argparse
 import json
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.canvas_body import canvas_data_url
+from bench.canvas_body import canvas_data_url, number_data_url
 from bench.stack_figures import cpu_seconds, handler_times, prometheus
 from bench.wrk import require, wait_until_up, wrk
 from tests.stack import ROOT, Stack, archive, free_port_base
@@ -45,16 +49,18 @@ HEADER = (
 )
 LEGEND = """CPU ms/req: CPU time of each process over the run / requests (client = wrk). queue ms, TS ms: TorchServe's
 ts_queue_latency_microseconds and ts_inference_latency_microseconds (includes the queue) per request; handler ms/img: HandlerTime
-per batch / images in it (ts_log.log); batch: images per batch (the web app's requests carry several: web/batching.py)."""
+per batch / images in it (ts_log.log); batch: images per batch (the web app's requests carry several: web/batching.py);
+for web and read an image is a drawing (read: one 4-digit number, all its digits in one handler call)."""
 
 
-def measure(target: str, url: str, headers: dict, clients: int, args, stack: dict) -> dict:
+def measure(target: str, url: str, headers: dict, body: bytes, clients: int, args, stack: dict) -> dict:
     """One wrk run, with the stack's CPU, TorchServe's counters and the handler's log around it."""
     served, log = target != "naive", stack["run_dir"] / "logs" / "ts_log.log"
     before = prometheus(stack["metrics"]) if served else {}
-    web_before = prometheus(stack["web"]) if target == "web" else {}
+    via_web = target in ("web", "read")
+    web_before = prometheus(stack["web"]) if via_web else {}
     offset, cpu = log.stat().st_size, cpu_seconds(stack["pids"])
-    run = wrk(url, args.body, headers, clients, args.duration)
+    run = wrk(url, body, headers, clients, args.duration)
     used = {name: s - cpu[name] for name, s in cpu_seconds(stack["pids"]).items()}
     used["client"] = run.client_cpu
     row = {"target": target, "clients": clients, "run": run, "server": None}
@@ -63,7 +69,7 @@ def measure(target: str, url: str, headers: dict, clients: int, args, stack: dic
     requests = after.get("ts_inference_requests_total", 0) - before.get("ts_inference_requests_total", 0)
     if requests:
         handler_ms, batch = handler_times(log, offset)
-        if target == "web":  # the web app packs drawings into requests (web/batching.py): per drawing
+        if via_web:  # the web app packs drawings into requests (web/batching.py): per drawing
             web_after = prometheus(stack["web"])
             sent = web_after["digit_batch_size_count"] - web_before.get("digit_batch_size_count", 0)
             drawings = web_after["digit_batch_size_sum"] - web_before.get("digit_batch_size_sum", 0)
@@ -85,12 +91,13 @@ def print_row(row: dict) -> None:
     )
 
 
-def paired(urls: dict, body: bytes, rounds: int) -> dict:
+def paired(urls: dict, rounds: int) -> dict:
     """p50 per target, ms: the median over `rounds` rounds of 1-client, 1 s runs, the targets in turn."""
     p50s = {name: [] for name in urls}
     for round_ in range(rounds):
         for name in list(urls) if round_ % 2 == 0 else list(urls)[::-1]:
-            p50s[name].append(wrk(urls[name][0], body, urls[name][1], 1, 1).p50)
+            url, headers, body = urls[name]
+            p50s[name].append(wrk(url, body, headers, 1, 1).p50)
     p50 = {name: statistics.median(values) for name, values in p50s.items()}
     figures = ", ".join(f"{name} {ms:.2f} ms" for name, ms in p50.items())
     print(f"paired, 1 client, {rounds} rounds of 1 s runs in turn: median p50 {figures}")
@@ -107,15 +114,29 @@ def handler_ms(model_dir: Path, body: bytes) -> float:
     return handle_ms(handler(model_dir), body, 4, 200)
 
 
+def stack_cpu(row: dict) -> float:
+    """CPU ms per request of the serving processes (web+frontend+workers)."""
+    return sum(row["cpu"][part] for part in STACK_PARTS)
+
+
 def targets_table(rows: dict, p50: dict, handler: float, cold_start: float | None) -> int:
     """Every target in one table (what, measured, limit, met); the ratios after it for information."""
-    web16, table = rows.get(("web", 16)), []
+    web16, read16, table = rows.get(("web", 16)), rows.get(("read", 16)), []
     if web16:
-        cpu = sum(web16["cpu"][part] for part in STACK_PARTS)
-        table.append(("CPU per prediction, web, 16 clients (web+frontend+workers)", cpu, 1.0, "ms"))
         table += [
+            ("CPU per prediction, web, 16 clients (web+frontend+workers)", stack_cpu(web16), 1.0, "ms"),
             ("web p99, 16 clients", web16["run"].p99, 20, "ms"),
             ("web errors", web16["run"].errors, 0, ""),
+        ]
+    if web16 and read16:  # issue 27: a 4-digit /read costs at most 4 single /predicts
+        table += [
+            (
+                "CPU per /read (4 digits) / CPU per /predict, 16 clients",
+                stack_cpu(read16) / stack_cpu(web16),
+                4,
+                "x",
+            ),
+            ("read errors", read16["run"].errors, 0, ""),
         ]
     if {"web", "naive"} <= p50.keys():
         table.append(
@@ -133,20 +154,24 @@ def targets_table(rows: dict, p50: dict, handler: float, cold_start: float | Non
         print(
             f"info  web app over direct TorchServe, 1 client, paired: +{p50['web'] - p50['direct']:.2f} ms p50"
         )
+    if (web1 := rows.get(("web", 1))) and (read1 := rows.get(("read", 1))):
+        print(f"info  CPU per /read / CPU per /predict, 1 client: {stack_cpu(read1) / stack_cpu(web1):.2f}x")
     for name in ("direct", "naive"):
         if web16 and (other := rows.get((name, 16))):
             print(f"info  web/{name} throughput, 16 clients: {web16['run'].rps / other['run'].rps:.2f}")
     return 0 if all(figure <= limit for _, figure, limit, _ in table) else 1
 
 
-def check_answer(url: str, body: bytes, headers: dict) -> None:
-    """One request first: a target that does not answer a digit is said so, not measured in silence."""
+def check_answer(url: str, body: bytes, headers: dict, key: str = "digit", meant: str | None = None) -> None:
+    """One request first: a target that does not answer (a digit; read: the number meant) is said so, not
+    measured in silence."""
     try:
         with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=10) as response:
             answer = response.read()
     except urllib.error.HTTPError as e:
         answer = e.read()
-    if "digit" not in json.loads(answer or b"{}"):
+    found = json.loads(answer or b"{}").get(key)
+    if found is None or meant not in (None, found):
         print(f"  {url}: unexpected answer {answer[:200]!r}", file=sys.stderr)
 
 
@@ -183,10 +208,12 @@ def run(args, workdir: Path) -> int:
         wait_until_up(f"http://127.0.0.1:{port}/predict", naive)
         key = json.loads((run_dir / "key_file.json").read_text())["inference"]["key"]
         plain, direct = {"Content-Type": "text/plain"}, {"Content-Type": "application/octet-stream"}
+        auth = {**direct, "Authorization": f"Bearer {key}"}
         urls = {
-            "direct": (inference + "/predictions/mnist", {**direct, "Authorization": f"Bearer {key}"}),
-            "web": (web + "/predict", plain),
-            "naive": (f"http://127.0.0.1:{port}/predict", plain),
+            "direct": (inference + "/predictions/mnist", auth, args.body),
+            "web": (web + "/predict", plain, args.body),
+            "read": (web + "/read", plain, args.number),
+            "naive": (f"http://127.0.0.1:{port}/predict", plain, args.body),
         }
         urls = {target: urls[target] for target in args.targets}
         frontend = int((run_dir / "tmp" / ".model_server.pid").read_text())
@@ -194,24 +221,25 @@ def run(args, workdir: Path) -> int:
         state = {"run_dir": run_dir, "metrics": metrics, "web": web, "pids": pids}
         version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
         print(
-            f"body: {len(args.body)} B canvas data URL; {args.duration} s per run after {args.settle} s settling"
+            f"body: {len(args.body)} B canvas data URL; read: {len(args.number)} B, the number {args.label};"
+            f" {args.duration} s per run after {args.settle} s settling"
         )
         print(f"model: {args.model_dir}; load generator: {version}; {os.cpu_count()} cores")
         if cold_start is not None:
             print(f"cold start: {cold_start:.1f} s from `tsctl start` to the first answer")
-        for url, headers in urls.values():
-            check_answer(url, args.body, headers)
+        for target, (url, headers, body) in urls.items():
+            check_answer(url, body, headers, *(("number", args.label) if target == "read" else ()))
             if args.settle:  # a fresh JVM compiles its hot paths in the first seconds: unmeasured load first
-                wrk(url, args.body, headers, max(args.clients), args.settle)
+                wrk(url, body, headers, max(args.clients), args.settle)
         print(HEADER)
         rows = {}
         for clients in args.clients:
-            for target, (url, headers) in urls.items():
-                rows[target, clients] = measure(target, url, headers, clients, args, state)
+            for target, (url, headers, body) in urls.items():
+                rows[target, clients] = measure(target, url, headers, body, clients, args, state)
                 print_row(rows[target, clients])
                 time.sleep(args.pause)
         print(LEGEND)
-        p50 = paired(urls, args.body, args.rounds)
+        p50 = paired(urls, args.rounds)
         return targets_table(rows, p50, handler_ms(args.model_dir, args.body), cold_start)
     finally:
         naive.terminate()
@@ -227,7 +255,8 @@ def main() -> int:
     add = parser.add_argument
     add("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR)))
     add("--clients", type=int, nargs="+", default=[1, 16])
-    add("--targets", nargs="+", default=["direct", "web", "naive"], choices=["direct", "web", "naive"])
+    targets = ["direct", "web", "read", "naive"]
+    add("--targets", nargs="+", default=targets, choices=targets)
     add("--duration", type=int, default=8, help="measured seconds per run (whole seconds: wrk's unit)")
     add("--settle", type=int, default=3, help="unmeasured seconds of load per target first")
     add("--pause", type=float, default=0.5, help="seconds between runs (queues drain)")
@@ -243,6 +272,7 @@ def main() -> int:
         return 2
     require()
     args.body = canvas_data_url(args.digit)
+    args.number, args.label = number_data_url(4)
     return run(args, Path(tempfile.mkdtemp(prefix="bench-", dir=args.workdir)))
 
 

@@ -12,7 +12,12 @@ ports as scripts/tsctl.py finds them), by version, with the inference key:
                 train/canvases.py draws them (as `make bench-canvas` measures);
   feedback      the feedback hold-out (train/feedback_data.py, FEEDBACK_DB), when there is one;
   non-digits    EVAL_NONDIGITS (default 2) drawings of each held-out non-digit glyph and 200 per held-out
-                shape kind (train/nondigits.py: fonts and shapes never trained on), label 10.
+                shape kind (train/nondigits.py: fonts and shapes never trained on), label 10;
+  numbers       EVAL_NUMBERS (default 150; 0: none) numbers of 2-6 digits, each of one writer's digits of
+                writers 21-30, written apart, close and touching in turn on 560x280 and 280x280 canvases
+                (train/numbers.py, as bench/read_accuracy.py draws them), read in-process by
+                handler.preprocess.read_number with each version's model (model.pt of its archive in the
+                model store): whole strings read exactly, per spacing. Reported, not gated.
 About 10,000 requests with the defaults: 67 s on the 2 cores here, busy with other work.
 
 A drawing answered 422 "not_a_digit" counts as read 10: wrong for a real digit, right for a non-digit
@@ -45,11 +50,13 @@ promote` re-registers a reniced candidate (fresh workers) before it becomes the 
 """
 
 import argparse
+import io
 import json
 import math
 import os
 import sys
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +74,7 @@ from scripts.tsctl import (
     server,
     set_default,
 )
+from train import numbers
 from train.calibration import answered_calibration_error
 from train.canvases import drawings, mnist_drawings, nondigit_drawings
 from train.feedback_data import holdout_drawings
@@ -186,8 +194,11 @@ def mcnemar(default: Score, candidate: Score) -> tuple[float, float]:
     return (b - c) / math.sqrt(b + c), Z_REFUSE * math.sqrt(b + c) / default.n
 
 
-def evaluate(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int, nondigits: int = 2) -> bool:
-    """Print the comparison table; True when the candidate passes the gate on every dataset."""
+def evaluate(
+    ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int, nondigits: int = 2, count: int = 0
+) -> bool:
+    """Print the comparison table (and, count > 0, whole-number accuracy); True when the candidate passes
+    the gate on every dataset."""
     default = default_version(ts)
     ts.manage("GET", f"/models/{MODEL}/{candidate}")  # a clear error if it is not registered
     started = time.monotonic()
@@ -231,15 +242,49 @@ def evaluate(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int, no
                 f"{'REJECTS TOO MANY' if refused else 'ok'}"
             )
     print(f"\n{sum(map(len, sets.values())) * len(versions)} requests in {time.monotonic() - started:.0f} s")
+    if count > 0:
+        read_numbers(ts, versions, default, candidate, count, seed)
     return passed
+
+
+def read_numbers(ts: TorchServe, versions: list[str], default: str, candidate: str, count: int, seed: int):
+    """Whole numbers read exactly by each version, in-process (see the docstring): reported, not gated."""
+    started, found = time.monotonic(), numbers.held_out(count, seed)
+    print(f"\nnumbers of 2-6 digits, writers 21-30, read in-process, reported (not gated): {count} numbers")
+    right = {}
+    for v in versions:
+        try:
+            model = io.BytesIO(archived_model(ts, v))
+        except (OSError, KeyError) as e:
+            print(f"  {v}: skipped (no model in {ts.model_store}/{MODEL}-{v}.mar: {e})")
+            return
+        answers = numbers.read_all([n.png for n in found], model)
+        right[v] = [s == 200 and a["number"] == n.label for n, (s, a) in zip(found, answers, strict=True)]
+        mine = {
+            k: [r for r, n in zip(right[v], found, strict=True) if n.spacing == k] for k in numbers.SPACINGS
+        }
+        shares = "  ".join(f"{k} {share(r)}" for k, r in [*mine.items(), ("all", right[v])])
+        print(f"  {f'{v} (default)' if v == default else v:<16}{shares}")  # a word first: not a dataset's row
+    z, _ = mcnemar(
+        *(Score(count, sum(right[v]) / count, 0.0, {}, right[v], []) for v in (default, candidate))
+    )
+    print(f"  {candidate} vs {default}: McNemar z = {z:.2f} over all; {time.monotonic() - started:.0f} s")
+
+
+def archived_model(ts: TorchServe, version: str) -> bytes:
+    """The TorchScript model in the version's archive (model_store/mnist-VERSION.mar, a zip)."""
+    with zipfile.ZipFile(ts.model_store / f"{MODEL}-{version}.mar") as mar:
+        return mar.read(json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]["serializedFile"])
 
 
 def share(flags: list[bool]) -> str:
     return f"{sum(flags) / len(flags):.2%}" if flags else "-"
 
 
-def promote(ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int, nondigits: int = 2) -> int:
-    if not evaluate(ts, candidate, mnist, pen, seed, nondigits):
+def promote(
+    ts: TorchServe, candidate: str, mnist: int, pen: int, seed: int, nondigits: int = 2, count: int = 0
+) -> int:
+    if not evaluate(ts, candidate, mnist, pen, seed, nondigits, count):
         print(f"\nrefused: version {candidate} is worse than the default (table above); default unchanged")
         return 1
     if default_version(ts) == candidate:
@@ -301,6 +346,9 @@ def main() -> int:
     parser.add_argument(
         "--nondigits", type=int, default=int(os.environ.get("EVAL_NONDIGITS", 2)), help="copies; 0: none"
     )
+    parser.add_argument(
+        "--numbers", type=int, default=int(os.environ.get("EVAL_NUMBERS", 150)), help="0: none"
+    )
     args = parser.parse_args()
     ts = server(args)
 
@@ -314,9 +362,9 @@ def main() -> int:
         if args.command == "shadow":
             return shadow(ts, args.version)
         if args.command == "promote":
-            return promote(ts, args.version, args.mnist, args.pen, args.seed, args.nondigits)
+            return promote(ts, args.version, args.mnist, args.pen, args.seed, args.nondigits, args.numbers)
         evaluate(
-            ts, args.version, args.mnist, args.pen, args.seed, args.nondigits
+            ts, args.version, args.mnist, args.pen, args.seed, args.nondigits, args.numbers
         )  # informational: exit 0 either way
         return 0
 

@@ -6,15 +6,30 @@ The returned dict is both the record and the controls:
   valid      the inference key it accepts (/token renews it, writing the key file, as TorchServe does);
   status     not 200: every prediction gets this status and {"error": "whatever"};
   raw        answer these bytes as JSON (raw_status: with that status, default 200); delay: seconds before answering; refuse_every_key: refuse all;
+  number     (status, answer) for each part named number-N (a /read: web/batching.py), READ by default;
   url, run_dir   where it listens and the run dir holding its key_file.json.
+A request of parts (web/batching.py) is answered as the handler does: a list of {"status", "answer"}, a
+drawing-N part {"digit": 3, "echo": <its body>}, a number-N part the number answer plus its echo.
 """
 
 import asyncio
+import base64
 import json
+import re
 
 from aiohttp import web
 
 INFERENCE_KEY, MANAGEMENT_KEY, API_KEY = "inf-1", "mgmt-1", "api-1"
+_DIGIT = {"probabilities": [0.01] * 9 + [0.91], "input_28x28": base64.b64encode(bytes(784)).decode()}
+# A number's answer as the handler gives it (docs/api.md): "42" written on a 560x280 canvas.
+READ = {
+    "number": "42",
+    "digits": [
+        {"digit": 4, **_DIGIT, "box": [60, 50, 150, 180]},
+        {"digit": 2, **_DIGIT, "box": [300, 55, 140, 170]},
+    ],
+    "version": "1.0",
+}
 
 
 def write_keys(path, inference: str) -> None:
@@ -36,7 +51,8 @@ def fake_app(run_dir) -> tuple[web.Application, dict]:
         seen["auth"].append(request.headers.get("Authorization"))
         seen["paths"].append(request.path)
         seen["content_types"].append(request.headers.get("Content-Type"))
-        seen["bodies"].append(await request.read())
+        body = await request.read()  # this request's, whatever others arrive while it sleeps
+        seen["bodies"].append(body)
         await asyncio.sleep(seen["delay"])
         if seen.get("refuse_every_key") or request.headers.get("Authorization") != f"Bearer {seen['valid']}":
             return web.json_response(
@@ -50,7 +66,15 @@ def fake_app(run_dir) -> tuple[web.Application, dict]:
             return web.Response(
                 body=seen["raw"], status=seen.get("raw_status", 200), content_type="application/json"
             )
-        return web.json_response({"digit": 3, "echo": seen["bodies"][-1].decode()})
+        if request.content_type != "multipart/form-data":
+            return web.json_response({"digit": 3, "echo": body.decode()})
+        return web.json_response([answer(*part) for part in parts(body, request.headers["Content-Type"])])
+
+    def answer(name: str, body: bytes) -> dict:
+        if name.startswith("number-"):
+            status, number = seen.get("number", (200, READ))
+            return {"status": status, "answer": {**number, "echo": body.decode()}}
+        return {"status": 200, "answer": {"digit": 3, "echo": body.decode()}}
 
     async def token(request):
         assert request.headers.get("Authorization") == f"Bearer {API_KEY}"
@@ -65,3 +89,13 @@ def fake_app(run_dir) -> tuple[web.Application, dict]:
     app.router.add_post("/predictions/mnist/{version}", predictions)
     app.router.add_get("/token", token)
     return app, seen
+
+
+def parts(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
+    """(name, body) of each part of a multipart request web/batching.py made."""
+    boundary = content_type.split("boundary=")[1].encode()
+    found = []
+    for piece in body.split(b"--" + boundary)[1:-1]:
+        head, value = piece.split(b"\r\n\r\n", 1)
+        found.append((re.search(rb'; name="([^"]+)"', head)[1].decode(), value[: -len(b"\r\n")]))
+    return found

@@ -5,6 +5,7 @@ import base64
 import io
 import os
 import random
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -32,6 +33,11 @@ PHONE = {
     "is_mobile": True,
     "has_touch": True,
 }
+# The page's drawing space, which is also the size of the image it sends (web/static/app.js).
+_APP_JS = (ROOT / "web" / "static" / "app.js").read_text()
+PAGE_CANVAS = tuple(
+    int(re.search(rf"const {name} = (\d+);", _APP_JS).group(1)) for name in ("WIDTH", "HEIGHT")
+)
 INK_PIXELS = """() => {
   const c = document.getElementById("canvas");
   const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
@@ -40,12 +46,12 @@ INK_PIXELS = """() => {
     if (d[i] < 128) ink++;
     checksum = (checksum * 31 + d[i]) % 1000000007;
   }
-  return {ink, checksum, width: c.width, cssWidth: c.clientWidth};
+  return {ink, checksum, width: c.width, height: c.height, cssWidth: c.clientWidth, cssHeight: c.clientHeight};
 }"""
 
 CANVAS_BOX = """() => {
   const c = document.getElementById("canvas"), b = c.getBoundingClientRect();
-  return {x: b.left + c.clientLeft, y: b.top + c.clientTop, side: c.clientWidth};
+  return {x: b.left + c.clientLeft, y: b.top + c.clientTop, width: c.clientWidth, height: c.clientHeight};
 }"""
 
 
@@ -84,11 +90,16 @@ def pen_drawings(count: int, seed: int = 0) -> list[pendigits.Drawing]:
     return [pendigits.layout(digit, rng) for digit in digits]
 
 
-def on_screen(page, drawing: pendigits.Drawing) -> list[list[tuple[float, float]]]:
-    """The drawing's strokes (280x280 canvas pixels) mapped onto the canvas as it sits on screen."""
+def on_screen(
+    page, drawing: pendigits.Drawing, width: int = pendigits.CANVAS
+) -> list[list[tuple[float, float]]]:
+    """The drawing's strokes mapped onto the canvas as it sits on screen. A drawing made for a canvas
+    `width` x 280 wide (a pen digit's 280, a number's 560: train/numbers.py) sits in the middle of the
+    page's 560x280."""
     box = page.evaluate(CANVAS_BOX)
-    k = box["side"] / pendigits.CANVAS
-    return [[(box["x"] + x * k, box["y"] + y * k) for x, y in stroke] for stroke in drawing.strokes]
+    k = box["height"] / PAGE_CANVAS[1]
+    left = (PAGE_CANVAS[0] - width) / 2
+    return [[(box["x"] + (left + x) * k, box["y"] + y * k) for x, y in stroke] for stroke in drawing.strokes]
 
 
 def draw_stroke_with_mouse(page, stroke) -> None:
@@ -99,9 +110,15 @@ def draw_stroke_with_mouse(page, stroke) -> None:
     page.mouse.up()
 
 
-def draw_with_mouse(page, drawing) -> None:
-    for stroke in on_screen(page, drawing):
+def draw_with_mouse(page, drawing, width: int = pendigits.CANVAS) -> None:
+    for stroke in on_screen(page, drawing, width):
         draw_stroke_with_mouse(page, stroke)
+
+
+def draw_number_with_mouse(page, digits: list[pendigits.Drawing]) -> None:
+    """A number as train/numbers.py place() lays it out on a 560x280 canvas: digit by digit, stroke by stroke."""
+    for digit in digits:
+        draw_with_mouse(page, digit, PAGE_CANVAS[0])
 
 
 def draw_with_finger(page, cdp, drawing) -> None:
@@ -115,25 +132,57 @@ def draw_with_finger(page, cdp, drawing) -> None:
 
 
 def settled(page) -> dict:
-    """Wait until the page has its answer (aria-busy is true from the first stroke until then)."""
+    """Wait until the page has its answer (aria-busy is true from the first stroke until then). number:
+    the number read (None when none was: nothing yet, an error, or a piece that is not a digit); text:
+    what the answer shows ("42", "4✗", "✗")."""
     page.wait_for_selector("#answer[aria-busy=false]", timeout=20000)
     return page.evaluate(
         """() => ({
-          digit: document.getElementById("result").dataset.digit ?? null,
+          number: document.getElementById("result").dataset.number ?? null,
           text: document.getElementById("result").textContent,
+          state: document.getElementById("answer").dataset.state ?? null,
           summary: document.getElementById("summary").textContent,
           message: document.getElementById("message").textContent,
+          reason: document.getElementById("message").dataset.reason ?? null,
           details: !document.getElementById("details").hidden,
+          pieces: document.querySelectorAll("#pieces .piece").length,
+          boxes: document.querySelectorAll("#boxes .box").length,
         })"""
     )
 
 
+def shown_text(answer: dict) -> str:
+    """What the page shows for a /read answer: its digits, a piece that is not a digit as ✗."""
+    return "".join("✗" if d["digit"] is None else str(d["digit"]) for d in answer["digits"])
+
+
 def sent_image(request) -> Image.Image:
-    """The PNG a /predict request carried (the page sends canvas.toDataURL() as text)."""
+    """The PNG a /read request carried (the page sends canvas.toDataURL() as text)."""
     header, encoded = request.post_data.split(",", 1)
     assert header == "data:image/png;base64", header
     return Image.open(io.BytesIO(base64.b64decode(encoded)))
 
 
-def predict_requests(v: Visit) -> list:
-    return [r for r in v.requests if r.url.startswith(v.origin + "/predict")]
+def read_requests(v: Visit) -> list:
+    return [r for r in v.requests if r.url.startswith(v.origin + "/read")]
+
+
+def crafted_piece(probabilities: dict[int, float], box=(200, 60, 120, 160), digit: int | None = -1) -> dict:
+    """One digit of a /read answer as the handler writes it, with chosen probabilities (the rest share what is
+    left); digit None: judged not a digit."""
+    rest = (1 - sum(probabilities.values())) / (10 - len(probabilities))
+    p = [probabilities.get(d, rest) for d in range(10)]
+    return {
+        "digit": max(range(10), key=p.__getitem__) if digit == -1 else digit,
+        "probabilities": p,
+        "box": list(box),
+        "input_28x28": base64.b64encode(bytes(784)).decode(),
+    }
+
+
+def crafted_answer(*pieces: dict) -> dict:
+    """A /read answer of these pieces, as the handler writes it (no ticket: the page offers feedback, which
+    the tests that craft answers do not send)."""
+    read = all(piece["digit"] is not None for piece in pieces)
+    number = "".join(str(piece["digit"]) for piece in pieces) if read else None
+    return {"number": number, "digits": list(pieces), "version": "1.0"}

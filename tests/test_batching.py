@@ -1,5 +1,5 @@
 """The web app's batching (web/batching.py): alone, a drawing goes at once; together, drawings go as one
-multipart request and each gets its own answer back. First against a recording stand-in for TorchServe,
+multipart request and each gets its own answer back, digits (/predict) and numbers (/read) alike. First against a recording stand-in for TorchServe,
 then through the real TorchServe and handler."""
 
 import asyncio
@@ -13,34 +13,36 @@ import aiohttp
 import pytest
 
 from tests.drawings import BAD_INPUTS, drawing
+from tests.fake_torchserve import parts as named_parts
 from tests.stack import post
-from web.batching import MAX_BATCH_BYTES, Batcher, multipart, split
+from web.batching import DRAWING, MAX_BATCH_BYTES, NUMBER, Batcher, multipart, split
 
 
 class FakeModel:
     """Answers each request after `delay` s with {"echo": <drawing>} per drawing (a list for a batch, as
-    the handler does), or with `status` for the whole request; records what each request carried."""
+    the handler does; a part's answer also says the kind its name gave it), or with `status` for the
+    whole request; records what each request carried, and its parts' names (None: a plain request)."""
 
     def __init__(self, delay: float = 0.01, status: int = 200):
         self.delay, self.status = delay, status
         self.requests: list[tuple[str, list[bytes]]] = []
+        self.names: list[list[str] | None] = []
 
     async def __call__(self, body: bytes, version: str, content_type: str):
-        drawings = parts(body, content_type) if content_type.startswith("multipart/") else [body]
-        self.requests.append((version, drawings))
+        named = named_parts(body, content_type) if content_type.startswith("multipart/") else None
+        self.requests.append((version, [body] if named is None else [b for _, b in named]))
+        self.names.append(None if named is None else [name for name, _ in named])
         await asyncio.sleep(self.delay)
         if self.status != 200:
             return self.status, b'{"message": "down"}'
-        answers = [{"echo": d.decode()} for d in drawings]
-        if content_type.startswith("multipart/"):
-            return 200, json.dumps([{"status": 200, "answer": a} for a in answers]).encode()
-        return 200, json.dumps(answers[0]).encode()
+        if named is None:
+            return 200, json.dumps({"echo": body.decode()}).encode()
+        answers = [{"echo": b.decode(), "kind": name.split("-")[0]} for name, b in named]
+        return 200, json.dumps([{"status": 200, "answer": a} for a in answers]).encode()
 
 
 def parts(body: bytes, content_type: str) -> list[bytes]:
-    boundary = content_type.split("boundary=")[1].encode()
-    pieces = body.split(b"--" + boundary)[1:-1]
-    return [piece.split(b"\r\n\r\n", 1)[1][: -len(b"\r\n")] for piece in pieces]
+    return [b for _, b in named_parts(body, content_type)]
 
 
 async def test_a_lone_drawing_goes_at_once_as_a_plain_request():
@@ -48,8 +50,34 @@ async def test_a_lone_drawing_goes_at_once_as_a_plain_request():
     batcher = Batcher(model)
     status, body = await batcher.predict("", b"a")
     assert (status, json.loads(body)) == (200, {"echo": "a"})
-    assert model.requests == [("", [b"a"])]
+    assert model.requests == [("", [b"a"])] and model.names == [None]
     assert batcher.lines == {}, "an idle version is forgotten"
+
+
+async def test_a_lone_number_goes_as_a_request_of_one_part_named_number_0():
+    """A plain body is a digit to the handler: a number to read is always a part."""
+    model = FakeModel()
+    status, body = await Batcher(model).predict("", b"n", NUMBER)
+    assert (status, json.loads(body)) == (200, {"echo": "n", "kind": "number"})
+    assert model.requests == [("", [b"n"])] and model.names == [["number-0"]]
+
+
+async def test_digits_and_numbers_share_the_batches_and_each_gets_the_answer_of_its_kind():
+    model = FakeModel()
+    batcher = Batcher(model, max_batch=8, in_flight=2)
+    sent = [(NUMBER if i % 3 else DRAWING, f"d{i}".encode()) for i in range(8)]
+    replies = await asyncio.gather(*(batcher.predict("", body, kind) for kind, body in sent))
+    for (kind, body), (status, reply) in zip(sent, replies, strict=True):
+        answer = json.loads(reply)
+        assert status == 200 and answer["echo"] == body.decode(), answer
+        assert answer.get("kind", DRAWING) == kind
+    # d0 and d1 go at once, alone (1 + 1); the other six wait and go as one request, each part named by
+    # its kind and its place. Only the lone digit went as a plain body.
+    assert model.names == [
+        None,
+        ["number-0"],
+        ["number-0", "drawing-1", "number-2", "number-3", "drawing-4", "number-5"],
+    ]
 
 
 async def test_drawings_that_arrive_while_the_model_is_busy_go_together_and_get_their_own_answers():
@@ -139,14 +167,9 @@ async def test_a_drawing_gets_its_answer_or_a_timeout_within_the_timeout_its_wai
 
 def test_multipart_keeps_every_byte_and_a_batch_reply_splits_back_in_order():
     bodies = [bytes(random.Random(i).randbytes(300)) for i in range(3)] + [b"data:image/png;base64,AAAA"]
-    body, content_type = multipart(bodies)
+    body, content_type = multipart([(DRAWING, b) for b in bodies[:2]] + [(NUMBER, b) for b in bodies[2:]])
     assert parts(body, content_type) == bodies
-    assert re.findall(rb'; name="(drawing-\d+)"', body) == [
-        b"drawing-0",
-        b"drawing-1",
-        b"drawing-2",
-        b"drawing-3",
-    ]
+    assert re.findall(rb'; name="(\w+-\d+)"', body) == [b"drawing-0", b"drawing-1", b"number-2", b"number-3"]
     answers = [
         {"status": 200, "answer": {"digit": 3}},
         {"status": 422, "answer": {"error": "no digit drawn"}},

@@ -70,3 +70,26 @@ def test_every_error_the_contract_lists_is_the_error_shape():
     assert unreadable["properties"]["probabilities"] == schemas["Prediction"]["properties"][
         "probabilities"
     ] | {"description": unreadable["properties"]["probabilities"]["description"]}
+
+
+def test_read_takes_what_predict_takes_and_its_errors_are_the_error_shape():
+    """/read: /predict's bodies, ?version= and errors (YAML anchors: one text for both), its own 200 and
+    422 (no_digit, two_lines, too_many_digits: nothing read, so no guess and no ticket)."""
+    paths, schemas = contract()["paths"], contract()["components"]["schemas"]
+    predict, read = paths["/predict"]["post"], paths["/read"]["post"]
+    assert read["requestBody"] == predict["requestBody"] and read["parameters"] == predict["parameters"]
+    for status in ("400", "404", "413", "415", "429", "502", "503", "504"):
+        assert read["responses"][status] == predict["responses"][status], status
+    assert read["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ReadAnswer")
+    assert read["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/Unread")
+    assert schemas["Unread"]["properties"]["reason"]["enum"] == ["no_digit", "two_lines", "too_many_digits"]
+    assert schemas["Unread"]["properties"]["error"] == schemas["Error"]["properties"]["error"]
+    answer, digit = schemas["ReadAnswer"], schemas["DigitRead"]["properties"]
+    assert {"number", "digits", "version", "ticket"} <= set(answer["required"])
+    assert (
+        answer["properties"]["ticket"]["pattern"] == schemas["Prediction"]["properties"]["ticket"]["pattern"]
+    )
+    for name in ("probabilities", "input_28x28"):
+        assert {k: v for k, v in digit[name].items() if k != "description"} == {
+            k: v for k, v in schemas["Prediction"]["properties"][name].items() if k != "description"
+        }

@@ -1,8 +1,8 @@
 """The client examples of docs/api.md ("Clients"), taken from the page as they are written and run against
 the real stack (its address for the page's 127.0.0.1:5500): docs and tests cannot drift.
 
-Each curl line ends with a comment saying what it prints: `{"digit": 7, ...}`, or `{"error": "<start
-of the message>..."} <status>`. The Python block is run as a script, then its function is given a
+Each curl line ends with a comment saying what it prints: `{"digit": 7, ...}`, `{"number": "7", ...}`
+(/read), or `{"error": "<start of the message>..."} <status>`. The Python block is run as a script, then its function is given a
 text file and must raise with the error JSON's message."""
 
 import ast
@@ -49,8 +49,9 @@ def test_curl_example(stack, command, prints):
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    if prints.startswith('{"digit": '):
-        assert json.loads(result.stdout)["digit"] == int(prints.split()[1].rstrip(","))
+    if prints.startswith(('{"digit": ', '{"number": ')):
+        name, value = prints.split(", ...}")[0].lstrip("{").split(": ")
+        assert json.loads(result.stdout)[json.loads(name)] == json.loads(value)
     else:
         expected = ERROR.match(prints)
         body, status = result.stdout.rstrip().rsplit(" ", 1)

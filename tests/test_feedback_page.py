@@ -1,37 +1,45 @@
-"""The page's feedback buttons in a real Chromium, on the real stack: after an answer, "Wrong? Tap the digit
-you drew" (reached with the keyboard) and "Right" store the very drawing /predict got, in the stack's
-real SQLite file."""
+"""The page's feedback in a real Chromium, on the real stack: after an answer, "Wrong? Type the number you
+wrote" (reached and sent with the keyboard), "Right" and "Not a digit" store the very drawing /read got, with
+the number meant and the number answered, under the /read answer's ticket, in the stack's real SQLite file."""
 
 import base64
 import json
+import random
 import sqlite3
 
 import pytest
 
-from tests.page import draw_with_mouse, pen_drawings, predict_requests, settled
-from train import nondigits
+from tests.page import (
+    PAGE_CANVAS,
+    draw_number_with_mouse,
+    draw_with_mouse,
+    pen_drawings,
+    read_requests,
+    settled,
+)
+from train import nondigits, numbers, pendigits
 
 pytestmark = pytest.mark.browser
 
 FEEDBACK_STATE = """() => ({
   offered: !document.getElementById("feedback").hidden,
   thanks: document.getElementById("thanks").textContent,
-  labels: [...document.querySelectorAll("#digits button")].map(b => b.getAttribute("aria-label")),
-  texts: [...document.querySelectorAll("#digits button")].map(b => b.textContent),
-  group: document.getElementById("digits").getAttribute("role"),
-  heading: document.getElementById(document.getElementById("digits").getAttribute("aria-labelledby")).textContent,
+  heading: document.getElementById("wrong-heading").textContent,
+  label: document.querySelector("label[for=meant]").textContent,
+  meant: document.getElementById("meant").value,
+  inputmode: document.getElementById("meant").getAttribute("inputmode"),
+  invalid: document.getElementById("meant").getAttribute("aria-invalid"),
+  hint: document.getElementById("meant-hint").textContent,
+  right: document.getElementById("right").getAttribute("aria-label"),
 })"""
 
 
 def rows(stack) -> list[dict]:
+    """The page's feedback rows (number_feedback): what the stack's web app stored."""
     with sqlite3.connect(stack.run_dir / "feedback.sqlite3") as conn:
         conn.row_factory = sqlite3.Row
-        return [
-            dict(r)
-            for r in conn.execute(
-                "SELECT id, label, predicted, version, png, ticket_id FROM feedback ORDER BY id"
-            )
-        ]
+        query = "SELECT id, number, predicted, version, png, ticket_id FROM number_feedback ORDER BY id"
+        return [dict(r) for r in conn.execute(query)]
 
 
 def sent_png(request) -> bytes:
@@ -49,94 +57,151 @@ def tab_to(page, element_id: str, most: int = 40) -> None:
     raise AssertionError(f"#{element_id} is not reachable with Tab")
 
 
-def answer_a_drawing(v, drawing) -> tuple[dict, bytes]:
-    """(The answer on screen, the PNG /predict was sent for it). On a busy machine a pause between
-    strokes can outlast the page's debounce and send the half-drawn digit too: the answer that counts
-    is the last one, once the page has settled."""
+def answer_a_drawing(v, draw) -> tuple[dict, bytes]:
+    """(The answer on screen, the PNG /read was sent for it). On a busy machine a pause between strokes
+    can outlast the page's debounce and send the half-drawn digit too: the answer that counts is the last
+    one, once the page has settled."""
     v.page.click("#clear")
-    draw_with_mouse(v.page, drawing)
+    draw(v.page)
     settled(v.page)
-    last = predict_requests(v)[-1]
+    last = read_requests(v)[-1]
     return last.response().json(), sent_png(last)
 
 
-def test_wrong_and_right_store_the_drawing_that_was_sent(stack, visit):
+def pen_digit(seed: int):
+    drawing = pen_drawings(1, seed=seed)[0]
+    return lambda page: draw_with_mouse(page, drawing)
+
+
+def a_number(labels: str, seed: int = 0):
+    """A held-out writer's digits written apart on the page's 560x280 canvas (train/numbers.py)."""
+    digits = pendigits.held_out(pendigits.load())
+    writer = digits[seed].writer
+    chosen = [next(d for d in digits if d.writer == writer and d.label == int(c)) for c in labels]
+    placed = numbers.place(chosen, random.Random(seed), PAGE_CANVAS, "apart")
+    return lambda page: draw_number_with_mouse(page, placed)
+
+
+def sent_feedback(v) -> list[dict]:
+    return [json.loads(r.post_data) for r in v.requests if r.url.endswith("/api/feedback")]
+
+
+def thanked(page) -> str:
+    page.wait_for_function("() => document.getElementById('thanks').textContent.startsWith('Thanks')")
+    return page.locator("#thanks").text_content()
+
+
+def test_a_typed_number_and_right_store_the_drawing_that_was_sent(stack, visit):
     v = visit(stack)
     before = len(rows(stack))
-    wrong_drawing, right_drawing = pen_drawings(2, seed=14)
-
-    answer, wrong_png = answer_a_drawing(v, wrong_drawing)
+    answer, wrong_png = answer_a_drawing(v, a_number("42", seed=3))
     state = v.page.evaluate(FEEDBACK_STATE)
-    assert state["offered"] and state["thanks"] == ""
-    assert state["texts"] == [str(d) for d in range(10)]
-    assert state["labels"] == [f"I drew a {d}" for d in range(10)]
-    assert state["group"] == "group" and state["heading"] == "Wrong? Tap the digit you drew"
+    assert state["offered"] and state["thanks"] == "" and state["inputmode"] == "numeric"
+    assert state["label"] == state["heading"] == "Wrong? Type the number you wrote"
+    assert state["meant"] == (answer["number"] or "")  # the answer, ready to correct
     v.screenshot("feedback-offered")
-    claimed = (answer["digit"] + 1) % 10  # a digit other than the answer: "wrong"
+    meant = "427" if answer["number"] != "427" else "42"  # another number than the answer: "wrong"
     v.page.locator("body").focus()
-    tab_to(v.page, f"drew-{claimed}")
+    tab_to(v.page, "meant")
+    v.page.keyboard.press("Control+a")
+    v.page.keyboard.type(meant)
     with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
-        v.page.keyboard.press("Enter")
+        v.page.keyboard.press("Enter")  # the form's submit, by the script: nothing navigates
     assert stored_info.value.status == 201
-    v.page.wait_for_function("() => document.getElementById('thanks').textContent.startsWith('Thanks')")
+    assert thanked(v.page) == f"Thanks! Noted: you wrote {meant}."
     assert v.page.locator("#feedback").is_hidden()  # one verdict per answer
 
-    answer_right, right_png = answer_a_drawing(v, right_drawing)
+    answer_right, right_png = answer_a_drawing(v, pen_digit(14))
     assert v.page.locator("#thanks").text_content() == ""  # a new answer, a new question
-    assert v.page.get_attribute("#right", "aria-label") == f"Right: I drew a {answer_right['digit']}"
+    if answer_right["number"] is None:
+        pytest.fail(f"the pen digit was not read as a digit: {answer_right}")
+    assert v.page.evaluate(FEEDBACK_STATE)["right"] == f"Right: I wrote {answer_right['number']}"
     with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
         v.page.click("#right")
-    assert stored_info.value.status == 201
-    v.page.wait_for_function("() => document.getElementById('thanks').textContent.startsWith('Thanks')")
+    assert stored_info.value.status == 201 and thanked(v.page) == "Thanks! Noted as right."
 
-    sent = [r for r in v.requests if r.url.endswith("/api/feedback")]
-    assert [json.loads(r.post_data)["label"] for r in sent] == [claimed, answer_right["digit"]]
-    # Each feedback carries the ticket of its own answer (web/tickets.py), and is stored under it.
-    assert [json.loads(r.post_data)["ticket"] for r in sent] == [answer["ticket"], answer_right["ticket"]]
+    sent = sent_feedback(v)
+    assert [(s["number"], s["predicted"]) for s in sent] == [
+        (meant, answer["number"]),
+        (answer_right["number"], answer_right["number"]),
+    ]
+    # Each feedback carries the ticket of its own /read answer, and is stored under it.
+    assert [s["ticket"] for s in sent] == [answer["ticket"], answer_right["ticket"]]
     new = rows(stack)[before:]
-    assert [(r["label"], r["predicted"], r["version"], r["ticket_id"]) for r in new] == [
-        (claimed, answer["digit"], answer["version"], answer["ticket"].split(".")[1]),
+    assert [(r["number"], r["predicted"], r["version"], r["ticket_id"]) for r in new] == [
+        (meant, answer["number"], answer["version"], answer["ticket"].split(".")[1]),
         (
-            answer_right["digit"],
-            answer_right["digit"],
+            answer_right["number"],
+            answer_right["number"],
             answer_right["version"],
             answer_right["ticket"].split(".")[1],
         ),
     ]
-    # Exactly the bytes /predict was sent for each answer.
-    assert [r["png"] for r in new] == [wrong_png, right_png]
+    assert [r["png"] for r in new] == [wrong_png, right_png]  # exactly the bytes /read was sent
+
+
+def test_a_number_that_is_not_digits_is_refused_on_the_page(stack, visit):
+    """Letters, signs or 17 digits: the page says what to type and sends nothing; then a good one goes."""
+    v = visit(stack)
+    before = len(rows(stack))
+    answer_a_drawing(v, pen_digit(3))
+    for typed in ("4a", "-4", "4.2", "٤٢", ""):
+        v.page.fill("#meant", typed)
+        assert v.page.evaluate(FEEDBACK_STATE)["invalid"] is None  # editing clears the last complaint
+        v.page.click("#send")
+        state = v.page.evaluate(FEEDBACK_STATE)
+        assert state["invalid"] == "true" and state["hint"].startswith(
+            "Type the number with the digits 0-9"
+        ), typed
+        assert v.page.evaluate("document.activeElement.id") == "meant", typed  # back to the field
+    v.page.fill("#meant", "")
+    v.page.type("#meant", "1" * 17)  # the field takes 16 digits, the most /read reads
+    assert v.page.input_value("#meant") == "1" * 16
+    assert sent_feedback(v) == [] and len(rows(stack)) == before
+    v.page.fill("#meant", " 4 2 ")  # spaces are not digits, but nothing else is wrong with it: dropped
+    with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
+        v.page.click("#send")
+    assert stored_info.value.status == 201 and thanked(v.page) == "Thanks! Noted: you wrote 42."
+    assert [r["number"] for r in rows(stack)[before:]] == ["42"]
 
 
 def test_no_feedback_is_offered_without_an_answer(stack, visit):
     v = visit(stack)
     assert v.page.locator("#feedback").is_hidden()
     v.page.mouse.click(5, 5)  # nowhere near the canvas
-    answer_a_drawing(v, pen_drawings(1, seed=3)[0])
+    answer_a_drawing(v, pen_digit(3))
     assert v.page.locator("#feedback").is_visible()
     v.page.click("#clear")
     assert v.page.locator("#feedback").is_hidden()  # cleared: nothing left to judge
 
 
 def test_not_a_digit_feedback_both_ways_is_stored(stack, visit):
-    """On a drawing answered "not a digit": "Right, not a digit" stores label 10, "It is a digit: 7" stores 7
-    (both with predicted 10); on a digit's answer, "Not a digit" stores label 10."""
+    """On a drawing read as not a digit: "Right, not a digit" stores "not_a_digit", a typed 7 stores "7" (both
+    answered null); on a digit's answer, "Not a digit" stores "not_a_digit" against the answered number."""
     v = visit(stack)
     before = len(rows(stack))
-    clicks = [("#right", nondigits.letter("X", seed=1)), ("#drew-7", nondigits.letter("X", seed=1))]
-    for button, drawing in clicks:
-        answer, _ = answer_a_drawing(v, drawing)
-        assert answer.get("reason") == "not_a_digit", answer
-        with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
-            v.page.click(button)
-        assert stored_info.value.status == 201
-        v.page.wait_for_function("() => document.getElementById('thanks').textContent.startsWith('Thanks')")
-    assert v.page.locator("#thanks").text_content() == "Thanks! Noted: you drew a 7."
-    answer, _ = answer_a_drawing(v, pen_drawings(1, seed=3)[0])
-    assert "digit" in answer and "reason" not in answer, answer
+    letter = lambda page: draw_with_mouse(page, nondigits.letter("X", seed=1))  # noqa: E731
+    answer, _ = answer_a_drawing(v, letter)
+    assert answer["number"] is None, answer
+    with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
+        v.page.click("#right")
+    assert stored_info.value.status == 201 and thanked(v.page) == "Thanks! Noted as right."
+
+    answer_a_drawing(v, letter)
+    assert v.page.evaluate(FEEDBACK_STATE)["heading"] == "It is a digit? Type it"
+    v.page.fill("#meant", "7")
+    with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
+        v.page.press("#meant", "Enter")
+    assert stored_info.value.status == 201 and thanked(v.page) == "Thanks! Noted: you wrote 7."
+
+    answer, _ = answer_a_drawing(v, pen_digit(3))
+    assert answer["number"] is not None, answer
     with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
         v.page.click("#not-digit")
-    assert stored_info.value.status == 201
-    v.page.wait_for_function("() => document.getElementById('thanks').textContent.startsWith('Thanks')")
-    assert v.page.locator("#thanks").text_content() == "Thanks! Noted: not a digit."
+    assert stored_info.value.status == 201 and thanked(v.page) == "Thanks! Noted: not a digit."
     new = rows(stack)[before:]
-    assert [(r["label"], r["predicted"]) for r in new] == [(10, 10), (7, 10), (10, answer["digit"])]
+    assert [(r["number"], r["predicted"]) for r in new] == [
+        ("not_a_digit", None),
+        ("7", None),
+        ("not_a_digit", answer["number"]),
+    ]

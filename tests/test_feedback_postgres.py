@@ -4,7 +4,9 @@ throwaway cluster of its own in a temporary directory, on 127.0.0.1, as the unpr
 
 import asyncio
 import glob
+import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -13,10 +15,21 @@ import tempfile
 import pytest
 from sqlalchemy import text
 
-from tests.drawings import feedback_body
-from tests.stack import Stack, post_feedback
-from train.feedback_data import feedback_split, holdout_drawings
-from web.feedback_store import SCHEMA_VERSION, FeedbackStore, read_rows
+from tests.drawings import data_url, feedback_body
+from tests.stack import TICKET_KEY, Stack, post_feedback
+from train import numbers, pendigits
+from train.feedback_data import feedback_split, held_out, holdout_drawings
+from web.app import number_answered
+from web.feedback_store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    FeedbackStore,
+    TicketReused,
+    read_number_rows,
+    read_rows,
+    schema_version,
+)
+from web.tickets import Tickets, drawing_hash
 
 
 def pg_bin() -> str:
@@ -86,6 +99,22 @@ async def test_the_store_on_postgresql_loses_nothing_under_concurrency(postgres)
 
 
 @pytest.mark.stack
+def number_body(number: str, seed: int = 0) -> bytes:
+    """Feedback on a number /read answered right: two held-out pen digits of one writer written apart
+    (train/numbers.py), its ticket signed as web/app.py signs a /read answer, with the stack's key."""
+    digits = pendigits.held_out(pendigits.load())
+    writer = digits[0].writer
+    chosen = [next(d for d in digits if d.writer == writer and d.label == int(c)) for c in number]
+    png, label, _ = numbers.compose(chosen, random.Random(seed), (560, 280), "apart")
+    image = data_url(png).decode()
+    ticket = Tickets(TICKET_KEY.encode()).issue(
+        drawing_hash(image), "1.0", number_answered(200, {"number": label})
+    )
+    doc = {"image": image, "number": label, "predicted": label, "version": "1.0", "ticket": ticket}
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.stack
 def test_the_web_app_stores_feedback_on_postgresql_and_training_reads_it(postgres, tmp_path):
     postgres_url = postgres("web")
     stack = Stack(tmp_path / "run", tmp_path / "model_store")
@@ -95,6 +124,8 @@ def test_the_web_app_stores_feedback_on_postgresql_and_training_reads_it(postgre
         for i in range(6):
             status, answer = post_feedback(stack.web_url, feedback_body(i, label=i))
             assert status == 201, answer
+        status, answer = post_feedback(stack.web_url, number_body("42"))
+        assert status == 201, answer
         stack.stop_web()
         stack.start_web(FEEDBACK_DB=postgres_url)
         assert post_feedback(stack.web_url, feedback_body(6, label=6))[0] == 201
@@ -102,6 +133,65 @@ def test_the_web_app_stores_feedback_on_postgresql_and_training_reads_it(postgre
         stack.stop_web()
     rows = read_rows(postgres_url)
     assert [r.label for r in rows] == list(range(7))
+    [number] = read_number_rows(postgres_url)
+    assert (number.number, number.predicted) == ("42", "42")
+    # Training reads both: the seven digits, and the number cut into its two (after the digits of its side).
     (train_x, train_y), (hold_x, hold_y) = feedback_split(postgres_url)
-    assert sorted(train_y.tolist() + hold_y.tolist()) == list(range(7)) and len(train_x) + len(hold_x) == 7
-    assert [label for _, label in holdout_drawings(postgres_url)] == hold_y.tolist()
+    assert sorted(train_y.tolist() + hold_y.tolist()) == sorted([*range(7), 4, 2])
+    assert len(train_x) + len(hold_x) == 9
+    digits_held = hold_y.tolist()[:-2] if held_out(number.png_sha256) else hold_y.tolist()
+    assert [label for _, label in holdout_drawings(postgres_url)] == digits_held
+
+
+def at_schema_3(conn) -> None:
+    """A database as the code before issue 27 left it: migrations 1-3 and one digit row."""
+    schema_version.create(conn)
+    conn.execute(schema_version.insert().values(version=3))
+    for step in MIGRATIONS[:3]:
+        step(conn)
+    conn.execute(
+        text(
+            "INSERT INTO feedback (created_utc, version, label, predicted, png, png_sha256, input_28x28, "
+            "ticket_id) VALUES ('2026-11-30 12:00:00', '1.0', 3, 5, :png, 'ab', :seen, 'old')"
+        ),
+        {"png": b"\x89PNG", "seen": bytes(784)},
+    )
+
+
+async def test_number_feedback_on_postgresql_migrates_keeps_digits_and_takes_a_ticket_once(postgres):
+    """Migration 4 on a PostgreSQL database of schema 3: the number table with its UNIQUE ticket id, rows
+    of both tables side by side, 100 numbers written at once, NULLs (no answer, no ticket) kept."""
+    url = postgres("numbers")
+    old = FeedbackStore(url)
+    async with old.engine.begin() as conn:
+        await conn.run_sync(at_schema_3)
+    await old.close()
+    store = FeedbackStore(url)
+    await store.open()
+    png = bytes(range(256)) * 8
+
+    async def one(i: int) -> int:
+        number = f"{i:04d}"  # leading zeros: kept as text
+        predicted = None if i % 10 == 0 else number
+        ticket = None if i % 25 == 0 else f"ticket-{i}"
+        return await store.add_number(
+            version="1.0", number=number, predicted=predicted, png=png, ticket_id=ticket
+        )
+
+    ids = await asyncio.gather(*(one(i) for i in range(100)))
+    assert len(set(ids)) == 100
+    with pytest.raises(TicketReused):
+        await store.add_number(version="1.0", number="1", predicted="7", png=png, ticket_id="ticket-1")
+    # A digit row may carry the same ticket id: the two tables are apart (and the tickets sign different answers).
+    await store.add(
+        version="1.0", label=1, predicted=7, png=png, input_28x28=bytes(784), ticket_id="ticket-1"
+    )
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT version FROM schema_version"))).scalar_one() == SCHEMA_VERSION
+    rows, digit_rows = await store.number_rows(), await store.rows()
+    await store.close()
+    rows.sort(key=lambda r: r.number)  # written at once: ids in any order
+    assert [r.number for r in rows] == [f"{i:04d}" for i in range(100)]
+    assert [r.predicted for r in rows][:11] == [None, *(f"{i:04d}" for i in range(1, 10)), None]
+    assert sum(r.ticket_id is None for r in rows) == 4 and all(r.png == png for r in rows)
+    assert [(r.label, r.ticket_id) for r in digit_rows] == [(3, "old"), (1, "ticket-1")]

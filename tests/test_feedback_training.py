@@ -4,6 +4,7 @@ own store, with drawings of trainable pen-digit writers (1-20) as the page would
 
 import asyncio
 import csv
+import hashlib
 import os
 import random
 import subprocess
@@ -14,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from handler.preprocess import preprocess
+from handler.preprocess import choose, preprocess, read_candidates
 from tests.models import MNIST_DIR, QUICK_TRAINING
 from tests.stack import ROOT
-from train import feedback_data, nondigits, pendigits
+from train import feedback_data, nondigits, numbers, pendigits
 from train.feedback_data import data_url, feedback_split, held_out, holdout_drawings
 from web.feedback import drawing_and_input
 from web.feedback_store import FeedbackStore, read_rows
@@ -255,3 +256,92 @@ def test_confirmed_non_digits_train_as_negatives_and_corrected_rejections_as_dig
             if torch.equal(x, image)
         ]
         assert found == [label]
+
+
+def number_pngs(labels: list[str], spacing: str, seed: int) -> list[tuple[bytes, str]]:
+    """Numbers written with one trainable writer's digits (train/numbers.py) on the page's 560x280 canvas."""
+    rng = random.Random(seed)
+    digits = pendigits.trainable(pendigits.load())
+    found = []
+    for label in labels:
+        writer = rng.choice(sorted({d.writer for d in digits}))
+        chosen = [rng.choice([d for d in digits if d.writer == writer and d.label == int(c)]) for c in label]
+        png, composed, _ = numbers.compose(chosen, rng, (560, 280), spacing)
+        found.append((png, composed))
+    return found
+
+
+def fill_numbers(db, drawings) -> None:
+    async def write():
+        store = FeedbackStore(str(db))
+        for png, number in drawings:
+            await store.add_number(version="1.0", number=number, predicted=None, png=png)
+        await store.close()
+
+    asyncio.run(write())
+
+
+def cut(png: bytes) -> list[np.ndarray]:
+    """The drawing's pieces as /read cuts it when every piece scores alike: each group of ink whole."""
+    candidates = read_candidates(png)
+    digits = choose(candidates, np.full((len(candidates.images), 10), 0.1, np.float32))
+    return [(candidates.images[d.index] * 255).round().astype(np.uint8) for d in digits]
+
+
+def test_numbers_become_training_digits_one_per_piece_and_the_rest_are_counted(tmp_path, capsys):
+    """Numbers written apart: each piece's 28x28 (as /read cuts it) with its digit, on the side the drawing's
+    hash puts it. A number meant with more or fewer digits than the drawing has pieces is skipped, and
+    counted; "not_a_digit" on a drawing of one piece is a training negative."""
+    db = tmp_path / "feedback.sqlite3"
+    written = number_pngs(["42", "2026", "907", "13", "5", "6718"], "apart", seed=1)
+    miscounted = [(written[0][0], "421"), (written[1][0], "26")]  # typed with a digit too many / too few
+    letter = (pendigits.png_bytes(pendigits.render(nondigits.letter("X", seed=1))), "not_a_digit")
+    fill(db, pen_pngs(3, seed=2))  # digit feedback beside them
+    fill_numbers(db, [*written, *miscounted, letter])
+    (train_x, train_y), (hold_x, hold_y) = feedback_split(str(db))
+    digit_rows = read_rows(str(db))
+    assert len(train_x) + len(hold_x) == 3 + sum(len(number) for _, number in written) + 1
+    # Each number's pieces, in order, with its digits; after the digit rows of the same side.
+    expected = {False: [], True: []}
+    for png, number in [*written, letter]:
+        labels = [10] if number == "not_a_digit" else [int(c) for c in number]
+        pieces = cut(png)
+        assert len(pieces) == len(labels), number  # written apart: one piece of ink per digit
+        held = held_out(hashlib.sha256(png).hexdigest())
+        expected[held] += list(zip(pieces, labels, strict=True))
+    for (x, y), held in (((train_x, train_y), False), ((hold_x, hold_y), True)):
+        rows = [r for r in digit_rows if held_out(r.png_sha256) == held]
+        assert y.tolist() == [r.label for r in rows] + [label for _, label in expected[held]]
+        assert np.array_equal(
+            x.numpy()[len(rows) :].reshape(-1, 28, 28),
+            np.array([p for p, _ in expected[held]]).reshape(-1, 28, 28),
+        )
+    # Training says how many numbers it cut and how many it skipped.
+    feedback_data.feedback_training_set(str(db), copies=2, max_images=10_000)
+    assert (
+        f"numbers: {len(written) + 1} cut into digits, 2 skipped (not one piece per digit)"
+        in capsys.readouterr().out
+    )
+
+
+def test_touching_digits_are_cut_where_the_model_says(model_dir):
+    """Touching digits are one piece of ink: without a model every piece scores alike and the drawing stays
+    one piece (skipped); with the model's probabilities (as /read gets them) it is cut into its digits."""
+    model = torch.jit.load(str(model_dir / "model.pt")).eval()
+
+    def probabilities_of(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(model(torch.from_numpy(images).unsqueeze(1)), dim=1).numpy()
+
+    labels = ["42", "38", "705", "61", "29", "843", "17", "56", "930", "24", "68", "351"]
+    touching = number_pngs(labels, "touching", seed=3)
+    alone = [feedback_data.number_digits(png, number) for png, number in touching]
+    cut_by_model = [feedback_data.number_digits(png, number, probabilities_of) for png, number in touching]
+    assert sum(pieces is None for pieces in alone) >= 10  # one group of ink each (12 of 12 here)
+    # The quick test model cut 7-10 of 12 into their digits (seeds 3-6 of these numbers); a third is the bar.
+    made = [pieces for pieces in cut_by_model if pieces is not None]
+    assert len(made) >= 4, f"only {len(made)} of 12 touching numbers cut into their digits"
+    for pieces, (_, number) in zip(cut_by_model, touching, strict=True):
+        if pieces is not None:
+            assert [label for _, label in pieces] == [int(c) for c in number]
+            assert all(image.shape == (28, 28) and image.dtype == np.uint8 for image, _ in pieces)

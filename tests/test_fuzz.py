@@ -18,10 +18,13 @@ from tests.contract import HTTP_METHODS, SPEC
 from tests.stack import ROOT
 
 SETTINGS = ROOT / "tests" / "schemathesis.toml"
-# Test cases per operation in the fuzzing phase; /predict spreads them over its seven body types. With
-# the examples and coverage phases: ~270 cases, ~3,750 checks, 7-14 s here (2 shared cores; noisy).
+# Test cases per operation in the fuzzing phase; /predict and /read spread them over their seven body
+# types. With the examples and coverage phases: ~850 cases, ~12,000 checks, 34 s here (2 shared cores,
+# load average 4.5; 2026-12-03, with /read and the number form of /api/feedback).
 MAX_EXAMPLES = 200
-# Each body type of /predict is sent at least this often (examples, coverage and fuzzing phases together;
+# The routes that take a drawing, in all of its body forms (web/bodies.py).
+DRAWING_ROUTES = ("/predict", "/read")
+# Each body type of /predict (and of /read) is sent at least this often (examples, coverage and fuzzing phases together;
 # hypothesis favours text/plain: 140-155 per run, the types without an example far fewer: image/png 1-11,
 # image/jpeg 3-16, application/octet-stream 4-14 over 12 runs here, 2026-11-26). At 2, 1 run in ~10 failed.
 MIN_PER_BODY_TYPE = 1
@@ -77,7 +80,7 @@ def test_every_operation_of_the_contract_survives_fuzzing_against_the_real_stack
     report = json.loads(next(tmp_path.glob("json-*.json")).read_text())
     cases = read_cases(tmp_path)
     checks = collections.Counter(name for _, _, ran in cases for name in ran)
-    bodies = collections.Counter(media for label, media, _ in cases if label == "POST /predict" and media)
+    bodies = collections.Counter((label, media) for label, media, _ in cases if media)
     print(
         f"schemathesis: {report['test_cases']['generated']} test cases generated, {len(cases)} run, "
         f"{sum(checks.values())} checks ({len(checks)} kinds), {len(report['failures'])} failures, "
@@ -95,9 +98,12 @@ def test_every_operation_of_the_contract_survives_fuzzing_against_the_real_stack
         assert CORE_CHECKS - {"negative_data_rejection", "positive_data_acceptance"} <= ran, (operation, ran)
     assert CORE_CHECKS <= set(checks), checks
 
-    # Every body form /predict takes was sent, and the examples (a real drawing of a 7) were answered 200.
-    documented = set(yaml.safe_load(SPEC.read_text())["paths"]["/predict"]["post"]["requestBody"]["content"])
-    assert {m: bodies[m] for m in documented if bodies[m] < MIN_PER_BODY_TYPE} == {}, bodies
+    # Every body form /predict and /read take was sent, and the examples (a real drawing of a 7) were
+    # answered 200.
+    for route in DRAWING_ROUTES:
+        documented = set(yaml.safe_load(SPEC.read_text())["paths"][route]["post"]["requestBody"]["content"])
+        sent = {m: bodies[f"POST {route}", m] for m in documented}
+        assert {m: n for m, n in sent.items() if n < MIN_PER_BODY_TYPE} == {}, (route, bodies)
 
     # Nothing went anywhere but the stack under test.
     har = json.loads(next(tmp_path.glob("har-*.json")).read_text())

@@ -14,7 +14,7 @@ from web.registry import model_versions
 # decisive: the weak version reads ~20 of these 300 MNIST and ~90 of the 300 pen digits differently
 # from the default, a McNemar z near 7 and 9 against the refusal threshold of 3.
 # The weak version (10 outputs) never says "not a digit": ~0% of the held-out non-digits against ~90%.
-EVAL_SIZE = {"EVAL_MNIST": "300", "EVAL_PEN": "300", "EVAL_NONDIGITS": "1"}
+EVAL_SIZE = {"EVAL_MNIST": "300", "EVAL_PEN": "300", "EVAL_NONDIGITS": "1", "EVAL_NUMBERS": "30"}
 
 
 def accuracies(table: str) -> dict[tuple[str, str], float]:

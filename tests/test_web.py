@@ -1,15 +1,18 @@
 """The web app in-process (pytest-aiohttp's aiohttp_client), in front of a fake TorchServe that records
-what it is sent (tests/fake_torchserve.py): the proxy's own rules, its use of keys, and its answers when the backend misbehaves."""
+what it is sent (tests/fake_torchserve.py): the proxy's own rules, its use of keys, its answers when the
+backend misbehaves, and /read (a number: sent as a part number-0, its answer signed and counted)."""
 
+import asyncio
 import json
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 
-from tests.fake_torchserve import INFERENCE_KEY, MANAGEMENT_KEY
+from tests.fake_torchserve import INFERENCE_KEY, MANAGEMENT_KEY, READ
 from web.app import Config, init_app
 from web.feedback_store import NOT_A_DIGIT
-from web.tickets import drawing_hash
+from web.tickets import TicketError, drawing_hash
 
 GOOD = b"data:image/png;base64,iVBORw0KGgo="
 
@@ -152,3 +155,109 @@ async def test_a_form_field_outside_latin1_is_forwarded_as_utf8_not_a_500(client
         "/predict", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert response.status == 200 and (await response.json())["echo"] == "€"
+
+
+def read_samples() -> tuple[float, float, float]:
+    """digit_read_digits (web/metrics.py): (answers counted, digits in them, answers of at most 2 digits)."""
+    sample = REGISTRY.get_sample_value
+    return (
+        sample("digit_read_digits_count") or 0.0,
+        sample("digit_read_digits_sum") or 0.0,
+        sample("digit_read_digits_bucket", {"le": "2.0"}) or 0.0,
+    )
+
+
+def as_form(body: bytes) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("image", body, filename="digit.txt", content_type="text/plain")
+    return form
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda: {"data": GOOD},  # the data URL as text
+        lambda: {"json": {"image": GOOD.decode()}},  # passed through: the handler reads JSON
+        lambda: {"data": b"image=" + GOOD, "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        lambda: {"data": as_form(GOOD)},
+    ],
+    ids=["text", "json", "form field", "multipart"],
+)
+async def test_read_sends_the_drawing_as_a_part_named_number_0_and_signs_the_number(
+    client, fake_torchserve, send
+):
+    before = read_samples()
+    response = await client.post("/read", **send())
+    assert response.status == 200 and response.content_type == "application/json"
+    answer = await response.json()
+    sent = fake_torchserve["bodies"][-1]
+    # One request of one part, number-0, holding what /predict would have forwarded (web/bodies.py).
+    assert fake_torchserve["content_types"][-1].startswith("multipart/form-data; boundary=")
+    assert b'; name="number-0"' in sent and sent.count(b"Content-Disposition") == 1
+    assert answer["echo"] in (GOOD.decode(), '{"image": "' + GOOD.decode() + '"}')
+    assert answer["number"] == "42" and [d["digit"] for d in answer["digits"]] == [4, 2]
+    assert Config().tickets.check(answer["ticket"], drawing_hash(GOOD), "1.0", "42")
+    # Counted in /metrics: one answer of two digits.
+    assert [b - a for a, b in zip(before, read_samples(), strict=True)] == [1, 2, 1]
+
+
+async def test_a_number_with_a_piece_not_a_digit_signs_null_and_422s_carry_no_ticket(client, fake_torchserve):
+    fake_torchserve["number"] = (
+        200,
+        {**READ, "number": None, "digits": [{**READ["digits"][0], "digit": None}]},
+    )
+    answer = await (await client.post("/read", data=GOOD)).json()
+    assert answer["number"] is None
+    assert Config().tickets.check(answer["ticket"], drawing_hash(GOOD), "1.0", "null")
+    before = read_samples()
+    for reason in ("no_digit", "two_lines", "too_many_digits"):
+        fake_torchserve["number"] = (422, {"error": f"cannot read: {reason}", "reason": reason})
+        response = await client.post("/read", data=GOOD)
+        answer = await response.json()
+        assert response.status == 422 and answer["reason"] == reason and "ticket" not in answer, answer
+    assert read_samples() == before, "only answers with digits are counted"
+
+
+async def test_read_takes_the_version_and_answers_the_4xx_of_predict(client, fake_torchserve):
+    assert (await client.post("/read?version=2.0", data=GOOD)).status == 200
+    unknown = await client.post("/read?version=9", data=GOOD)
+    assert unknown.status == 404 and "version 9" in (await unknown.json())["error"]
+    assert fake_torchserve["paths"] == ["/predictions/mnist/2.0", "/predictions/mnist/9"]
+    bad = await client.post("/read", params={"version": "../x"}, data=GOOD)
+    assert bad.status == 400 and "version" in (await bad.json())["error"]
+    empty = await client.post("/read", data=b" ")
+    assert empty.status == 400 and "empty" in (await empty.json())["error"]
+    assert (await client.post("/read", data=b"a" * (1024 * 1024 + 1))).status == 413
+    no_image = aiohttp.FormData()
+    no_image.add_field("picture", GOOD, filename="digit.txt")  # multipart, no field named image
+    assert (await client.post("/read", data=no_image)).status == 400
+    # The handler's 4xx for a part is the answer's (a 415 for text that is no image, as /predict gives it).
+    fake_torchserve["number"] = (415, {"error": "the body is text, not an image"})
+    response = await client.post("/read", data=b"hello")
+    assert response.status == 415 and (await response.json())["error"].startswith("the body is text")
+    assert len(fake_torchserve["paths"]) == 3, "the 400s and the 413 never reached TorchServe"
+
+
+async def test_digits_and_numbers_sent_at_once_travel_together_and_each_gets_its_own_answer(
+    client, fake_torchserve
+):
+    fake_torchserve["delay"] = 0.05  # the first requests are still out when the others arrive
+    bodies = [b"data:image/png;base64,iVBORw0KGgo" + str(i).encode() + b"=" for i in range(8)]
+    paths = ["/read" if i % 2 else "/predict" for i in range(8)]
+    responses = await asyncio.gather(*(client.post(p, data=b) for p, b in zip(paths, bodies, strict=True)))
+    for path, body, response in zip(paths, bodies, responses, strict=True):
+        answer = await response.json()
+        assert response.status == 200 and answer["echo"] == body.decode(), answer
+        assert ("number" in answer) == (path == "/read") and ("digit" in answer) == (path == "/predict")
+    mixed = [b for b in fake_torchserve["bodies"] if b'name="number-' in b and b'name="drawing-' in b]
+    assert mixed, "no batch carried digits and numbers together"
+
+
+def test_a_ticket_for_a_digit_never_passes_for_a_number():
+    """/read's "10" is not /predict's "not a digit" (10), nor its "7" /predict's 7 (web/tickets.py)."""
+    tickets, sha = Config().tickets, drawing_hash(GOOD)
+    for digit, number in [(NOT_A_DIGIT, "10"), (7, "7")]:
+        with pytest.raises(TicketError):
+            tickets.check(tickets.issue(sha, "1.0", digit), sha, "1.0", number)
+        with pytest.raises(TicketError):
+            tickets.check(tickets.issue(sha, "1.0", number), sha, "1.0", digit)

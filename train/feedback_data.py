@@ -13,16 +13,23 @@ added, and the same drawing sent twice lands on the same side (no copy of a hold
 `make train FEEDBACK_DB=...` adds the training part (FEEDBACK_COPIES times) to MNIST and pen digits.
 Labels are as stored: a drawing a person confirmed as "not a digit" is label 10, a training negative for
 the model's 11th output; a rejected drawing corrected to a digit is that digit (docs/not-a-digit.md).
+
+Feedback on numbers (/read, table number_feedback) becomes training digits: each drawing is cut as /read
+cuts it (handler/preprocess.py read_candidates, choose) and, if it comes apart in as many pieces as the
+number meant has digits, each piece's 28x28 gets its digit ("not_a_digit": one piece, label 10); any
+other drawing is skipped, and counted. The hold-out is decided by the drawing's hash, as for digits.
 """
 
 import base64
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from handler.preprocess import InputError, ink_map, open_image, to_mnist
-from web.feedback_store import Row, masked, read_rows
+from handler.preprocess import InputError, choose, ink_map, open_image, read_candidates, to_mnist
+from web.feedback_store import NOT_A_DIGIT, NOT_A_NUMBER, Row, masked, read_number_rows, read_rows
 
 HOLDOUT_PERCENT = 20  # of the drawings, by hash; changing it moves drawings between the sides
 
@@ -43,24 +50,72 @@ def to_28x28(png: bytes) -> np.ndarray:
     return (to_mnist(ink_map(open_image(png))) * 255).round().astype(np.uint8)
 
 
-def _as_tensors(rows: list[Row]):
-    images, labels = [], []
+def _digit_rows(rows: list[Row]) -> list[tuple[np.ndarray, int]]:
+    found = []
     for row in rows:
         try:
-            images.append(to_28x28(row.png))
+            found.append((to_28x28(row.png), row.label))
         except InputError:  # preprocessing changed and no longer reads it as a digit: nothing to learn
             continue
-        labels.append(row.label)
-    x = torch.from_numpy(np.stack(images)) if images else torch.zeros((0, 28, 28), dtype=torch.uint8)
-    return x, torch.tensor(labels, dtype=torch.int64)
+    return found
 
 
-def feedback_split(db: str):
-    """((train images, labels), (hold-out images, labels)): uint8 N x 28 x 28 and int64 N tensors."""
+def number_digits(png: bytes, number: str, probabilities_of: Callable | None = None):
+    """[(uint8 28x28, digit), ...] of a number's drawing, cut as /read cuts it; None when it does not come
+    apart in one piece per digit of number (or no longer reads at all). The cut between touching digits is
+    the model's choice: probabilities_of as handler/preprocess.py read_number takes it; without one, every
+    piece scores alike and each group of ink stays whole (digits written apart)."""
+    labels = [NOT_A_DIGIT] if number == NOT_A_NUMBER else [int(digit) for digit in number]
+    try:
+        candidates = read_candidates(png)
+    except InputError:
+        return None
+    images = candidates.images
+    scores = probabilities_of(images) if probabilities_of else np.full((len(images), 10), 0.1, np.float32)
+    digits = choose(candidates, np.asarray(scores))
+    if len(digits) != len(labels):
+        return None
+    return [
+        ((images[d.index] * 255).round().astype(np.uint8), label)
+        for d, label in zip(digits, labels, strict=True)
+    ]
+
+
+@dataclass
+class Split:
+    train: list  # [(uint8 28x28, label), ...]
+    holdout: list
+    numbers: int = 0  # number drawings cut into digits
+    skipped: int = 0  # number drawings that did not come apart in one piece per digit
+
+
+def _split(db: str, probabilities_of: Callable | None = None) -> Split:
     rows = feedback_rows(db)
-    train = [row for row in rows if not held_out(row.png_sha256)]
-    holdout = [row for row in rows if held_out(row.png_sha256)]
-    return _as_tensors(train), _as_tensors(holdout)
+    split = Split(
+        train=_digit_rows([row for row in rows if not held_out(row.png_sha256)]),
+        holdout=_digit_rows([row for row in rows if held_out(row.png_sha256)]),
+    )
+    for row in read_number_rows(db):
+        pieces = number_digits(row.png, row.number, probabilities_of)
+        if pieces is None:
+            split.skipped += 1
+            continue
+        split.numbers += 1
+        (split.holdout if held_out(row.png_sha256) else split.train).extend(pieces)
+    return split
+
+
+def _as_tensors(found: list[tuple[np.ndarray, int]]):
+    images = [image for image, _ in found]
+    x = torch.from_numpy(np.stack(images)) if images else torch.zeros((0, 28, 28), dtype=torch.uint8)
+    return x, torch.tensor([label for _, label in found], dtype=torch.int64)
+
+
+def feedback_split(db: str, probabilities_of: Callable | None = None):
+    """((train images, labels), (hold-out images, labels)): uint8 N x 28 x 28 and int64 N tensors; the
+    digits of the number feedback after those of the digit feedback."""
+    split = _split(db, probabilities_of)
+    return _as_tensors(split.train), _as_tensors(split.holdout)
 
 
 def holdout_drawings(db: str) -> list[tuple[bytes, int]]:
@@ -82,11 +137,13 @@ def feedback_training_set(db: str, copies: int, max_images: int):
     are more drawings than that, each then once (train/train.py's FEEDBACK_COPIES, FEEDBACK_IMAGES)."""
     if not db or copies <= 0:
         return None
-    (x, y), (holdout_x, _) = feedback_split(db)
+    split = _split(db)
+    (x, y), holdout_x = _as_tensors(split.train), split.holdout
     copies = copies_of(len(x), copies, max_images)
     print(
         f"feedback from {masked(db)}: training on {len(x)} drawings x {copies}, "
-        f"{len(holdout_x)} held out for evaluation"
+        f"{len(holdout_x)} held out for evaluation; numbers: {split.numbers} cut into digits, "
+        f"{split.skipped} skipped (not one piece per digit)"
     )
     return x.repeat(copies, 1, 1), y.repeat(copies)
 

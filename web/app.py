@@ -1,7 +1,8 @@
 """The web app: serves the canvas page and proxies drawings to TorchServe.
 
-Browser --POST /predict--> this app --POST /predictions/mnist[/version]--> TorchServe --> handler.
-Drawings that arrive while TorchServe is busy go to it together (web/batching.py).
+Browser --POST /predict or /read--> this app --POST /predictions/mnist[/version]--> TorchServe --> handler.
+/predict reads one digit, /read a whole number (docs/api.md); drawings of both that arrive while
+TorchServe is busy go to it together (web/batching.py).
 It holds only TorchServe's inference key (plus the API key, used for nothing but renewing that
 inference key when it expires); nothing here can register, unregister or scale models.
 """
@@ -18,11 +19,11 @@ import uvloop
 import yaml
 from aiohttp import web
 
-from web.batching import Batcher
+from web.batching import DRAWING, NUMBER, Batcher
 from web.bodies import BodyError, drawing
 from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import DEFAULT_DB, NOT_A_DIGIT, FeedbackStore
-from web.metrics import metrics
+from web.metrics import DIGITS_READ, metrics
 from web.ratelimit import LimitConfig, rate_limits
 from web.registry import VERSION_RE, model_versions
 from web.tickets import Tickets, drawing_hash
@@ -105,6 +106,28 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def predict(request: web.Request) -> web.StreamResponse:
+    asked = await asked_of(request)
+    if isinstance(asked, web.Response):
+        return asked
+    version, body = asked
+    return await request.app[TRAFFIC].answer(request, partial(forward, request.app, body), version)
+
+
+async def read(request: web.Request) -> web.Response:
+    """A number: /predict's bodies and ?version=, a canary as /predict's (web/traffic.py's route); never
+    shadowed, and outside /predict's counters and latency (docs/api.md, "Reading a number")."""
+    asked = await asked_of(request)
+    if isinstance(asked, web.Response):
+        return asked
+    version, body = asked
+    response, answer = await answer_of(request.app, body, request.app[TRAFFIC].route(version)[0], NUMBER)
+    if response.status == 200:
+        DIGITS_READ.observe(len(answer.get("digits", ())))
+    return response
+
+
+async def asked_of(request: web.Request) -> tuple[str, bytes] | web.Response:
+    """The ?version= and the drawing of a /predict or /read, or the 400 that says what is wrong."""
     version = request.query.get("version", "")
     if version and not VERSION_RE.match(version):
         return error(400, "version must be letters, digits, '.', '_' or '-' (at most 64)")
@@ -114,41 +137,67 @@ async def predict(request: web.Request) -> web.StreamResponse:
         return error(400, str(e))
     if not body.strip():
         return error(400, "empty body: send the canvas as a data URL (canvas.toDataURL())")
-    return await request.app[TRAFFIC].answer(request, partial(forward, request.app, body), version)
+    return version, body
 
 
 async def forward(app: web.Application, body: bytes, version: str) -> web.Response:
-    """The drawing to TorchServe (`version`, or the default for ""), its answer in our shape."""
+    """/predict's send (web/traffic.py): the drawing to TorchServe as one digit."""
+    return (await answer_of(app, body, version, DRAWING))[0]
+
+
+async def answer_of(app: web.Application, body: bytes, version: str, kind: str) -> tuple[web.Response, dict]:
+    """The drawing to TorchServe as `kind` (web/batching.py; `version`, or the default for ""): its answer
+    in our shape, with its ticket, and the answer parsed ({} when it is none of the handler's)."""
     try:
-        status, payload = await app[BATCHER].predict(version, body)
+        status, payload = await app[BATCHER].predict(version, body, kind)
     except TimeoutError:
-        return error(504, "the model server did not answer in time")
+        return error(504, "the model server did not answer in time"), {}
     except aiohttp.ClientConnectionError:
-        return error(503, "the model server is down; try again in a moment")
+        return error(503, "the model server is down; try again in a moment"), {}
     response = relay(status, payload, app[CONFIG].model, version)
-    return with_ticket(app[CONFIG].tickets, response, body)
-
-
-def with_ticket(tickets: Tickets, response: web.Response, body: bytes) -> web.Response:
-    """The answer with its feedback ticket (web/tickets.py) spliced into its bytes (the handler's are
-    passed through, not re-encoded): a digit read (200), or "not a digit" (422 not_a_digit, the answer
-    NOT_A_DIGIT, which feedback can confirm or correct). Any other answer has nothing to give feedback
-    on; a body without image bytes cannot have been answered either by the handler."""
     if response.status not in (200, 422):
-        return response
+        return response, {}
     answer = json.loads(response.body)
+    return with_ticket(app[CONFIG].tickets, response, answer, body, kind), answer
+
+
+def with_ticket(
+    tickets: Tickets, response: web.Response, answer: dict, body: bytes, kind: str
+) -> web.Response:
+    """The answer with its feedback ticket (web/tickets.py) spliced into its bytes (the handler's are
+    passed through, not re-encoded) when there is one to give (ANSWERED: what it signs, per kind); a
+    body without image bytes cannot have been answered by the handler either."""
     try:
-        if response.status == 200:
-            answered = int(answer["digit"])
-        elif answer.get("reason") == "not_a_digit":
-            answered = NOT_A_DIGIT
-        else:
+        answered = ANSWERED[kind](response.status, answer)
+        if answered is None:
             return response
         ticket = tickets.issue(drawing_hash(body), str(answer["version"]), answered)
     except (KeyError, TypeError, ValueError):  # InputError is a ValueError
         return response
     spliced = response.body.rstrip()[:-1] + b',"ticket":"' + ticket.encode() + b'"}'
     return web.Response(body=spliced, status=response.status, content_type="application/json")
+
+
+def digit_answered(status: int, answer: dict) -> int | None:
+    """What a ticket signs: a digit read (200), or "not a digit" (422 not_a_digit, NOT_A_DIGIT, which
+    feedback can confirm or correct); None for answers with nothing to give feedback on (no digit drawn)."""
+    if status == 200:
+        return int(answer["digit"])
+    return NOT_A_DIGIT if answer.get("reason") == "not_a_digit" else None
+
+
+def number_answered(status: int, answer: dict) -> str | int | None:
+    """A number read (200): its digits as a string, or "null" when a piece is not a digit; a 422 as
+    /predict's (no_digit, two_lines, too_many_digits: none)."""
+    if status != 200:
+        return digit_answered(status, answer)
+    number = answer["number"]
+    if number is not None and not isinstance(number, str):
+        raise TypeError(f"number {number!r} is not a string")
+    return "null" if number is None else number
+
+
+ANSWERED = {DRAWING: digit_answered, NUMBER: number_answered}
 
 
 async def ask_model(app: web.Application, body: bytes, version: str, content_type: str) -> tuple[int, bytes]:
@@ -242,6 +291,7 @@ def init_app(config: Config) -> web.Application:
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_post("/predict", predict)
+    app.router.add_post("/read", read)
     app.router.add_get("/api/models", models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

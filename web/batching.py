@@ -4,11 +4,18 @@ TorchServe batches only by holding each request up to maxBatchDelay for company:
 no company can come (the smallest delay a model config takes; 0 means its default, 100 ms). So the
 model takes one request at a time (batchSize 1, handler/model-config.yaml) and the batches form here:
 a drawing that finds no request of its version at the model goes at once, alone, as the plain request
-it came as. Drawings that arrive while one is out queue up. They go, as one multipart request
-(handler/mnist_handler.py), when it comes back, or as soon as they are as many as went last (max_batch
-at most): then they join it, up to in_flight requests out, and wait at TorchServe, so the worker starts
-on them the moment it finishes instead of idling through a round trip to the web app. Batches so grow
-with the load and stay even: 2 clients make 1 + 1, pipelined; 16 make 8 + 8. At 1 client nothing waits.
+it came as (a number to read: a request of one part, below). Drawings that arrive while one is out
+queue up. They go, as one multipart request (handler/mnist_handler.py), when it comes back, or as soon
+as they are as many as went last (max_batch at most): then they join it, up to in_flight requests out,
+and wait at TorchServe, so the worker starts on them the moment it finishes instead of idling through a
+round trip to the web app. Batches so grow with the load and stay even: 2 clients make 1 + 1,
+pipelined; 16 make 8 + 8. At 1 client nothing waits.
+
+Each drawing has a kind: DRAWING (one digit, /predict) or NUMBER (a number to read, /read). Both share
+the queue and the batches; a part is named by its kind and its place in the request (drawing-0,
+number-1, ...) and the handler answers each part as that kind. A lone /predict drawing goes as its plain
+body, as ever; a lone /read drawing goes as a multipart request of one part, number-0 (a plain body
+is a digit to the handler).
 """
 
 import asyncio
@@ -25,7 +32,8 @@ Reply = tuple[int, bytes]  # TorchServe's status and body for one drawing
 # ask(body, version, content type) -> TorchServe's reply to that one request (web/app.py: ask_model)
 Ask = Callable[[bytes, str, str], Awaitable[Reply]]
 
-PART = "drawing-"  # the handler's name for a drawing among several, before its index
+# A drawing's kind, and the handler's name for its part, before its index: "drawing-0", "number-1", ...
+DRAWING, NUMBER = "drawing", "number"
 # A batch's body stays under TorchServe's max_request_size (2 MiB, config.properties) with room to spare:
 # a canvas is 10-50 KB, so this only ever stops a batch of unusually large images from growing.
 MAX_BATCH_BYTES = 1024 * 1024
@@ -35,7 +43,7 @@ MAX_BATCH_BYTES = 1024 * 1024
 class _Line:
     """The drawings of one version waiting to go, and how many of its requests are at the model."""
 
-    waiting: deque = field(default_factory=deque)  # (body, future) in arrival order
+    waiting: deque = field(default_factory=deque)  # (kind, body, future) in arrival order
     out: int = 0
     last: int = 0  # drawings in the last request sent
 
@@ -51,13 +59,13 @@ class Batcher:
         self.lines: dict[str, _Line] = {}  # by version; a line goes once it is idle (?version= is free text)
         self.tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
-    async def predict(self, version: str, body: bytes) -> Reply:
-        """TorchServe's reply to this drawing alone, as if it had been sent alone; raises what the
-        session raises (timeouts, connection errors) for every drawing of a batch that met it, and
-        TimeoutError when no answer came within the timeout (a drawing still waiting is then not sent)."""
+    async def predict(self, version: str, body: bytes, kind: str = DRAWING) -> Reply:
+        """TorchServe's reply to this drawing (of this kind) alone, as if it had been sent alone; raises
+        what the session raises (timeouts, connection errors) for every drawing of a batch that met it,
+        and TimeoutError when no answer came within the timeout (a drawing still waiting is then not sent)."""
         line = self.lines.get(version) or self.lines.setdefault(version, _Line())  # no new _Line per call
         answered = asyncio.get_running_loop().create_future()
-        line.waiting.append((body, answered))
+        line.waiting.append((kind, body, answered))
         if self._ready(line):
             self._send_next(version, line)
         return await asyncio.wait_for(answered, self.timeout)
@@ -74,12 +82,12 @@ class Batcher:
     def _send_next(self, version: str, line: _Line) -> None:
         batch, size = [], 0
         while line.waiting and len(batch) < self.max_batch:
-            body, answered = line.waiting[0]
+            kind, body, answered = line.waiting[0]
             if batch and size + len(body) > MAX_BATCH_BYTES:
                 break
             line.waiting.popleft()
             if not answered.done():  # a client that went away while it waited is sent nothing
-                batch.append((body, answered))
+                batch.append((kind, body, answered))
                 size += len(body)
         if not batch:
             return
@@ -92,20 +100,20 @@ class Batcher:
     async def _send(self, version: str, line: _Line, batch: list) -> None:
         BATCH_SIZE.observe(len(batch))
         try:
-            if len(batch) == 1:
-                replies = [await self.ask(batch[0][0], version, "application/octet-stream")]
+            if len(batch) == 1 and batch[0][0] == DRAWING:
+                replies = [await self.ask(batch[0][1], version, "application/octet-stream")]
             else:
-                body, content_type = multipart([body for body, _ in batch])
+                body, content_type = multipart([(kind, body) for kind, body, _ in batch])
                 replies = split(await self.ask(body, version, content_type), len(batch))
-            for (_, answered), reply in zip(batch, replies, strict=True):
+            for (_, _, answered), reply in zip(batch, replies, strict=True):
                 if not answered.done():
                     answered.set_result(reply)
         except Exception as error:  # handed to every request of the batch, raised there
-            for _, answered in batch:
+            for _, _, answered in batch:
                 if not answered.done():
                     answered.set_exception(error)
         finally:
-            for _, answered in batch:  # only if this send was cancelled (shutdown)
+            for _, _, answered in batch:  # only if this send was cancelled (shutdown)
                 if not answered.done():
                     answered.cancel()
             line.out -= 1
@@ -122,16 +130,17 @@ class Batcher:
         await drain(self.tasks, grace)
 
 
-def multipart(bodies: list[bytes]) -> tuple[bytes, str]:
-    """multipart/form-data with one part per drawing, named drawing-0, drawing-1, ...: TorchServe's
-    frontend hands each part to the handler as a field of the request."""
+def multipart(drawings: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """multipart/form-data with one part per (kind, body), named by its kind and place: drawing-0,
+    number-1, ... (unique: TorchServe's frontend hands each part to the handler as a field of the
+    request, by name, in their order)."""
     boundary = uuid.uuid4().hex
-    while any(boundary.encode() in body for body in bodies):  # a 128-bit collision: never, but cheap
+    while any(boundary.encode() in body for _, body in drawings):  # a 128-bit collision: never, but cheap
         boundary = uuid.uuid4().hex
     parts = []
-    for i, body in enumerate(bodies):
+    for i, (kind, body) in enumerate(drawings):
         head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{PART}{i}"; filename="{PART}{i}"\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{kind}-{i}"; filename="{kind}-{i}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         )
         parts += [head.encode(), body, b"\r\n"]
@@ -140,9 +149,9 @@ def multipart(bodies: list[bytes]) -> tuple[bytes, str]:
 
 
 def split(reply: Reply, count: int) -> list[Reply]:
-    """The reply to a batch as the replies its drawings would have had alone. Anything but the handler's
-    list of answers (TorchServe's own errors: no worker, unknown version, refused key) is every
-    drawing's reply."""
+    """The reply to a request of parts as the replies its drawings would have had alone, each as its kind
+    (a number part's answer is a number's). Anything but the handler's list of answers (TorchServe's own
+    errors: no worker, unknown version, refused key) is every drawing's reply."""
     status, body = reply
     if status != 200:
         return [reply] * count

@@ -9,6 +9,14 @@ predicted and version, be at most FEEDBACK_TICKET_MAX_AGE old and unused (403 ot
 label and predicted may also be "not_a_digit" (stored as 10): "right, not a digit" is a rejected drawing
 confirmed, and a digit label on a rejected drawing corrects it (docs/not-a-digit.md).
 
+Feedback on a number /read answered (the page's form since issue 27), stored in its own table:
+
+    {"image": "<the data URL sent to /read>", "number": "<meant: 1-16 digits>", "predicted": "<the answered
+     number>" or null (a piece was not a digit), "version": "...", "ticket": "<the /read answer's ticket>"}
+
+The ticket signs the answered number, or "null" (web/app.py number_answered). number may also be
+"not_a_digit": what was drawn is not a number at all ("right, not a digit" on a drawing /read judged so).
+
 201 {"id": n} once the row is committed; 4xx {"error": ...} for bad feedback (nothing stored); 503 when the
 database cannot be written (locked, broken): /predict never touches the database, so it is unaffected.
 No IP address, cookie or header is stored: only the drawing, what the model saw, the two digits, the
@@ -18,6 +26,7 @@ version and the time.
 import asyncio
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +35,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from handler.preprocess import (
+    MAX_DIGITS,
     InputError,
     UnsupportedMediaError,
     ink_map,
@@ -33,7 +43,13 @@ from handler.preprocess import (
     payload_to_bytes,
     to_mnist,
 )
-from web.feedback_store import NOT_A_DIGIT, FeedbackStore, StoreUnavailable, TicketReused
+from web.feedback_store import (
+    NOT_A_DIGIT,
+    NOT_A_NUMBER,
+    FeedbackStore,
+    StoreUnavailable,
+    TicketReused,
+)
 from web.registry import VERSION_RE
 from web.tickets import TicketError, Tickets, drawing_hash
 
@@ -43,9 +59,16 @@ FEEDBACK_STORED = Counter(
     "Feedback stored, by the model version that answered and whether its answer was right",
     ["version", "verdict"],
 )
+NUMBER_FEEDBACK_STORED = Counter(
+    "number_feedback",
+    "Feedback on numbers (/read) stored, by the model version that answered and whether it was right",
+    ["version", "verdict"],
+)
 FEEDBACK_REFUSED = Counter("feedback_refused", "Feedback not stored, by reason", ["reason"])
 for _reason in ("bad_request", "ticket", "ticket_reused", "database"):
     FEEDBACK_REFUSED.labels(_reason)
+NUMBER_RE = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only (str.isdigit takes "٤٢" too)
+NUMBER_NOT_READ = "null"  # what a /read ticket signs when no number was read
 
 
 @dataclass
@@ -84,23 +107,22 @@ async def post_feedback(request: web.Request) -> web.Response:
             # request needs a CORS preflight, which this app never grants.
             raise UnsupportedMediaError("send the feedback as JSON (Content-Type: application/json)")
         item = parse_feedback(await request.read())
+        number = "number" in item
+        answered = item["predicted"] if not number or item["predicted"] is not None else NUMBER_NOT_READ
         ticket_id = feedback.tickets.check(
-            item.get("ticket"), drawing_hash(item["image"]), item["version"], item["predicted"]
+            item.get("ticket"), drawing_hash(item["image"]), item["version"], answered
         )
         # Decoding and the 28x28 take a millisecond or more of CPU: off the event loop, /predict goes on.
         png, input_28x28 = await asyncio.to_thread(drawing_and_input, item["image"])
     except InputError as e:
         FEEDBACK_REFUSED.labels("ticket" if isinstance(e, TicketError) else "bad_request").inc()
         return _error(e.status, str(e))
+    common = {"version": item["version"], "predicted": item["predicted"], "png": png, "ticket_id": ticket_id}
     try:
-        row_id = await feedback.store.add(
-            version=item["version"],
-            label=item["label"],
-            predicted=item["predicted"],
-            png=png,
-            input_28x28=input_28x28,
-            ticket_id=ticket_id,
-        )
+        if number:  # the 28x28 of the whole drawing means nothing for a number: training cuts it again
+            row_id = await feedback.store.add_number(number=item["number"], **common)
+        else:
+            row_id = await feedback.store.add(label=item["label"], input_28x28=input_28x28, **common)
     except TicketReused:
         FEEDBACK_REFUSED.labels("ticket_reused").inc()
         return _error(409, "ticket already used: each answer takes one feedback")
@@ -109,11 +131,16 @@ async def post_feedback(request: web.Request) -> web.Response:
         print(e, flush=True)
         return _error(503, "feedback cannot be saved right now; try again in a moment")
     version = item["version"] if item["version"] in feedback.model_versions()["versions"] else "unregistered"
-    FEEDBACK_STORED.labels(version, "right" if item["label"] == item["predicted"] else "wrong").inc()
+    if number:
+        meant = None if item["number"] == NOT_A_NUMBER else item["number"]
+        NUMBER_FEEDBACK_STORED.labels(version, "right" if meant == item["predicted"] else "wrong").inc()
+    else:
+        FEEDBACK_STORED.labels(version, "right" if item["label"] == item["predicted"] else "wrong").inc()
     return web.json_response({"id": row_id}, status=201)
 
 
 def parse_feedback(body: bytes) -> dict:
+    """The feedback document, checked: the digit form ({"label", ...}) or the number form ({"number", ...})."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -122,6 +149,21 @@ def parse_feedback(body: bytes) -> dict:
         raise InputError(
             'the body must be a JSON object: {"image", "label", "predicted", "version", "ticket"}'
         )
+    if "number" in doc:
+        _check_number(doc)
+    else:
+        _check_digit(doc)
+    version = doc.get("version")
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise InputError("version must be the version that answered (letters, digits, '.', '_' or '-')")
+    if not isinstance(doc.get("ticket"), str) or not doc["ticket"]:
+        raise InputError("ticket must be the ticket that came with the answer (/predict or /read)")
+    if not isinstance(doc.get("image"), str) or not doc["image"].strip():
+        raise InputError("image must be the data URL that was sent to /predict or /read")
+    return doc
+
+
+def _check_digit(doc: dict) -> None:
     for field in ("label", "predicted"):
         value = doc.get(field)
         if value == "not_a_digit":
@@ -129,14 +171,23 @@ def parse_feedback(body: bytes) -> dict:
         # bool is an int in Python; true is not a digit.
         elif not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 9:
             raise InputError(f'{field} must be a whole number from 0 to 9, or "not_a_digit"')
-    version = doc.get("version")
-    if not isinstance(version, str) or not VERSION_RE.match(version):
-        raise InputError("version must be the version that answered (letters, digits, '.', '_' or '-')")
-    if not isinstance(doc.get("ticket"), str) or not doc["ticket"]:
-        raise InputError("ticket must be the ticket that came with the answer from /predict")
-    if not isinstance(doc.get("image"), str) or not doc["image"].strip():
-        raise InputError("image must be the data URL that was sent to /predict")
-    return doc
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, str) and NUMBER_RE.fullmatch(value) is not None
+
+
+def _check_number(doc: dict) -> None:
+    if "label" in doc:
+        raise InputError(
+            'send "label" (a digit /predict answered) or "number" (a number /read read), not both'
+        )
+    if not (_is_number(doc["number"]) or doc["number"] == NOT_A_NUMBER):
+        raise InputError(
+            f'number must be the number meant, 1 to {MAX_DIGITS} digits 0-9 as text, or "not_a_digit"'
+        )
+    if "predicted" not in doc or not (doc["predicted"] is None or _is_number(doc["predicted"])):
+        raise InputError("predicted must be the number /read answered (its digits as text), or null if none")
 
 
 def drawing_and_input(image: str) -> tuple[bytes, bytes]:

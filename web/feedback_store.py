@@ -7,6 +7,9 @@ engine, so the same code writes a SQLite file (aiosqlite, the default) or a Post
 The web app writes rows (web/feedback.py); training and `make feedback-export` read them
 (train/feedback_data.py). The schema is versioned in table schema_version: MIGRATIONS[i] takes a database
 from version i to i + 1, and open() applies whichever are missing, in one transaction.
+
+Two tables: `feedback`, one digit per row (/predict's answers), and `number_feedback`, one number per row
+(/read's answers: the number meant and the number answered, as digit strings; schema version 4).
 """
 
 import asyncio
@@ -93,10 +96,38 @@ def _name_the_labels(conn) -> None:
     conn.execute(label_names.insert(), names)
 
 
+NOT_A_NUMBER = "not_a_digit"  # number_feedback.number: what was drawn is not a number ("right, not a digit")
+
+
+def _number_columns() -> list[Column]:
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_utc", DateTime, nullable=False),  # naive, always UTC
+        Column("version", String(64), nullable=False),  # the model version that answered
+        # The number the person meant, 1-16 digits as text (leading zeros kept: a postcode "01234"), or
+        # "not_a_digit": what was drawn is not a number (a digit judged "not a digit", confirmed).
+        Column("number", String(16), nullable=False),
+        # The number /read answered; NULL when it read none (a piece did not look like a digit).
+        Column("predicted", String(16), nullable=True),
+        Column("png", LargeBinary, nullable=False),  # the drawing as the page sent it to /read
+        Column("png_sha256", String(64), nullable=False),  # hex; decides the hold-out
+        Column("ticket_id", String(64), nullable=True),  # the /read ticket's id: UNIQUE, as in `feedback`
+    ]
+
+
+number_feedback = Table("number_feedback", metadata, *_number_columns())
+
+
+def _add_number_feedback(conn) -> None:
+    Table("number_feedback", MetaData(), *_number_columns()).create(conn)
+    conn.execute(text("CREATE UNIQUE INDEX number_feedback_ticket_id ON number_feedback (ticket_id)"))
+
+
 MIGRATIONS = [
     lambda conn: Table("feedback", MetaData(), *_v1_columns()).create(conn),
     _name_the_labels,  # 2: label 10, "not a digit" (issue 26)
     _add_ticket_id,  # 3: feedback tickets (issue 28)
+    _add_number_feedback,  # 4: feedback on numbers read by /read (issue 27)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -119,6 +150,18 @@ class Row:
     png: bytes
     png_sha256: str
     input_28x28: bytes
+    ticket_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NumberRow:
+    id: int
+    created_utc: datetime
+    version: str
+    number: str  # digits, or NOT_A_NUMBER
+    predicted: str | None
+    png: bytes
+    png_sha256: str
     ticket_id: str | None = None
 
 
@@ -251,20 +294,28 @@ class FeedbackStore:
     ) -> int:
         """Store one row (committed before this returns) and give its id; TicketReused if a row has
         this ticket id already."""
+        values = {"label": label, "predicted": predicted, "input_28x28": input_28x28}
+        return await self._insert(feedback, version=version, png=png, ticket_id=ticket_id, **values)
+
+    async def add_number(
+        self, *, version: str, number: str, predicted: str | None, png: bytes, ticket_id: str | None = None
+    ) -> int:
+        """Store one number's feedback (committed before this returns) and give its id; TicketReused if a
+        row of number_feedback has this ticket id already."""
+        values = {"number": number, "predicted": predicted}
+        return await self._insert(number_feedback, version=version, png=png, ticket_id=ticket_id, **values)
+
+    async def _insert(self, table: Table, *, png: bytes, ticket_id: str | None, **values) -> int:
         await self.open()  # a database that was broken at start-up may be fine now
-        values = {
-            "created_utc": datetime.now(UTC).replace(tzinfo=None),
-            "version": version,
-            "label": label,
-            "predicted": predicted,
-            "png": png,
-            "png_sha256": hashlib.sha256(png).hexdigest(),
-            "input_28x28": input_28x28,
-            "ticket_id": ticket_id,
-        }
+        values.update(
+            created_utc=datetime.now(UTC).replace(tzinfo=None),
+            png=png,
+            png_sha256=hashlib.sha256(png).hexdigest(),
+            ticket_id=ticket_id,
+        )
         try:
             async with self.engine.begin() as conn:
-                result = await conn.execute(feedback.insert().values(**values))
+                result = await conn.execute(table.insert().values(**values))
                 return result.inserted_primary_key[0]
         except IntegrityError as e:
             if ticket_id is not None and "ticket_id" in str(e.orig):
@@ -285,6 +336,13 @@ class FeedbackStore:
             result = await conn.execute(select(feedback).order_by(feedback.c.id))
             return [Row(**row._mapping) for row in result]
 
+    async def number_rows(self) -> list[NumberRow]:
+        """Every row of number feedback, oldest first."""
+        await self.open()
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(number_feedback).order_by(number_feedback.c.id))
+            return [NumberRow(**row._mapping) for row in result]
+
 
 def _reason(error: Exception) -> str:
     original = getattr(error, "orig", None) or error
@@ -293,12 +351,17 @@ def _reason(error: Exception) -> str:
 
 def read_rows(db: str) -> list[Row]:
     """Every stored row, for synchronous callers (training, export)."""
+    return asyncio.run(_read(db, FeedbackStore.rows))
 
-    async def read() -> list[Row]:
-        store = FeedbackStore(db)
-        try:
-            return await store.rows()
-        finally:
-            await store.close()
 
-    return asyncio.run(read())
+def read_number_rows(db: str) -> list[NumberRow]:
+    """Every stored row of number feedback, for synchronous callers (training)."""
+    return asyncio.run(_read(db, FeedbackStore.number_rows))
+
+
+async def _read(db: str, rows):
+    store = FeedbackStore(db)
+    try:
+        return await rows(store)
+    finally:
+        await store.close()

@@ -28,6 +28,12 @@ BATCH_SIZE = Histogram(
     "(web/batching.py)",
     buckets=(1, 2, 3, 4, 5, 6, 7, 8, 16),
 )
+# At most 16 digits are read (handler/preprocess.py MAX_DIGITS): a bucket per count up to 6, then wider.
+DIGITS_READ = Histogram(
+    "digit_read_digits",
+    "Digits per /read answer (200s; a piece judged not a digit counts as one)",
+    buckets=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16),
+)
 CANARY = Counter(
     "digit_canary_requests", "Requests without ?version= sent to the canary version", ["version"]
 )

@@ -10,7 +10,7 @@ Why not the `limits` package (the library under Flask-Limiter and aiohttp-rateli
 are fixed and moving windows, not token buckets, and its memory storage has no bound on the number of
 keys. This is a dict and two floats per key. Figures and defaults: docs/limits.md.
 
-    WEB_RATE_LIMITS="/predict=150:300 /api/feedback=2:20 *=50:200"   # route=rate:burst; * = every other
+    WEB_RATE_LIMITS="/predict=150:300 /read=37.5:75 /api/feedback=2:20 *=50:200"   # route=rate:burst; * = every other
 """
 
 import ipaddress
@@ -37,8 +37,14 @@ class Limit:
 
 
 # Derived from one pod's measured capacity in docs/limits.md: no single client can take more than a
-# tenth of a pod on /predict; feedback is a person pressing a button.
-DEFAULT_LIMITS = {"/predict": Limit(150, 300), "/api/feedback": Limit(2, 20), OTHER: Limit(50, 200)}
+# tenth of a pod on /predict, nor on /read (a /read may cost 4x a /predict: a quarter of the rate);
+# feedback is a person pressing a button.
+DEFAULT_LIMITS = {
+    "/predict": Limit(150, 300),
+    "/read": Limit(37.5, 75),
+    "/api/feedback": Limit(2, 20),
+    OTHER: Limit(50, 200),
+}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
-"""Feedback tickets: /predict's answers carry one; /api/feedback takes feedback only with it.
+"""Feedback tickets: /predict's and /read's answers carry one; /api/feedback takes feedback only with it.
 
     ticket = "<issued, unix seconds>.<nonce, 32 hex>.<HMAC-SHA256, 64 hex>"
-    HMAC(key, "<sha256 of the drawing's image bytes>|<version>|<digit>|<issued>|<nonce>")
+    HMAC(key, "<sha256 of the drawing's image bytes>|<version>|<answer>|<issued>|<nonce>")
+
+The answer is /predict's digit, an int (10 for "not a digit", web/feedback_store.py NOT_A_DIGIT), or
+/read's number, a str: its digits, or "null" when a piece was not a digit (web/app.py number_answered).
+A number is signed as "number:<it>", so a ticket for a digit never passes for a number: /read's "10" is
+not /predict's "not a digit".
 
 The drawing's hash is of the image bytes handler.preprocess.payload_to_bytes finds in the body, so the
 data URL the page posts to /predict and then to /api/feedback hashes the same however it was wrapped
@@ -50,31 +55,32 @@ class Tickets:
         max_age = float(os.environ.get("FEEDBACK_TICKET_MAX_AGE", MAX_AGE))
         return cls(key.encode(), max_age) if key else cls(max_age=max_age)
 
-    def _mac(self, sha256: str, version: str, digit: int, issued: int, nonce: str) -> str:
-        message = f"{sha256}|{version}|{digit}|{issued}|{nonce}".encode()
+    def _mac(self, sha256: str, version: str, answer: int | str, issued: int, nonce: str) -> str:
+        signed = f"number:{answer}" if isinstance(answer, str) else int(answer)
+        message = f"{sha256}|{version}|{signed}|{issued}|{nonce}".encode()
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()
 
-    def issue(self, sha256: str, version: str, digit: int) -> str:
+    def issue(self, sha256: str, version: str, answer: int | str) -> str:
         issued, nonce = int(self.clock()), secrets.token_hex(16)
-        return f"{issued}.{nonce}.{self._mac(sha256, version, digit, issued, nonce)}"
+        return f"{issued}.{nonce}.{self._mac(sha256, version, answer, issued, nonce)}"
 
-    def check(self, ticket, sha256: str, version: str, digit: int) -> str:
+    def check(self, ticket, sha256: str, version: str, answer: int | str) -> str:
         """The ticket's id (its nonce) if it was issued here for this drawing, version and answer and is
         not too old; else TicketError."""
         if not isinstance(ticket, str) or not ticket:
-            raise TicketError("ticket missing: send the ticket that came with the answer from /predict")
+            raise TicketError("ticket missing: send the ticket that came with the answer (/predict or /read)")
         try:
             issued_text, nonce, mac = ticket.split(".")
             issued = int(issued_text)
         except ValueError:
-            raise TicketError("ticket malformed: send it as /predict gave it") from None
-        if not hmac.compare_digest(mac, self._mac(sha256, version, digit, issued, nonce)):
+            raise TicketError("ticket malformed: send it as the answer gave it") from None
+        if not hmac.compare_digest(mac, self._mac(sha256, version, answer, issued, nonce)):
             raise TicketError(
                 "ticket invalid: not issued by this service for this drawing, version and answer"
             )
         age = self.clock() - issued
         if age > self.max_age:
-            raise TicketError(f"ticket expired: older than {self.max_age:g} s; ask /predict again")
+            raise TicketError(f"ticket expired: older than {self.max_age:g} s; ask again for a new one")
         if age < -CLOCK_SKEW:
             raise TicketError("ticket invalid: issued in the future")
         return nonce

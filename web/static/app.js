@@ -1,10 +1,13 @@
 "use strict";
-// The canvas page: draw with mouse, touch or pen; the answer comes when a stroke ends.
-// Strokes are kept as points in a fixed 280x280 drawing space, so the canvas can be any size on
-// screen (and DPR x that in backing pixels, for crisp lines) while what is sent is always 280x280.
+// The canvas page: write a digit or a whole number with mouse, touch or pen; the answer comes when a
+// stroke ends. Strokes are kept as points in a fixed 560x280 drawing space, so the canvas can be any size
+// on screen (and DPR x that in backing pixels, for crisp lines) while what is sent is always 560x280.
 
-const SIZE = 280; // drawing space, and the side of the image sent to the server
-const MAX_SIDE = 1024; // the API's pixel limit, 1024x1024 (docs/limits.md)
+const WIDTH = 560; // drawing space, and the size of the image sent to the server (2:1: room for a number)
+const HEIGHT = 280;
+// The backing store's pixel budget: the API's limit (handler/preprocess.py MAX_PIXELS, 1024x1024), which a
+// zoomed-in page or a dense screen could otherwise pass; past it the canvas is a little less crisp.
+const MAX_PIXELS = 1024 * 1024;
 const BRUSH = 18; // brush width in drawing-space pixels: a marker-like digit, as MNIST's were
 const DEBOUNCE_MS = 250; // a pause this long after a stroke means "done for now": ask the model
 const TIMEOUT_MS = 15000; // the server gives up after 5 s; this only catches a hung connection
@@ -12,20 +15,29 @@ const TIMEOUT_MS = 15000; // the server gives up after 5 s; this only catches a 
 // probabilities are calibrated (a temperature fitted after training; ECE in metrics.json), so an
 // answer shown 80% sure is right about 4 times in 5: below that it is a guess, and the page says so.
 const NOT_SURE_BELOW = 0.8;
-const NOT_A_DIGIT = "not_a_digit"; // /predict's 422 reason, and the feedback label that confirms it
+const MAX_DIGITS = 16; // /read's limit (handler/preprocess.py MAX_DIGITS), and the longest number feedback takes
+const NOT_A_DIGIT = "not_a_digit"; // the feedback that confirms "this is not a digit (not a number)"
+// /read's 422 answers, in plain words (the reason says which).
+const REASONS = {
+  no_digit: "No digit drawn. Write a digit or a number, then press Predict.",
+  two_lines: "That looks like more than one line of writing. Write the number on one line.",
+  too_many_digits: `Too many digits: at most ${MAX_DIGITS} are read at once. Write a shorter number.`,
+};
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("canvas");
 const ctx = canvas.getContext("2d");
+const boxes = $("boxes");
 const answerBox = $("answer");
 const result = $("result");
 const summary = $("summary");
 const message = $("message");
 const details = $("details");
-const bars = $("bars");
-const preview = $("preview");
+const pieces = $("pieces");
 const versionSelect = $("version");
 const feedbackBox = $("feedback");
+const meant = $("meant");
+const meantHint = $("meant-hint");
 const thanks = $("thanks");
 
 const strokes = []; // finished and current strokes: arrays of {x, y, w} in drawing space
@@ -33,17 +45,18 @@ let current = null; // the stroke being drawn, and the pointer drawing it
 let activePointer = null;
 let debounceTimer = 0;
 let inflight = null; // AbortController of the request whose answer we still want
-let answered = null; // {image, predicted, version, ticket} of the answer on screen: what feedback is about
+let answered = null; // {image, predicted, pieces, version, ticket} of the answer on screen: what feedback is about
 
 // ---- Drawing ---------------------------------------------------------------------------------
 
 function fitCanvas() {
-  // Backing store = on-screen size x devicePixelRatio: one canvas pixel per device pixel, up to the API's
-  // 1024x1024 pixels (handler/preprocess.py MAX_PIXELS; a zoomed-in page can ask for more).
-  const side = Math.max(1, Math.min(MAX_SIDE, Math.round(canvas.clientWidth * (window.devicePixelRatio || 1))));
-  if (canvas.width !== side) {
-    canvas.width = side;
-    canvas.height = side;
+  // Backing store = on-screen size x devicePixelRatio: one canvas pixel per device pixel, within MAX_PIXELS.
+  let width = Math.max(2, Math.round(canvas.clientWidth * (window.devicePixelRatio || 1)));
+  width = Math.min(width, Math.floor(Math.sqrt((MAX_PIXELS * WIDTH) / HEIGHT)));
+  const height = Math.round((width * HEIGHT) / WIDTH);
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
   }
   redraw();
 }
@@ -52,7 +65,7 @@ function redraw() {
   ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
-  const k = canvas.width / SIZE;
+  const k = canvas.width / WIDTH;
   ctx.setTransform(k, 0, 0, k, 0, 0);
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
@@ -96,8 +109,8 @@ function drawEnd(stroke) {
 
 function toDrawingSpace(event, previous) {
   const box = canvas.getBoundingClientRect();
-  const x = ((event.clientX - box.left - canvas.clientLeft) / canvas.clientWidth) * SIZE;
-  const y = ((event.clientY - box.top - canvas.clientTop) / canvas.clientHeight) * SIZE;
+  const x = ((event.clientX - box.left - canvas.clientLeft) / canvas.clientWidth) * WIDTH;
+  const y = ((event.clientY - box.top - canvas.clientTop) / canvas.clientHeight) * HEIGHT;
   // A pen's pressure thickens the line a little, like ink; mouse and finger draw a steady line.
   let w = BRUSH;
   if (event.pointerType === "pen" && event.pressure > 0) w = BRUSH * (0.6 + 0.8 * event.pressure);
@@ -114,6 +127,7 @@ canvas.addEventListener("pointerdown", (event) => {
   strokes.push(current);
   cancelPrediction();
   offerFeedback(null); // the drawing changes: the answer on screen is no longer about it
+  boxes.replaceChildren(); // nor are its boxes
   setBusy(true); // an answer is coming: screen readers wait for it instead of the stale one
 });
 
@@ -154,16 +168,17 @@ function clearAll() {
   resetAnswer("Nothing drawn yet.");
 }
 
-// The image sent: the canvas scaled to 280x280 (whatever the screen's pixel density), black on white.
+// The image sent: the canvas scaled to 560x280 (whatever the screen's pixel density), black on white.
 const outgoing = document.createElement("canvas");
-outgoing.width = outgoing.height = SIZE;
+outgoing.width = WIDTH;
+outgoing.height = HEIGHT;
 function drawingAsDataURL() {
   const out = outgoing.getContext("2d");
   out.fillStyle = "#fff";
-  out.fillRect(0, 0, SIZE, SIZE);
+  out.fillRect(0, 0, WIDTH, HEIGHT);
   out.imageSmoothingEnabled = true;
   out.imageSmoothingQuality = "high";
-  out.drawImage(canvas, 0, 0, SIZE, SIZE);
+  out.drawImage(canvas, 0, 0, WIDTH, HEIGHT);
   return outgoing.toDataURL("image/png");
 }
 
@@ -182,6 +197,7 @@ function cancelPrediction() {
   setBusy(false);
 }
 
+// Everything goes to /read: one digit is answered as /predict would, a number digit by digit.
 async function predict() {
   cancelPrediction();
   const controller = new AbortController();
@@ -189,7 +205,7 @@ async function predict() {
   const timer = setTimeout(() => controller.abort("timeout"), TIMEOUT_MS);
   setBusy(true);
   const version = versionSelect.value;
-  const url = "/predict" + (version ? "?version=" + encodeURIComponent(version) : "");
+  const url = "/read" + (version ? "?version=" + encodeURIComponent(version) : "");
   const image = drawingAsDataURL();
   try {
     const response = await fetch(url, {
@@ -200,9 +216,8 @@ async function predict() {
     });
     const answer = await response.json().catch(() => null);
     if (controller !== inflight) return; // a newer drawing replaced this request
-    if (response.ok && answer && Number.isInteger(answer.digit)) showAnswer(answer, image);
-    else if (response.status === 422 && answer && answer.reason === "not_a_digit" && Number.isInteger(answer.digit))
-      showNotADigit(answer, image);
+    if (response.ok && readable(answer)) showReading(answer, image);
+    else if (response.status === 422 && answer && REASONS[answer.reason]) showError(422, null, answer.reason);
     else showError(response.status, answer && answer.error);
   } catch (error) {
     if (controller !== inflight) return;
@@ -217,6 +232,15 @@ async function predict() {
   }
 }
 
+function readable(answer) {
+  return (
+    answer &&
+    Array.isArray(answer.digits) &&
+    answer.digits.length > 0 &&
+    answer.digits.every((piece) => piece && (piece.digit === null || Number.isInteger(piece.digit)))
+  );
+}
+
 function setBusy(busy) {
   answerBox.setAttribute("aria-busy", String(busy));
   document.body.classList.toggle("busy", busy);
@@ -224,51 +248,99 @@ function setBusy(busy) {
 
 // ---- Showing the answer ----------------------------------------------------------------------
 
-function showAnswer(answer, image) {
-  const probabilities = answer.probabilities || [];
-  const percent = (digit) => Math.round(100 * (probabilities[digit] || 0));
-  const [best, second] = [...probabilities.keys()].sort((a, b) => probabilities[b] - probabilities[a]);
-  const unsure = (probabilities[answer.digit] || 0) < NOT_SURE_BELOW;
-  result.textContent = String(answer.digit);
-  result.dataset.digit = String(answer.digit);
-  result.classList.remove("not-digit");
-  delete answerBox.dataset.state;
-  result.classList.toggle("unsure", unsure); // shown as "4?" (CSS), the text stays the digit
-  const picked = versionSelect.value ? "" : " (the default)";
-  const sure = unsure
-    ? `Not sure: ${best} (${percent(best)}%) or ${second} (${percent(second)}%).`
-    : `${percent(answer.digit)}% sure.`;
-  summary.textContent = `${sure} Answered by model version ${answer.version}${picked}.`;
-  message.textContent = "";
-  showBars(probabilities, answer.digit, unsure ? second : null);
-  showPreview(answer.input_28x28);
-  details.hidden = false;
-  offerFeedback({ image, predicted: answer.digit, version: String(answer.version), ticket: answer.ticket });
+const percent = (p) => Math.round(100 * (p || 0));
+
+// What the page says of one piece: read and sure, read but not sure (its two best guesses), or not a digit
+// (with the digit it looks most like, had it been one).
+function judge(piece) {
+  const p = (piece.probabilities || []).slice(0, 10);
+  const ranked = [...p.keys()].sort((a, b) => p[b] - p[a]);
+  if (piece.digit === null) return { kind: "not-digit", guess: ranked[0], p };
+  const second = ranked.find((d) => d !== piece.digit);
+  return { kind: (p[piece.digit] || 0) < NOT_SURE_BELOW ? "unsure" : "sure", digit: piece.digit, second, p };
 }
 
-// The model's 11th output said "not a digit" (a letter, a shape, a scribble): say so, and still show its
-// best guess had it been a digit, which the person can confirm or correct below.
-function showNotADigit(answer, image) {
-  const probabilities = answer.probabilities || [];
-  const guess = answer.digit;
-  result.textContent = "✗";
-  delete result.dataset.digit;
-  result.classList.remove("unsure");
-  result.classList.add("not-digit");
-  answerBox.dataset.state = "not-a-digit";
-  const picked = versionSelect.value ? "" : " (the default)";
-  summary.textContent =
-    `That does not look like a digit. If it is one, it looks most like a ${guess} ` +
-    `(${Math.round(100 * (probabilities[guess] || 0))}%). Answered by model version ${answer.version}${picked}.`;
-  message.textContent = "";
-  showBars(probabilities, guess, null);
-  showPreview(answer.input_28x28);
-  details.hidden = false;
-  offerFeedback({ image, predicted: NOT_A_DIGIT, guess, version: String(answer.version), ticket: answer.ticket });
+function glyph(verdict) {
+  const mark = document.createElement("span");
+  mark.className = `glyph ${verdict.kind}`;
+  mark.textContent = verdict.kind === "not-digit" ? "✗" : String(verdict.digit); // CSS adds "?" when unsure
+  return mark;
 }
 
-function buildBars() {
+function showReading(answer, image) {
+  const verdicts = answer.digits.map(judge);
+  const read = typeof answer.number === "string" && verdicts.every((v) => v.kind !== "not-digit");
+  result.replaceChildren(...verdicts.map(glyph));
+  result.classList.toggle("long", verdicts.length > 8);
+  if (read) result.dataset.number = answer.number;
+  else delete result.dataset.number;
+  if (read) delete answerBox.dataset.state;
+  else answerBox.dataset.state = "not-a-digit";
+  const picked = versionSelect.value ? "" : " (the default)";
+  summary.textContent = `${say(verdicts)} Answered by model version ${answer.version}${picked}.`;
+  message.textContent = "";
+  delete message.dataset.reason;
+  pieces.replaceChildren(...answer.digits.map((piece, i) => pieceCard(piece, verdicts[i], i, verdicts.length)));
+  showBoxes(answer.digits, verdicts);
+  details.hidden = false;
+  offerFeedback({
+    image,
+    predicted: read ? answer.number : null,
+    pieces: verdicts.length,
+    version: String(answer.version),
+    ticket: answer.ticket,
+  });
+}
+
+const listed = (items) => (items.length < 2 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`);
+
+function say(verdicts) {
+  if (verdicts.length === 1) {
+    const [v] = verdicts;
+    if (v.kind === "not-digit")
+      return `That does not look like a digit. If it is one, it looks most like a ${v.guess} (${percent(v.p[v.guess])}%).`;
+    if (v.kind === "unsure")
+      return `Not sure: ${v.digit} (${percent(v.p[v.digit])}%) or ${v.second} (${percent(v.p[v.second])}%).`;
+    return `${percent(v.p[v.digit])}% sure.`;
+  }
+  const places = (kind) => verdicts.flatMap((v, i) => (v.kind === kind ? [String(i + 1)] : []));
+  const odd = places("not-digit");
+  if (odd.length)
+    return `Not read: ${odd.length > 1 ? "pieces" : "piece"} ${listed(odd)} of ${verdicts.length} ` +
+      `${odd.length > 1 ? "do" : "does"} not look like a digit.`;
+  const unsure = places("unsure");
+  if (unsure.length) return `${verdicts.length} digits; not sure of digit ${listed(unsure)} (see each digit below).`;
+  const sure = verdicts.map((v) => percent(v.p[v.digit]));
+  const least = Math.min(...sure);
+  return least === Math.max(...sure)
+    ? `${verdicts.length} digits, each ${least}% sure.`
+    : `${verdicts.length} digits, ${least}% sure or more each.`;
+}
+
+function pieceCard(piece, verdict, i, count) {
+  const card = document.createElement("li");
+  card.className = `piece ${verdict.kind}`;
+  const head = document.createElement("h4");
+  head.append(count > 1 ? `Digit ${i + 1} of ${count}: ` : "The digit: ", glyph(verdict));
+  const sure = document.createElement("p");
+  sure.className = "how-sure";
+  const v = verdict;
+  sure.textContent =
+    v.kind === "not-digit" ? `Does not look like a digit; most like ${v.guess} (${percent(v.p[v.guess])}%).` :
+    v.kind === "unsure" ? `Not sure: ${v.digit} (${percent(v.p[v.digit])}%) or ${v.second} (${percent(v.p[v.second])}%).` :
+    `${percent(v.p[v.digit])}% sure.`;
+  const bars = document.createElement("ol");
+  bars.className = "bars";
+  bars.setAttribute("aria-label", `How sure, for each digit${count > 1 ? `, digit ${i + 1}` : ""}`);
+  showBars(bars, v.p, v.kind === "not-digit" ? v.guess : v.digit, v.kind === "unsure" ? v.second : null);
+  card.append(head, sure, bars, preview(piece.input_28x28));
+  return card;
+}
+
+function showBars(list, probabilities, winner, runnerUp) {
   for (let digit = 0; digit < 10; digit++) {
+    const p = Math.max(0, Math.min(1, probabilities[digit] || 0));
+    const shown = p >= 0.995 ? "100%" : p < 0.005 ? (p > 0 ? "<1%" : "0%") : `${Math.round(100 * p)}%`;
     const row = document.createElement("li");
     const label = document.createElement("span");
     label.className = "digit";
@@ -277,62 +349,83 @@ function buildBars() {
     track.className = "track";
     const fill = document.createElement("span");
     fill.className = "fill";
+    // CSSOM (element.style) is allowed by the page's CSP; style attributes in HTML are not.
+    fill.style.width = `${(100 * p).toFixed(1)}%`;
     track.append(fill);
     const value = document.createElement("span");
     value.className = "value";
+    value.textContent = shown;
     row.append(label, track, value);
-    bars.append(row);
-  }
-}
-
-function showBars(probabilities, winner, runnerUp) {
-  [...bars.children].forEach((row, digit) => {
-    const p = Math.max(0, Math.min(1, probabilities[digit] || 0));
-    const percent = p >= 0.995 ? "100%" : p < 0.005 ? (p > 0 ? "<1%" : "0%") : `${Math.round(100 * p)}%`;
-    // CSSOM (element.style) is allowed by the page's CSP; style attributes in HTML are not.
-    row.querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
-    row.querySelector(".value").textContent = percent;
     row.classList.toggle("winner", digit === winner);
     row.classList.toggle("runner-up", digit === runnerUp);
     const role = digit === winner ? ", the answer" : digit === runnerUp ? ", the other guess" : "";
-    row.setAttribute("aria-label", `${digit}: ${percent}${role}`);
+    row.setAttribute("aria-label", `${digit}: ${shown}${role}`);
+    list.append(row);
+  }
+}
+
+// The 28x28 the model read for this piece: 255 = ink, shown dark on white as it was drawn.
+function preview(encoded) {
+  const figure = document.createElement("figure");
+  figure.className = "preview";
+  const seen = document.createElement("canvas");
+  seen.width = seen.height = 28;
+  seen.setAttribute("role", "img");
+  seen.setAttribute("aria-label", "The 28 by 28 pixel image the model read");
+  const pctx = seen.getContext("2d");
+  pctx.fillStyle = "#fff";
+  pctx.fillRect(0, 0, 28, 28);
+  const ink = encoded ? Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0)) : [];
+  if (ink.length === 28 * 28) {
+    const image = pctx.createImageData(28, 28);
+    for (let i = 0; i < ink.length; i++) image.data.set([255 - ink[i], 255 - ink[i], 255 - ink[i], 255], 4 * i);
+    pctx.putImageData(image, 0, 0);
+  }
+  const caption = document.createElement("figcaption");
+  caption.textContent = "What the model saw: 28×28 pixels";
+  figure.append(seen, caption);
+  return figure;
+}
+
+// Each piece's box over the drawing: the answer's boxes are in the sent image's pixels (WIDTH x HEIGHT),
+// placed in percent of the overlay, which covers the canvas exactly, so they follow any resize.
+function showBoxes(digits, verdicts) {
+  boxes.replaceChildren();
+  digits.forEach((piece, i) => {
+    const [x, y, w, h] = Array.isArray(piece.box) ? piece.box : [];
+    if (![x, y, w, h].every(Number.isFinite)) return;
+    const box = document.createElement("div");
+    box.className = `box ${verdicts[i].kind}`;
+    box.style.left = `${(100 * x) / WIDTH}%`;
+    box.style.top = `${(100 * y) / HEIGHT}%`;
+    box.style.width = `${(100 * w) / WIDTH}%`;
+    box.style.height = `${(100 * h) / HEIGHT}%`;
+    box.append(glyph(verdicts[i]));
+    boxes.append(box);
   });
 }
 
-function showPreview(encoded) {
-  const pctx = preview.getContext("2d");
-  pctx.fillStyle = "#fff";
-  pctx.fillRect(0, 0, 28, 28);
-  if (!encoded) return;
-  const ink = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
-  if (ink.length !== 28 * 28) return;
-  // 255 = ink: shown dark on white, as it was drawn.
-  const image = pctx.createImageData(28, 28);
-  for (let i = 0; i < ink.length; i++) {
-    const shade = 255 - ink[i];
-    image.data.set([shade, shade, shade, 255], 4 * i);
-  }
-  pctx.putImageData(image, 0, 0);
-}
-
 function resetAnswer(text) {
-  result.textContent = "";
-  delete result.dataset.digit;
+  result.replaceChildren();
+  result.classList.remove("long");
+  delete result.dataset.number;
   delete answerBox.dataset.state;
-  result.classList.remove("unsure", "not-digit");
   summary.textContent = text;
   message.textContent = "";
+  delete message.dataset.reason;
   details.hidden = true;
+  pieces.replaceChildren();
+  boxes.replaceChildren();
   offerFeedback(null);
 }
 
 // Plain words for each failure; the server's own message where it is the clearest thing to say.
-function errorWords(status, detail) {
+function errorWords(status, detail, reason) {
   switch (status) {
     case 0:
       return "Cannot reach the web server. Check the connection, then try again.";
     case 422:
-      return "No digit drawn. Draw a digit from 0 to 9, then press Predict.";
+      return REASONS[reason] || REASONS.no_digit;
     case 503:
       return "The model server is down, so there is no answer. Try again in a moment.";
     case 504:
@@ -346,53 +439,61 @@ function errorWords(status, detail) {
   }
 }
 
-function showError(status, detail) {
+function showError(status, detail, reason) {
   resetAnswer("No answer.");
-  message.textContent = errorWords(status, detail);
+  message.textContent = errorWords(status, detail, reason);
+  if (reason) message.dataset.reason = reason;
 }
 
 // ---- Feedback: was the answer right? -------------------------------------------------------------
-// The drawing exactly as /predict got it, the digit the person meant and the answer, go to /api/feedback;
-// stored drawings become training data for the next model version (docs/lifecycle.md).
+// The drawing exactly as /read got it, the number the person meant (or "not a digit") and the answer go to
+// /api/feedback with the answer's ticket; stored drawings become training data (docs/lifecycle.md).
 
-function buildDigitButtons() {
-  const digits = $("digits");
-  for (let digit = 0; digit < 10; digit++) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.id = `drew-${digit}`;
-    button.textContent = String(digit);
-    button.setAttribute("aria-label", `I drew a ${digit}`);
-    button.addEventListener("click", () => sendFeedback(digit));
-    digits.append(button);
-  }
+function setFeedbackEnabled(enabled) {
+  for (const control of feedbackBox.querySelectorAll("button, input")) control.disabled = !enabled;
+}
+
+function unflag() {
+  meant.removeAttribute("aria-invalid");
+  meantHint.classList.remove("invalid");
+  meantHint.textContent = `Digits 0-9 only, at most ${MAX_DIGITS}.`;
 }
 
 function offerFeedback(about) {
   answered = about;
   feedbackBox.hidden = !about;
   thanks.textContent = "";
-  for (const button of feedbackBox.querySelectorAll("button")) button.disabled = false;
+  setFeedbackEnabled(true);
+  unflag(); // no complaint left from the last answer
   if (!about) return;
-  const rejected = about.predicted === NOT_A_DIGIT;
-  // Rejected: "Right, not a digit" or "It is a digit: tap it". Read as a digit: "Right", a digit, or "Not a digit".
-  $("right").textContent = rejected ? "Right, not a digit" : "Right";
-  $("right").setAttribute("aria-label", rejected ? "Right: it is not a digit" : `Right: I drew a ${about.predicted}`);
-  $("wrong-heading").textContent = rejected ? "It is a digit? Tap which" : "Wrong? Tap the digit you drew";
-  $("not-digit").hidden = rejected;
+  const thing = about.pieces > 1 ? "number" : "digit";
+  const read = about.predicted !== null;
+  // Read: "Right", a typed number, or "Not a digit". Not read: "Right, not a digit" or the number it is.
+  $("right").textContent = read ? "Right" : `Right, not a ${thing}`;
+  $("right").setAttribute("aria-label", read ? `Right: I wrote ${about.predicted}` : `Right: it is not a ${thing}`);
+  $("wrong-heading").textContent = read ? "Wrong? Type the number you wrote" : `It is a ${thing}? Type it`;
+  $("not-digit").textContent = `Not a ${thing}`;
+  $("not-digit").hidden = !read;
+  meant.value = read ? about.predicted : "";
 }
 
-async function sendFeedback(label) {
+async function sendFeedback(number) {
   const about = answered;
   if (!about) return;
-  for (const button of feedbackBox.querySelectorAll("button")) button.disabled = true;
+  setFeedbackEnabled(false);
   thanks.textContent = "Sending…";
   let status = 0;
   try {
     const response = await fetch("/api/feedback", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ image: about.image, label, predicted: about.predicted, version: about.version, ticket: about.ticket }),
+      body: JSON.stringify({
+        image: about.image,
+        number,
+        predicted: about.predicted,
+        version: about.version,
+        ticket: about.ticket,
+      }),
     });
     status = response.status;
   } catch {
@@ -400,22 +501,36 @@ async function sendFeedback(label) {
   }
   if (answered !== about) return; // a new drawing replaced the answer meanwhile
   if (status >= 200 && status < 300) {
-    // One verdict per answer: the buttons go, the thanks stays until the next drawing.
+    // One verdict per answer: the controls go, the thanks stays until the next drawing.
     feedbackBox.hidden = true;
-    thanks.textContent =
-      label === about.predicted ? "Thanks! Noted as right." :
-      label === NOT_A_DIGIT ? "Thanks! Noted: not a digit." : `Thanks! Noted: you drew a ${label}.`;
+    const right = number === about.predicted || (number === NOT_A_DIGIT && about.predicted === null);
+    thanks.textContent = right ? "Thanks! Noted as right." :
+      number === NOT_A_DIGIT ? `Thanks! Noted: not a ${about.pieces > 1 ? "number" : "digit"}.` :
+      `Thanks! Noted: you wrote ${number}.`;
     answered = null;
   } else {
-    for (const button of feedbackBox.querySelectorAll("button")) button.disabled = false;
+    setFeedbackEnabled(true);
     thanks.textContent =
       status === 0 ? "Could not reach the server: the feedback was not saved. Try again." :
       `The feedback was not saved (error ${status}). Try again in a moment.`;
   }
 }
 
-$("right").addEventListener("click", () => answered && sendFeedback(answered.predicted));
+$("right").addEventListener("click", () => answered && sendFeedback(answered.predicted ?? NOT_A_DIGIT));
 $("not-digit").addEventListener("click", () => sendFeedback(NOT_A_DIGIT));
+meant.addEventListener("input", unflag); // the complaint was about what was there before
+$("wrong").addEventListener("submit", (event) => {
+  event.preventDefault(); // the page's script sends it; the form itself never navigates (CSP form-action 'none')
+  const number = meant.value.replace(/\s+/g, "");
+  if (!new RegExp(`^[0-9]{1,${MAX_DIGITS}}$`).test(number)) {
+    meant.setAttribute("aria-invalid", "true");
+    meantHint.classList.add("invalid");
+    meantHint.textContent = `Type the number with the digits 0-9 only: 1 to ${MAX_DIGITS} of them.`;
+    meant.focus();
+    return;
+  }
+  sendFeedback(number);
+});
 
 // ---- Versions --------------------------------------------------------------------------------
 
@@ -444,7 +559,8 @@ $("predict").addEventListener("click", predict);
 $("undo").addEventListener("click", undo);
 $("clear").addEventListener("click", clearAll);
 document.addEventListener("keydown", (event) => {
-  if (event.target instanceof HTMLSelectElement) return;
+  // In the version list and the number field, keys are theirs (Ctrl+Z undoes typing there, not a stroke).
+  if (event.target instanceof HTMLSelectElement || event.target instanceof HTMLInputElement) return;
   if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
     event.preventDefault();
     undo();
@@ -453,8 +569,6 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-buildBars();
-buildDigitButtons();
 new ResizeObserver(fitCanvas).observe(canvas);
 // Zooming or moving to another screen changes the pixel ratio without resizing the canvas.
 function watchPixelRatio() {

@@ -1,0 +1,174 @@
+"""POST /read through the real stack (the web app in front of TorchServe and the handler): a number is
+read as the handler's own code reads it in-process, with the same model; its answer is signed; /read and
+/predict sent at once travel in shared batches and each gets the answer it gets alone; the handler's
+refusals (no digit, two lines, too many digits) and /predict's 4xx come back as the contract says."""
+
+import random
+import re
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.drawings import BAD_INPUTS, data_url, drawing, png
+from tests.stack import TICKET_KEY, post
+from train import numbers
+from web.tickets import Tickets, drawing_hash
+
+TICKETS = Tickets(TICKET_KEY.encode())
+
+
+@pytest.fixture(scope="module")
+def written():
+    """(data URL, train.numbers.Number) for numbers of held-out writers (2-6 digits), every spacing on both
+    canvases in turn."""
+    return [(data_url(n.png), n) for n in numbers.held_out(12, seed=27)]
+
+
+def expected(model_dir, bodies: list[bytes]) -> list[tuple[int, dict]]:
+    return numbers.read_all(bodies, str(model_dir / "model.pt"))
+
+
+def same_reading(got: dict, want: dict) -> None:
+    assert got["number"] == want["number"], (got["number"], want["number"])
+    assert [d["digit"] for d in got["digits"]] == [d["digit"] for d in want["digits"]]
+    assert [d["box"] for d in got["digits"]] == [list(d["box"]) for d in want["digits"]]
+    for g, w in zip(got["digits"], want["digits"], strict=True):
+        assert np.allclose(g["probabilities"], w["probabilities"], atol=1e-4)
+
+
+def test_a_number_is_read_as_the_handler_reads_it_in_process_and_its_answer_is_signed(
+    stack, model_dir, written
+):
+    alone = expected(model_dir, [body for body, _ in written])
+    for (body, _), (status, want) in zip(written, alone, strict=True):
+        got_status, got = post(stack.web_url + "/read", body)
+        assert got_status == status, (got, want)
+        if status != 200:
+            assert got["reason"] == want["reason"] and "ticket" not in got
+            continue
+        same_reading(got, want)
+        assert got["version"] == "1.0"
+        signed = "null" if got["number"] is None else got["number"]
+        assert TICKETS.check(got["ticket"], drawing_hash(body), "1.0", signed)
+
+
+def test_one_digit_through_read_is_what_predict_answers(stack):
+    """The page can send everything to /read: a digit alone is read as /predict reads it (unless the
+    segmentation cuts it, which the handler's own tests and bench/read_accuracy.py measure)."""
+    same = 0
+    for index in range(16):
+        body = drawing(index)
+        status, predicted = post(stack.web_url + "/predict", body)
+        read_status, read = post(stack.web_url + "/read", body)
+        assert read_status == 200, read
+        if len(read["digits"]) != 1:
+            continue
+        same += 1
+        (digit,) = read["digits"]
+        if status == 200:
+            assert (read["number"], digit["digit"]) == (str(predicted["digit"]), predicted["digit"])
+        else:
+            assert predicted["reason"] == "not_a_digit" and read["number"] is None and digit["digit"] is None
+        assert digit["input_28x28"] == predicted["input_28x28"]
+        assert np.allclose(digit["probabilities"], predicted["probabilities"], atol=1e-4)
+    assert same >= 12, f"only {same} of 16 single digits were read as one digit"
+
+
+def batch_sizes(web_url: str) -> tuple[float, float]:
+    text = urllib.request.urlopen(web_url + "/metrics", timeout=10).read().decode()
+    count = float(re.search(r"^digit_batch_size_count (\S+)$", text, re.M)[1])
+    return count, float(re.search(r"^digit_batch_size_sum (\S+)$", text, re.M)[1])
+
+
+def test_numbers_and_digits_sent_at_once_share_batches_and_each_gets_its_own_answer(stack, written):
+    digits = [drawing(index) for index in range(8)]
+    alone = {("/predict", d): post(stack.web_url + "/predict", d) for d in digits}
+    alone |= {("/read", body): post(stack.web_url + "/read", body) for body, _ in written}
+    requests = [("/predict", d) for d in digits] + [("/read", body) for body, _ in written]
+    random.Random(0).shuffle(requests)
+    before = batch_sizes(stack.web_url)
+    with ThreadPoolExecutor(len(requests)) as pool:
+        replies = list(pool.map(lambda r: post(stack.web_url + r[0], r[1]), requests * 3))
+    after = batch_sizes(stack.web_url)
+    assert after[1] - before[1] == len(requests) * 3
+    assert after[1] - before[1] > after[0] - before[0], "no two drawings travelled together"
+    for request, (status, answer) in zip(requests * 3, replies, strict=True):
+        want_status, want = alone[request]
+        assert status == want_status, (request[0], answer, want)
+        if request[0] == "/read" and status == 200:
+            same_reading(answer, want)
+        else:
+            assert (answer.get("digit"), answer.get("reason")) == (want.get("digit"), want.get("reason"))
+
+
+def canvas_png(draw) -> bytes:
+    image = Image.new("L", (560, 280), 255)
+    draw(ImageDraw.Draw(image))
+    return png(image)
+
+
+def two_lines(pen: ImageDraw.ImageDraw) -> None:
+    for top in (20, 170):  # "11" above "11"
+        for left in (200, 320):
+            pen.line([(left, top), (left, top + 90)], fill=0, width=12)
+
+
+def seventeen_strokes(pen: ImageDraw.ImageDraw) -> None:
+    for i in range(17):
+        pen.line([(14 + 31 * i, 60), (14 + 31 * i, 220)], fill=0, width=10)
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (BAD_INPUTS["a blank canvas"][0], "no_digit"),
+        (data_url(canvas_png(two_lines)), "two_lines"),
+        (data_url(canvas_png(seventeen_strokes)), "too_many_digits"),
+    ],
+    ids=["blank", "two lines", "17 strokes"],
+)
+def test_nothing_read_is_a_422_with_its_reason_and_no_ticket(stack, body, reason):
+    status, answer = post(stack.web_url + "/read", body)
+    assert (status, answer.get("reason")) == (422, reason), answer
+    assert isinstance(answer["error"], str) and "ticket" not in answer
+
+
+@pytest.mark.parametrize("bad", [name for name in BAD_INPUTS if BAD_INPUTS[name][2] != 422])
+def test_every_other_bad_body_gets_what_predict_gets(stack, bad):
+    body, content_type, status = BAD_INPUTS[bad]
+    predicted = post(stack.web_url + "/predict", body, content_type)
+    read = post(stack.web_url + "/read", body, content_type)
+    assert read[0] == predicted[0] == status, (read, predicted)
+    assert read[1]["error"] == predicted[1]["error"]
+
+
+def test_a_version_is_pinned_and_an_unknown_one_is_404(stack, written):
+    body = written[0][0]
+    assert post(stack.web_url + "/read?version=1.0", body)[1]["version"] == "1.0"
+    status, answer = post(stack.web_url + "/read?version=9.9", body)
+    assert status == 404 and "9.9" in answer["error"]
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two [x, y, w, h] boxes."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(w, 0) * max(h, 0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_the_boxes_are_each_digits_ink_in_the_drawings_own_pixels(stack, written):
+    """Digits written apart and read as that many pieces: each box is where the composer put that digit's
+    ink (train/numbers.py), in the pixels of the image as sent (560x280 or 280x280)."""
+    checked = 0
+    for body, number in written:
+        status, answer = post(stack.web_url + "/read", body)
+        if number.spacing != "apart" or status != 200 or len(answer["digits"]) != len(number.label):
+            continue
+        for got, truth in zip(answer["digits"], number.boxes, strict=True):
+            assert iou(got["box"], truth) >= 0.6, (number.canvas, got["box"], truth)
+        checked += 1
+    assert checked >= 2, f"only {checked} numbers written apart were cut into their digits"
