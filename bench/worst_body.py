@@ -10,7 +10,9 @@ WebP, GIF and BMP, as raw bytes (a data URL of the same image is dearer to send,
 ~1% of it). handle() (the real
 MnistHandler, TorchServe's MockContext, one drawing per request) is timed in this thread's CPU time,
 candidates and the canvas alternating round after round; the ratio "worst accepted body / canvas" is
-the figure docs/limits.md holds to at most 10x.
+the figure docs/limits.md holds to at most 10x. Then POST /read's (number-N parts): the same bodies and
+one-stroke zigzags across strips (the most cuts a number can ask for), against a one-digit canvas through
+/read and through /predict.
 """
 
 import argparse
@@ -103,8 +105,22 @@ def accepted(raw: bytes, fmt: str) -> tuple[bytes, str]:
         return f"data:image/{fmt.lower()};base64,".encode() + base64.b64encode(raw), " data URL"
 
 
-def cpu_ms(instance, body: bytes, rounds: int) -> list[float]:
-    rows = [{"data": body}]
+def zigzags() -> dict[str, bytes]:
+    """One stroke zigzagging across strips of a few shapes, at the largest size MAX_PIXELS takes."""
+    bodies = {}
+    for aspect in (2, 4, 8, 16):
+        height = int((preprocess.MAX_PIXELS / aspect) ** 0.5)
+        width = aspect * height
+        image = Image.new("L", (width, height), 255)
+        step = max(8, height // 8)
+        points = [(x, height * (0.15 if (x // step) % 2 else 0.85)) for x in range(0, width, step)]
+        ImageDraw.Draw(image).line(points, fill=0, width=max(4, height // 40))
+        bodies[f"zigzag {width}x{height}"] = encoded(image, "PNG")
+    return bodies
+
+
+def cpu_ms(instance, body: bytes, rounds: int, part: str = "data") -> list[float]:
+    rows = [{part: body}]
     out = []
     for _ in range(rounds):
         start = time.thread_time()
@@ -145,6 +161,16 @@ def main() -> int:
     print(
         f"worst accepted body / canvas: {ratio:.1f}x ({worst}); {verdict} the target of at most {TARGET:g}x"
     )
+    reads = {"canvas 280x280 data URL": canvas, **bodies, **zigzags()}
+    read_ms = {name: [] for name in reads}
+    for _ in range(args.rounds):
+        for name, body in reads.items():
+            read_ms[name] += cpu_ms(instance, body, 5, "number-0")
+    medians = {name: float(np.median(ms)) for name, ms in read_ms.items()}
+    read_base = medians["canvas 280x280 data URL"]
+    print("POST /read (number-0): handle() CPU ms, x the canvas through /read, x the canvas through /predict")
+    for name, ms in sorted(medians.items(), key=lambda item: item[1]):
+        print(f"  {name:<44}{ms:8.2f} ms {ms / read_base:7.1f}x {ms / base:7.1f}x")
     return 0
 
 
