@@ -565,8 +565,9 @@ def read_candidates(payload) -> Candidates:
             window = columns[lo:hi]
             between = (window >= paths[i][:, None]) & (window < paths[j][:, None])
             part = np.where(between, piece[:, lo:hi], 0)
-            try:  # one digit drawn alone: exactly what /predict answers (its own handling of strays)
-                image = to_mnist(ink) if whole and len(groups) == 1 else to_mnist(part, min(ink.shape))
+            try:  # one digit drawn alone: exactly the image /predict makes (its resolution, its strays)
+                alone = whole and len(groups) == 1
+                image = to_mnist(ink_map(pixels)) if alone else to_mnist(part, min(ink.shape))
             except NoDigitError:
                 continue  # only specks between these cuts: never a digit
             y0, y1, x0, x1 = _bbox(part > INK_THRESHOLD * 255)

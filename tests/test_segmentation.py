@@ -39,8 +39,10 @@ def test_strokes_of_one_digit_are_one_group_and_digits_apart_are_not():
     assert len(groups(drawing([("4", 40, 60), ("1", 240, 60), ("5", 380, 60)]))) == 3
 
 
-def test_one_digit_is_what_predict_sees():
-    png = drawing([("4", 100, 60)], canvas=(280, 280))
+@pytest.mark.parametrize("canvas", [(280, 280), (560, 280)])
+def test_one_digit_is_what_predict_sees(canvas):
+    """On the wide canvas too, where a number is worked at twice /predict's resolution."""
+    png = drawing([("4", 100, 60)], canvas=canvas)
     candidates = P.read_candidates(png)
     assert candidates.nodes == [2] and len(candidates.images) == 1
     assert np.array_equal(candidates.images[0], P.preprocess(png))
