@@ -69,6 +69,8 @@ def report(found: list[numbers.Number], answers: list[tuple[int, dict]]) -> None
     for spacing, canvas in rows:
         counts = table[spacing, canvas]
         n = sum(counts.values())
+        if not n:  # --per-class 1 leaves a canvas without numbers
+            continue
         where = f"{canvas[0]}x{canvas[1]}" if canvas else "both"
         target = f"{TARGETS[spacing]:.0%}" if spacing in TARGETS and not canvas else ""
         wrong = ", ".join(f"{counts[k]}" for k in KINDS[1:])
