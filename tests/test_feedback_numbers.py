@@ -8,17 +8,18 @@ import json
 import re
 import sqlite3
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import text
 
 from handler.preprocess import MAX_DIGITS
 from tests.drawings import drawing
+from tests.old_schemas import at_schema_3
 from tests.stack import ROOT
 from web.app import Config, init_app, number_answered
 from web.feedback import NUMBER_RE
-from web.feedback_store import MIGRATIONS, SCHEMA_VERSION, FeedbackStore, schema_version
+from web.feedback_store import SCHEMA_VERSION, FeedbackStore
 from web.tickets import Tickets, drawing_hash
 
 TICKETS = Config().tickets  # every app here has the default key
@@ -178,25 +179,10 @@ async def test_digit_feedback_beside_it_is_as_it_was(client, db):
     assert [r["number"] for r in stored(db)] == ["42"]
 
 
-def at_schema_3(conn) -> None:
-    """A database as the code before issue 27 left it: migrations 1-3, one digit row with a ticket."""
-    schema_version.create(conn)
-    conn.execute(schema_version.insert().values(version=3))
-    for step in MIGRATIONS[:3]:
-        step(conn)
-    conn.execute(
-        text(
-            "INSERT INTO feedback (created_utc, version, label, predicted, png, png_sha256, input_28x28, "
-            "ticket_id) VALUES ('2026-11-30 12:00:00', '1.0', 3, 5, :png, 'ab', :seen, 'old-ticket')"
-        ),
-        {"png": b"\x89PNG", "seen": bytes(784)},
-    )
-
-
 async def test_a_database_of_schema_3_gets_the_number_table_and_keeps_its_rows(aiohttp_client, tmp_path, db):
     old = FeedbackStore(str(db))
     async with old.engine.begin() as conn:
-        await conn.run_sync(at_schema_3)
+        await conn.run_sync(partial(at_schema_3, ticket_id="old-ticket"))
     await old.close()
     config = Config(inference_url="http://127.0.0.1:9", run_dir=tmp_path, feedback_db=str(db))
     client = await aiohttp_client(init_app(config))

@@ -16,18 +16,17 @@ import pytest
 from sqlalchemy import text
 
 from tests.drawings import data_url, feedback_body
+from tests.old_schemas import at_schema_3
 from tests.stack import TICKET_KEY, Stack, post_feedback
 from train import numbers, pendigits
 from train.feedback_data import feedback_split, held_out, holdout_drawings
 from web.app import number_answered
 from web.feedback_store import (
-    MIGRATIONS,
     SCHEMA_VERSION,
     FeedbackStore,
     TicketReused,
     read_number_rows,
     read_rows,
-    schema_version,
 )
 from web.tickets import Tickets, drawing_hash
 
@@ -141,21 +140,6 @@ def test_the_web_app_stores_feedback_on_postgresql_and_training_reads_it(postgre
     assert len(train_x) + len(hold_x) == 9
     digits_held = hold_y.tolist()[:-2] if held_out(number.png_sha256) else hold_y.tolist()
     assert [label for _, label in holdout_drawings(postgres_url)] == digits_held
-
-
-def at_schema_3(conn) -> None:
-    """A database as the code before issue 27 left it: migrations 1-3 and one digit row."""
-    schema_version.create(conn)
-    conn.execute(schema_version.insert().values(version=3))
-    for step in MIGRATIONS[:3]:
-        step(conn)
-    conn.execute(
-        text(
-            "INSERT INTO feedback (created_utc, version, label, predicted, png, png_sha256, input_28x28, "
-            "ticket_id) VALUES ('2026-11-30 12:00:00', '1.0', 3, 5, :png, 'ab', :seen, 'old')"
-        ),
-        {"png": b"\x89PNG", "seen": bytes(784)},
-    )
 
 
 async def test_number_feedback_on_postgresql_migrates_keeps_digits_and_takes_a_ticket_once(postgres):
