@@ -2,6 +2,7 @@
 pieces of ink grouped into digits, cut where digits touch, the cuts chosen by the model's scores; and the
 handler answering number-N parts beside drawing-N ones."""
 
+import math
 import random
 
 import numpy as np
@@ -79,6 +80,26 @@ def test_work_is_bounded_one_long_stroke_is_no_number():
         pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, shorter, 8.0), (620, 256)))
     )
     assert 1 < len(candidates.images) <= P.MAX_CANDIDATES
+
+
+def test_cuts_are_a_grid_spread_wider_to_keep_within_the_budget():
+    height, width = 100, 400
+    mask = np.ones((height, width), bool)
+    dense = P._cuts(mask, math.inf)
+    assert dense[0] >= P.MIN_PART * height and dense[-1] <= width - P.MIN_PART * height
+    assert set(np.diff(dense)) <= {int(P.CUT_STEP * height), int(P.CUT_STEP * height) + 1}
+    few = P._cuts(mask, 50)
+    assert len(P._parts([0, *few, width], height)) <= 50 < len(P._parts([0, *dense, width], height))
+    assert P._cuts(mask, 0.5) == []  # a budget no cut fits: none, and no endless widening
+
+
+def test_six_touching_digits_get_their_cuts_within_the_drawing_bound():
+    six = [d for d in pendigits.trainable(pendigits.load())[:60] if d.label != 1][:6]
+    touching = numbers.compose(six, random.Random(1), (560, 280), "touching")[0]
+    candidates = P.read_candidates(touching)
+    assert len(candidates.nodes) < 6, "touching digits come as fewer pieces of ink than digits"
+    assert sum(candidates.nodes) > 20, "wide groups get many cuts"
+    assert len(candidates.images) <= P.MAX_CANDIDATES
 
 
 def test_choose_cuts_where_the_whole_is_not_a_digit_and_keeps_a_confident_whole():
