@@ -57,13 +57,14 @@ def _pieces(number: numbers.Number) -> tuple[list, list]:
     return images, labels
 
 
-def number_piece_set(count: int):
-    """(images uint8 N x 28 x 28, labels 0-10) of the pieces of `count` training numbers, or None."""
+def number_piece_set(count: int, tune: bool = False):
+    """(images uint8 N x 28 x 28, labels 0-10) of the pieces of `count` training numbers, or None; tune:
+    without writers 17-20 (TUNE=1 measures on them, so their digits must not be trained on here either)."""
     if count <= 0:
         return None
 
     def compute():
-        digits = pendigits.trainable(pendigits.load())
+        digits = pendigits.trainable(pendigits.load(), tune)
         made = numbers.numbers(digits, count, random.Random(RENDER_SEED))
         with ProcessPoolExecutor() as pool:
             found = list(pool.map(_pieces, made, chunksize=64))
@@ -74,7 +75,12 @@ def number_piece_set(count: int):
         }
 
     key = cache.key(
-        sys.modules[__name__], numbers, pendigits, count=count, file=pendigits.PATH.stat().st_size
+        sys.modules[__name__],
+        numbers,
+        pendigits,
+        count=count,
+        file=pendigits.PATH.stat().st_size,
+        tune=sorted(pendigits.TUNE_WRITERS) if tune else [],
     )
     arrays = cache.cached("number-pieces", key, compute)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])

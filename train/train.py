@@ -150,7 +150,7 @@ def load_mnist(device):
     if negatives is not None:
         fit_x, fit_y = torch.cat([fit_x, negatives[0]]), torch.cat([fit_y, negatives[1]])
         print(f"plus {len(negatives[0])} drawings that are not digits (label 10)")
-    pieces = number_piece_set(NUMBERS) if pen is not None else None  # train/number_pieces.py
+    pieces = number_piece_set(NUMBERS, TUNE == 1) if pen is not None else None  # train/number_pieces.py
     if pieces is not None:
         fit_x, fit_y = torch.cat([fit_x, pieces[0]]), torch.cat([fit_y, pieces[1]])
         print(f"plus {len(pieces[0])} pieces of {NUMBERS} numbers, as /read cuts them")
