@@ -1,6 +1,7 @@
 """The web app's batching (web/batching.py): alone, a drawing goes at once; together, drawings go as one
-multipart request and each gets its own answer back, digits (/predict) and numbers (/read) alike. First against a recording stand-in for TorchServe,
-then through the real TorchServe and handler."""
+multipart request and each gets its own answer back, digits (/predict) and numbers (/read) alike; waiting
+clients take turns in a batch. First against a recording stand-in for TorchServe, then through the real
+TorchServe and handler."""
 
 import asyncio
 import json
@@ -116,12 +117,115 @@ async def test_versions_are_batched_apart():
         assert [len(drawings) for drawings in requests] == [1, 1, 4]
 
 
+def sent(model: FakeModel) -> list[list[bytes]]:
+    return [drawings for _, drawings in model.requests]
+
+
+async def test_a_clients_burst_does_not_queue_ahead_of_another_clients_drawing():
+    """The flood of docs/limits.md: A's 16 admitted drawings wait while a request is out; B's one, come
+    after them, goes in the next batch sent, not behind all 16."""
+    model = FakeModel(delay=0.05)
+    batcher = Batcher(model, max_batch=8, in_flight=1)
+    out = asyncio.create_task(batcher.predict("", b"out", client="A"))
+    await asyncio.sleep(0)  # at the model: everything after it waits
+    burst = [f"a{i}".encode() for i in range(16)]
+    tasks = [asyncio.create_task(batcher.predict("", body, client="A")) for body in burst]
+    tasks.append(asyncio.create_task(batcher.predict("", b"b", client="B")))
+    await out
+    # The answer let the next batch go: one of A's, B's, then A's again.
+    assert sent(model) == [[b"out"], [b"a0", b"b", *burst[1:7]]]
+    line = batcher.lines[""]
+    assert list(line.waiting) == ["A"] and line.queued == 9, "B left once its drawing went"
+    replies = await asyncio.gather(*tasks)
+    assert [json.loads(body)["echo"] for _, body in replies] == [d.decode() for d in [*burst, b"b"]]
+    assert sent(model) == [[b"out"], [b"a0", b"b", *burst[1:7]], burst[7:15], burst[15:]]
+
+
+async def test_a_batch_takes_one_drawing_of_each_client_in_turn_from_after_the_one_served_last():
+    model = FakeModel(delay=0.02)
+    batcher = Batcher(model, max_batch=8, in_flight=1)
+    tasks = [asyncio.create_task(batcher.predict("", b"out", client="X"))]
+    await asyncio.sleep(0)
+    tasks += [
+        asyncio.create_task(batcher.predict("", f"{c}{i}".encode(), client=c))
+        for c in "ABC"
+        for i in range(4)
+    ]
+    await asyncio.gather(*tasks)
+    # The second batch ends with B's: the third starts with C, not A again.
+    assert sent(model) == [
+        [b"out"],
+        [b"A0", b"B0", b"C0", b"A1", b"B1", b"C1", b"A2", b"B2"],
+        [b"C2", b"A3", b"B3", b"C3"],
+    ]
+
+
+async def test_each_clients_drawings_go_in_their_arrival_order_and_get_their_own_answers():
+    rng = random.Random(7)
+    model = FakeModel(delay=0.01)
+    batcher = Batcher(model, max_batch=4, in_flight=2)
+    arrived, bodies, tasks = {c: [] for c in "ABC"}, [], []
+    for i in range(80):
+        client = rng.choice("AAAABC")  # A sends most
+        bodies.append(f"{client}{i}".encode())
+        arrived[client].append(bodies[-1])
+        tasks.append(asyncio.create_task(batcher.predict("", bodies[-1], client=client)))
+        if rng.random() < 0.2:
+            await asyncio.sleep(0.004)  # some arrive while requests are out, some while none is
+    replies = await asyncio.gather(*tasks)
+    assert [json.loads(body)["echo"].encode() for _, body in replies] == bodies
+    assert len(model.requests) > 10, "the drawings travelled in batches"
+    for client, drawings in arrived.items():
+        assert [d for batch in sent(model) for d in batch if d.startswith(client.encode())] == drawings
+    assert batcher.lines == {}
+
+
+async def test_the_queue_holds_only_clients_with_drawings_waiting_and_is_empty_once_all_are_answered():
+    model = FakeModel(delay=0.02)
+    batcher = Batcher(model, max_batch=4, in_flight=1)
+    first = asyncio.create_task(batcher.predict("", b"first", client="X"))
+    await asyncio.sleep(0)
+    line = batcher.lines[""]
+    assert line.waiting == {} and line.queued == 0, "X left when its drawing went"
+    counts = {"A": 3, "B": 1, "C": 2, "D": 1, "E": 1, "F": 1}
+    tasks = [
+        asyncio.create_task(batcher.predict("", f"{c}{i}".encode(), client=c))
+        for c, n in counts.items()
+        for i in range(n)
+    ]
+    gone = asyncio.create_task(batcher.predict("", b"gone", client="G"))
+    await asyncio.sleep(0)
+    assert list(line.waiting) == [*"ABCDEFG"] and line.queued == 10
+    gone.cancel()
+    await first
+    # One each of A, B, C and D went: B and D left, A and C wait behind the others.
+    assert list(line.waiting) == [*"EFGAC"] and line.queued == 6
+    await asyncio.gather(*tasks)
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    # G's only drawing was gone when its turn came: skipped, and G left with it.
+    assert sent(model) == [[b"first"], [b"A0", b"B0", b"C0", b"D0"], [b"E0", b"F0", b"A1", b"C1"], [b"A2"]]
+    assert line.waiting == {} and line.queued == 0 and batcher.lines == {}
+
+
 async def test_a_batch_stays_under_the_byte_limit():
     model = FakeModel()
     batcher = Batcher(model, max_batch=8)
     big = b"x" * (MAX_BATCH_BYTES // 2)
     await asyncio.gather(*(batcher.predict("", big) for _ in range(5)))
     assert [len(drawings) for _, drawings in model.requests] == [1, 1, 2, 1]
+
+
+async def test_a_drawing_the_byte_limit_holds_back_opens_the_next_batch_its_clients_turn_kept():
+    model = FakeModel()
+    batcher = Batcher(model, max_batch=8, in_flight=1)
+    tasks = [asyncio.create_task(batcher.predict("", b"out", client="X"))]
+    await asyncio.sleep(0)
+    big = [f"a{i}".encode() + b"x" * (MAX_BATCH_BYTES // 2) for i in range(2)]
+    tasks += [asyncio.create_task(batcher.predict("", body, client="A")) for body in big]
+    tasks += [asyncio.create_task(batcher.predict("", body, client="B")) for body in (b"b0", b"b1")]
+    await asyncio.gather(*tasks)
+    assert sent(model) == [[b"out"], [big[0], b"b0"], [big[1], b"b1"]]
 
 
 async def test_a_failed_request_fails_each_of_its_drawings_and_the_next_ones_still_go():

@@ -3,6 +3,7 @@ what it is sent (tests/fake_torchserve.py): the proxy's own rules, its use of ke
 backend misbehaves, and /read (a number: sent as a part number-0, its answer signed and counted)."""
 
 import asyncio
+import ipaddress
 import json
 
 import aiohttp
@@ -10,8 +11,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.fake_torchserve import INFERENCE_KEY, MANAGEMENT_KEY, READ
-from web.app import Config, init_app
+from web.app import BATCHER, Config, init_app
 from web.feedback_store import NOT_A_DIGIT
+from web.ratelimit import LimitConfig
 from web.tickets import TicketError, drawing_hash
 
 GOOD = b"data:image/png;base64,iVBORw0KGgo="
@@ -251,6 +253,47 @@ async def test_digits_and_numbers_sent_at_once_travel_together_and_each_gets_its
         assert ("number" in answer) == (path == "/read") and ("digit" in answer) == (path == "/predict")
     mixed = [b for b in fake_torchserve["bodies"] if b'name="number-' in b and b'name="drawing-' in b]
     assert mixed, "no batch carried digits and numbers together"
+
+
+async def test_clients_behind_a_trusted_proxy_take_turns_in_the_batches(aiohttp_client, fake_torchserve):
+    """The batcher queues by the rate limiter's client (web/batching.py): behind a trusted proxy, the
+    first X-Forwarded-For hop. A's burst waits while a request is out; B's drawing goes in the next batch."""
+    url, run_dir = fake_torchserve["url"], fake_torchserve["run_dir"]
+    proxies = LimitConfig(trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
+    config = Config(
+        inference_url=url,
+        management_url=url,
+        run_dir=run_dir,
+        max_batch=4,
+        batches_in_flight=1,
+        feedback_db=str(run_dir / "fb.db"),
+        limits=proxies,
+    )
+    app = init_app(config)
+    client = await aiohttp_client(app)
+    fake_torchserve["delay"] = 0.5  # the first request is still out when the others have all arrived
+
+    def post(hop: str, body: bytes):
+        return asyncio.create_task(client.post("/predict", data=body, headers={"X-Forwarded-For": hop}))
+
+    async def queued(count: int) -> list[str]:
+        for _ in range(400):
+            line = app[BATCHER].lines.get("")
+            if line and line.queued == count:
+                return list(line.waiting)
+            await asyncio.sleep(0.001)
+        raise AssertionError(f"{count} drawings never waited together")
+
+    bodies = [GOOD[:-1] + f"a{i}=".encode() for i in range(5)]
+    burst = [post("203.0.113.1, 10.0.0.1", body) for body in bodies]
+    assert await queued(4) == ["203.0.113.1"]  # one out, four waiting
+    b = GOOD[:-1] + b"b="
+    burst.append(post("203.0.113.2", b))
+    assert await queued(5) == ["203.0.113.1", "203.0.113.2"]
+    for response, body in zip(await asyncio.gather(*burst), [*bodies, b], strict=True):
+        assert response.status == 200 and (await response.json())["echo"] == body.decode()
+    sent = fake_torchserve["bodies"]
+    assert len(sent) == 3 and b in sent[1], "B's drawing went in the first batch after the one out"
 
 
 def test_a_ticket_for_a_digit_never_passes_for_a_number():

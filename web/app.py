@@ -2,7 +2,7 @@
 
 Browser --POST /predict or /read--> this app --POST /predictions/mnist[/version]--> TorchServe --> handler.
 /predict reads one digit, /read a whole number (docs/api.md); drawings of both that arrive while
-TorchServe is busy go to it together (web/batching.py).
+TorchServe is busy go to it together, their clients taking turns (web/batching.py).
 It holds only TorchServe's inference key (plus the API key, used for nothing but renewing that
 inference key when it expires); nothing here can register, unregister or scale models.
 """
@@ -24,7 +24,7 @@ from web.bodies import BodyError, drawing
 from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import DEFAULT_DB, NOT_A_DIGIT, FeedbackStore
 from web.metrics import DIGITS_READ, metrics
-from web.ratelimit import LimitConfig, rate_limits
+from web.ratelimit import CLIENT, LimitConfig, rate_limits
 from web.registry import VERSION_RE, model_versions
 from web.tickets import Tickets, drawing_hash
 from web.torchserve import KeyFile, TorchServeClient, error, relay
@@ -110,7 +110,7 @@ async def predict(request: web.Request) -> web.StreamResponse:
     if isinstance(asked, web.Response):
         return asked
     version, body = asked
-    return await request.app[TRAFFIC].answer(request, partial(forward, request.app, body), version)
+    return await request.app[TRAFFIC].answer(request, partial(forward, request, body), version)
 
 
 async def read(request: web.Request) -> web.Response:
@@ -120,7 +120,7 @@ async def read(request: web.Request) -> web.Response:
     if isinstance(asked, web.Response):
         return asked
     version, body = asked
-    response, answer = await answer_of(request.app, body, request.app[TRAFFIC].route(version)[0], NUMBER)
+    response, answer = await answer_of(request, body, request.app[TRAFFIC].route(version)[0], NUMBER)
     if response.status == 200:
         DIGITS_READ.observe(len(answer.get("digits", ())))
     return response
@@ -140,16 +140,18 @@ async def asked_of(request: web.Request) -> tuple[str, bytes] | web.Response:
     return version, body
 
 
-async def forward(app: web.Application, body: bytes, version: str) -> web.Response:
+async def forward(request: web.Request, body: bytes, version: str) -> web.Response:
     """/predict's send (web/traffic.py): the drawing to TorchServe as one digit."""
-    return (await answer_of(app, body, version, DRAWING))[0]
+    return (await answer_of(request, body, version, DRAWING))[0]
 
 
-async def answer_of(app: web.Application, body: bytes, version: str, kind: str) -> tuple[web.Response, dict]:
-    """The drawing to TorchServe as `kind` (web/batching.py; `version`, or the default for ""): its answer
-    in our shape, with its ticket, and the answer parsed ({} when it is none of the handler's)."""
+async def answer_of(request: web.Request, body: bytes, version: str, kind: str) -> tuple[web.Response, dict]:
+    """The request's drawing to TorchServe as `kind` (web/batching.py; `version`, or the default for ""),
+    queued as its client's (the rate limiter's key): its answer in our shape, with its ticket, and the
+    answer parsed ({} when it is none of the handler's)."""
+    app = request.app
     try:
-        status, payload = await app[BATCHER].predict(version, body, kind)
+        status, payload = await app[BATCHER].predict(version, body, kind, client=request[CLIENT])
     except TimeoutError:
         return error(504, "the model server did not answer in time"), {}
     except aiohttp.ClientConnectionError:

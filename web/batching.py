@@ -16,12 +16,19 @@ the queue and the batches; a part is named by its kind and its place in the requ
 number-1, ...) and the handler answers each part as that kind. A lone /predict drawing goes as its plain
 body, as ever; a lone /read drawing goes as a multipart request of one part, number-0 (a plain body
 is a digit to the handler).
+
+Waiting drawings queue per client (the rate limiter's key, web/ratelimit.py), each client's in their
+arrival order, and a batch takes one from each client in turn, starting after the client served last.
+So a drawing waits behind at most one drawing of each other client, never behind another client's
+burst: beside one client flooding, the other's drawing goes in the next batch sent. Why: in one queue,
+a flood in lockstep (docs/limits.md, "A flood beside a well-behaved client") put every request its
+token bucket let through ahead of the other client's, whose p99 rose 4x while the limit held.
 """
 
 import asyncio
 import json
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -43,7 +50,10 @@ MAX_BATCH_BYTES = 1024 * 1024
 class _Line:
     """The drawings of one version waiting to go, and how many of its requests are at the model."""
 
-    waiting: deque = field(default_factory=deque)  # (kind, body, future) in arrival order
+    # client -> deque of (kind, body, future) in arrival order; the clients in their turn to be served.
+    # A client leaves once it has nothing waiting: the map holds only clients with drawings waiting.
+    waiting: OrderedDict = field(default_factory=OrderedDict)
+    queued: int = 0  # drawings waiting, of every client
     out: int = 0
     last: int = 0  # drawings in the last request sent
 
@@ -59,33 +69,43 @@ class Batcher:
         self.lines: dict[str, _Line] = {}  # by version; a line goes once it is idle (?version= is free text)
         self.tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
-    async def predict(self, version: str, body: bytes, kind: str = DRAWING) -> Reply:
-        """TorchServe's reply to this drawing (of this kind) alone, as if it had been sent alone; raises
-        what the session raises (timeouts, connection errors) for every drawing of a batch that met it,
-        and TimeoutError when no answer came within the timeout (a drawing still waiting is then not sent)."""
+    async def predict(self, version: str, body: bytes, kind: str = DRAWING, client: str = "") -> Reply:
+        """TorchServe's reply to this drawing (of this kind, from this client) alone, as if it had been sent
+        alone; raises what the session raises (timeouts, connection errors) for every drawing of a batch
+        that met it, and TimeoutError when no answer came within the timeout (a drawing still waiting is
+        then not sent)."""
         line = self.lines.get(version) or self.lines.setdefault(version, _Line())  # no new _Line per call
         answered = asyncio.get_running_loop().create_future()
-        line.waiting.append((kind, body, answered))
+        # A client with nothing waiting joins at the end of the turn; no deque is stored empty.
+        drawings = line.waiting.get(client) or line.waiting.setdefault(client, deque())
+        drawings.append((kind, body, answered))
+        line.queued += 1
         if self._ready(line):
             self._send_next(version, line)
         return await asyncio.wait_for(answered, self.timeout)
 
     def _ready(self, line: _Line) -> bool:
-        """Send now: nothing of this version is at the model, or as many wait as went last (a full batch
-        at most) and may join what is out. So the worker is fed without waiting for a round trip, and
-        batches stay even: 2 clients make 1 + 1, pipelined; 16 make 8 + 8."""
-        return bool(line.waiting) and (
-            line.out == 0
-            or (line.out < self.in_flight and len(line.waiting) >= min(line.last, self.max_batch))
+        """Send now: nothing of this version is at the model, or as many wait (every client's) as went
+        last (a full batch at most) and may join what is out. So the worker is fed without waiting for a
+        round trip, and batches stay even: 2 clients make 1 + 1, pipelined; 16 make 8 + 8."""
+        return line.queued > 0 and (
+            line.out == 0 or (line.out < self.in_flight and line.queued >= min(line.last, self.max_batch))
         )
 
     def _send_next(self, version: str, line: _Line) -> None:
+        """A batch of the line's waiting drawings, one from each client in turn (round robin)."""
         batch, size = [], 0
         while line.waiting and len(batch) < self.max_batch:
-            kind, body, answered = line.waiting[0]
+            client, drawings = next(iter(line.waiting.items()))  # the client whose turn it is
+            kind, body, answered = drawings[0]
             if batch and size + len(body) > MAX_BATCH_BYTES:
-                break
-            line.waiting.popleft()
+                break  # that client stays first: its drawing opens the next batch
+            drawings.popleft()
+            line.queued -= 1
+            if drawings:
+                line.waiting.move_to_end(client)  # its next drawing waits for the others' turns
+            else:
+                del line.waiting[client]
             if not answered.done():  # a client that went away while it waited is sent nothing
                 batch.append((kind, body, answered))
                 size += len(body)

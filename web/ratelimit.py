@@ -28,6 +28,9 @@ from web.metrics import RATE_LIMITED
 # blind exactly when it is busy, and they cost next to nothing (readyz is one probe every few seconds).
 UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
 OTHER = "*"  # every limited route without a limit of its own: the page, static files, the API docs
+# The client a limited request is counted against, kept on the request: the batcher queues its drawings
+# by the same key (web/batching.py), so X-Forwarded-For is read in one place.
+CLIENT = web.RequestKey("client", str)
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,8 @@ def rate_limits(config: LimitConfig) -> web.middleware:
             return await handler(request)
         name = route if route in config.limits else OTHER
         rule = config.limits[name]
-        wait = buckets.take((client_address(request, config.trusted_proxies), name), rule)
+        client = request[CLIENT] = client_address(request, config.trusted_proxies)
+        wait = buckets.take((client, name), rule)
         if wait:
             RATE_LIMITED.labels(name).inc()
             retry = max(1, math.ceil(wait))
