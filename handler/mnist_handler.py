@@ -9,8 +9,10 @@ drawing-1, ... (the web app packs drawings that arrive together: web/batching.py
 number-N is a drawing of a whole number (POST /read): cut into its digits (handler/preprocess.py
 read_candidates), every candidate piece of every drawing goes through the model in the same batch, and
 the model's scores choose the cuts (choose). A request of parts is answered 200 with a JSON array, one
-{"status": ..., "answer": ...} per part, in their order: the answer is what the part alone would have
-been answered, with that status.
+{"status": ..., "answer": ..., "pieces": ...} per part, in their order: the answer is what the part alone
+would have been answered, with that status; pieces the images of it the model read (a number's candidate
+pieces, a digit's 1, 0 when refused before the model): the work it was, which the web app charges /read's
+rate limit by (web/ratelimit.py).
 
 A model of 11 outputs also says "not a digit" (docs/not-a-digit.md): its export bakes the threshold in,
 so a drawing is rejected when softmax(outputs)[10] > 0.5, answered 422 with reason "not_a_digit", the
@@ -108,7 +110,10 @@ class MnistHandler(BaseHandler):
         for idx, (as_parts, items) in enumerate(outputs):
             self.context.set_response_content_type(idx, "application/json")
             if as_parts:
-                parts = [{"status": status, "answer": answer} for status, answer in map(self._answer, items)]
+                parts = [
+                    {"status": status, "answer": answer, "pieces": _pieces(item)}
+                    for item, (status, answer) in zip(items, map(self._answer, items), strict=True)
+                ]
                 answers.append(_json(parts))
                 continue
             status, answer = self._answer(items[0])
@@ -168,6 +173,13 @@ def _candidates(body):
 def _images(item) -> np.ndarray:
     """(n, 28, 28): a digit's one image, or a number's candidate pieces."""
     return item.images if isinstance(item, Candidates) else item[np.newaxis]
+
+
+def _pieces(item) -> int:
+    """The images of a drawing that went through the model (what inference made of _images)."""
+    if isinstance(item, InputError):
+        return 0
+    return len(item[0].images) if isinstance(item[0], Candidates) else 1
 
 
 def _json(answer: dict | list) -> bytes:

@@ -7,9 +7,11 @@ The returned dict is both the record and the controls:
   status     not 200: every prediction gets this status and {"error": "whatever"};
   raw        answer these bytes as JSON (raw_status: with that status, default 200); delay: seconds before answering; refuse_every_key: refuse all;
   number     (status, answer) for each part named number-N (a /read: web/batching.py), READ by default;
+  pieces     the candidate pieces each number-N part says the model read (what /read is charged by), 2;
   url, run_dir   where it listens and the run dir holding its key_file.json.
-A request of parts (web/batching.py) is answered as the handler does: a list of {"status", "answer"}, a
-drawing-N part {"digit": 3, "echo": <its body>}, a number-N part the number answer plus its echo.
+A request of parts (web/batching.py) is answered as the handler does: a list of {"status", "answer",
+"pieces"}, a drawing-N part {"digit": 3, "echo": <its body>} of 1 piece, a number-N part the number answer
+plus its echo.
 """
 
 import asyncio
@@ -73,8 +75,9 @@ def fake_app(run_dir) -> tuple[web.Application, dict]:
     def answer(name: str, body: bytes) -> dict:
         if name.startswith("number-"):
             status, number = seen.get("number", (200, READ))
-            return {"status": status, "answer": {**number, "echo": body.decode()}}
-        return {"status": 200, "answer": {"digit": 3, "echo": body.decode()}}
+            pieces = seen.get("pieces", 2)
+            return {"status": status, "answer": {**number, "echo": body.decode()}, "pieces": pieces}
+        return {"status": 200, "answer": {"digit": 3, "echo": body.decode()}, "pieces": 1}
 
     async def token(request):
         assert request.headers.get("Authorization") == f"Bearer {API_KEY}"

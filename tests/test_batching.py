@@ -9,6 +9,7 @@ import random
 import re
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from unittest.mock import ANY
 
 import aiohttp
 import pytest
@@ -21,8 +22,9 @@ from web.batching import DRAWING, MAX_BATCH_BYTES, NUMBER, Batcher, multipart, s
 
 class FakeModel:
     """Answers each request after `delay` s with {"echo": <drawing>} per drawing (a list for a batch, as
-    the handler does; a part's answer also says the kind its name gave it), or with `status` for the
-    whole request; records what each request carried, and its parts' names (None: a plain request)."""
+    the handler does; a part's answer also says the kind its name gave it, and a number part's pieces are
+    its length), or with `status` for the whole request; records what each request carried, and its
+    parts' names (None: a plain request)."""
 
     def __init__(self, delay: float = 0.01, status: int = 200):
         self.delay, self.status = delay, status
@@ -38,8 +40,13 @@ class FakeModel:
             return self.status, b'{"message": "down"}'
         if named is None:
             return 200, json.dumps({"echo": body.decode()}).encode()
-        answers = [{"echo": b.decode(), "kind": name.split("-")[0]} for name, b in named]
-        return 200, json.dumps([{"status": 200, "answer": a} for a in answers]).encode()
+        answers = [
+            {"status": 200, "answer": {"echo": b.decode(), "kind": name.split("-")[0]}, "pieces": len(b)}
+            if name.startswith(NUMBER)
+            else {"status": 200, "answer": {"echo": b.decode(), "kind": DRAWING}}  # no pieces: 1
+            for name, b in named
+        ]
+        return 200, json.dumps(answers).encode()
 
 
 def parts(body: bytes, content_type: str) -> list[bytes]:
@@ -49,8 +56,8 @@ def parts(body: bytes, content_type: str) -> list[bytes]:
 async def test_a_lone_drawing_goes_at_once_as_a_plain_request():
     model = FakeModel()
     batcher = Batcher(model)
-    status, body = await batcher.predict("", b"a")
-    assert (status, json.loads(body)) == (200, {"echo": "a"})
+    status, body, pieces = await batcher.predict("", b"a")
+    assert (status, json.loads(body), pieces) == (200, {"echo": "a"}, 1)
     assert model.requests == [("", [b"a"])] and model.names == [None]
     assert batcher.lines == {}, "an idle version is forgotten"
 
@@ -58,9 +65,9 @@ async def test_a_lone_drawing_goes_at_once_as_a_plain_request():
 async def test_a_lone_number_goes_as_a_request_of_one_part_named_number_0():
     """A plain body is a digit to the handler: a number to read is always a part."""
     model = FakeModel()
-    status, body = await Batcher(model).predict("", b"n", NUMBER)
-    assert (status, json.loads(body)) == (200, {"echo": "n", "kind": "number"})
-    assert model.requests == [("", [b"n"])] and model.names == [["number-0"]]
+    status, body, pieces = await Batcher(model).predict("", b"nine", NUMBER)
+    assert (status, json.loads(body), pieces) == (200, {"echo": "nine", "kind": "number"}, 4)
+    assert model.requests == [("", [b"nine"])] and model.names == [["number-0"]]
 
 
 async def test_digits_and_numbers_share_the_batches_and_each_gets_the_answer_of_its_kind():
@@ -68,10 +75,11 @@ async def test_digits_and_numbers_share_the_batches_and_each_gets_the_answer_of_
     batcher = Batcher(model, max_batch=8, in_flight=2)
     sent = [(NUMBER if i % 3 else DRAWING, f"d{i}".encode()) for i in range(8)]
     replies = await asyncio.gather(*(batcher.predict("", body, kind) for kind, body in sent))
-    for (kind, body), (status, reply) in zip(sent, replies, strict=True):
+    for (kind, body), (status, reply, pieces) in zip(sent, replies, strict=True):
         answer = json.loads(reply)
         assert status == 200 and answer["echo"] == body.decode(), answer
         assert answer.get("kind", DRAWING) == kind
+        assert pieces == (len(body) if kind == NUMBER else 1), "each number's own pieces come back with it"
     # d0 and d1 go at once, alone (1 + 1); the other six wait and go as one request, each part named by
     # its kind and its place. Only the lone digit went as a plain body.
     assert model.names == [
@@ -86,7 +94,7 @@ async def test_drawings_that_arrive_while_the_model_is_busy_go_together_and_get_
     batcher = Batcher(model, max_batch=8, in_flight=2)
     names = [f"d{i}".encode() for i in range(6)]
     replies = await asyncio.gather(*(batcher.predict("", name) for name in names))
-    assert [json.loads(body)["echo"] for _, body in replies] == [n.decode() for n in names]
+    assert [json.loads(reply.body)["echo"] for reply in replies] == [n.decode() for n in names]
     # d0 finds the model idle and goes alone; d1 is as many as went last, so it goes too, to wait at
     # TorchServe behind d0; d2-d5 wait for an answer and go as one request.
     assert [drawings for _, drawings in model.requests] == [names[:1], names[1:2], names[2:]]
@@ -137,7 +145,7 @@ async def test_a_clients_burst_does_not_queue_ahead_of_another_clients_drawing()
     line = batcher.lines[""]
     assert list(line.waiting) == ["A"] and line.queued == 9, "B left once its drawing went"
     replies = await asyncio.gather(*tasks)
-    assert [json.loads(body)["echo"] for _, body in replies] == [d.decode() for d in [*burst, b"b"]]
+    assert [json.loads(reply.body)["echo"] for reply in replies] == [d.decode() for d in [*burst, b"b"]]
     assert sent(model) == [[b"out"], [b"a0", b"b", *burst[1:7]], burst[7:15], burst[15:]]
 
 
@@ -173,7 +181,7 @@ async def test_each_clients_drawings_go_in_their_arrival_order_and_get_their_own
         if rng.random() < 0.2:
             await asyncio.sleep(0.004)  # some arrive while requests are out, some while none is
     replies = await asyncio.gather(*tasks)
-    assert [json.loads(body)["echo"].encode() for _, body in replies] == bodies
+    assert [json.loads(reply.body)["echo"].encode() for reply in replies] == bodies
     assert len(model.requests) > 10, "the drawings travelled in batches"
     for client, drawings in arrived.items():
         assert [d for batch in sent(model) for d in batch if d.startswith(client.encode())] == drawings
@@ -232,7 +240,7 @@ async def test_a_failed_request_fails_each_of_its_drawings_and_the_next_ones_sti
     model = FakeModel(status=503)
     batcher = Batcher(model)
     replies = await asyncio.gather(*(batcher.predict("", b"x") for _ in range(3)))
-    assert replies == [(503, b'{"message": "down"}')] * 3
+    assert replies == [(503, b'{"message": "down"}', 1)] * 3  # each went alone: a plain request
 
     async def unreachable(body, version, content_type):
         raise aiohttp.ClientConnectionError("refused")
@@ -275,17 +283,24 @@ def test_multipart_keeps_every_byte_and_a_batch_reply_splits_back_in_order():
     assert parts(body, content_type) == bodies
     assert re.findall(rb'; name="(\w+-\d+)"', body) == [b"drawing-0", b"drawing-1", b"number-2", b"number-3"]
     answers = [
-        {"status": 200, "answer": {"digit": 3}},
-        {"status": 422, "answer": {"error": "no digit drawn"}},
+        {"status": 200, "answer": {"digit": 3}, "pieces": 1},
+        {"status": 422, "answer": {"error": "no digit drawn"}, "pieces": 0},
+        {"status": 200, "answer": {"number": "42"}, "pieces": 57},
+        {"status": 200, "answer": {"number": "7"}},  # a handler from before "pieces": one image
     ]
-    assert split((200, json.dumps(answers).encode()), 2) == [
-        (200, b'{"digit":3}'),
-        (422, b'{"error":"no digit drawn"}'),
+    assert split((200, json.dumps(answers).encode()), 4) == [
+        (200, b'{"digit":3}', 1),
+        (422, b'{"error":"no digit drawn"}', 0),
+        (200, b'{"number":"42"}', 57),
+        (200, b'{"number":"7"}', 1),
     ]
-    assert split((404, b"{}"), 2) == [(404, b"{}")] * 2
+    # TorchServe's own errors: no answer from the handler, no pieces read.
+    assert split((404, b"{}"), 2) == [(404, b"{}", 0)] * 2
     # A reply that does not answer each drawing is no answer for any of them.
-    assert [status for status, _ in split((200, json.dumps(answers[:1]).encode()), 2)] == [500, 500]
-    assert [status for status, _ in split((200, b"not json"), 2)] == [500, 500]
+    assert [reply.status for reply in split((200, json.dumps(answers[:1]).encode()), 2)] == [500, 500]
+    assert [reply.status for reply in split((200, b"not json"), 2)] == [500, 500]
+    bad = [{**answers[2], "pieces": "many"}]
+    assert split((200, json.dumps(bad).encode()), 1) == [(500, ANY, 0)]
 
 
 def batch_sizes(web_url: str) -> tuple[float, float]:

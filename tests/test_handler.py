@@ -11,11 +11,11 @@ import torchvision
 from PIL import Image
 
 from handler.mnist_handler import MnistHandler
-from handler.preprocess import preprocess
+from handler.preprocess import preprocess, read_candidates
 from tests.handler_context import Context as HandlerContext
 from tests.handler_context import handle
 from tests.models import MNIST_DIR
-from train import nondigits, pendigits
+from train import nondigits, numbers, pendigits
 
 
 class Context(HandlerContext):
@@ -196,3 +196,23 @@ def test_a_batch_mixing_letters_and_digits_answers_each_on_its_own(handler_and_c
     assert alone_statuses[1] == 200 and batch[1]["answer"]["digit"] == 7
     assert [part["answer"].get("reason") for part in batch] == [a.get("reason") for a in alone]
     assert "not_a_digit" in [part["answer"].get("reason") for part in batch]
+
+
+def test_each_part_says_how_many_images_of_it_the_model_read(handler_and_context):
+    """The work a part was, which /read is charged by (web/ratelimit.py): a number part's candidate pieces
+    as read_candidates cuts it, a digit part's one image, none for a part refused before the model (a
+    blank number, text that is no image)."""
+    handler, context = handler_and_context
+    digits = pendigits.trainable(pendigits.load())
+    touching, apart = (
+        next(n for n in numbers.numbers(digits, 12, random.Random(1)) if n.spacing == s and len(n.label) >= 4)
+        for s in ("touching", "apart")
+    )
+    blank = canvas_data_url(Image.new("L", (560, 280), 255)).encode()
+    seven = drawn(pendigits.layout(next(d for d in digits if d.label == 7), random.Random(0)))
+    rows = {"number-0": touching.png, "drawing-1": seven, "number-2": blank, "number-3": apart.png}
+    [parts] = handle(handler, context, [{**rows, "drawing-4": b"hello, world!"}])
+    assert [part["status"] for part in parts] == [200, 200, 422, 200, 415]
+    expected = [len(read_candidates(touching.png).images), 1, 0, len(read_candidates(apart.png).images), 0]
+    assert [part["pieces"] for part in parts] == expected
+    assert expected[0] > 4 * expected[3], "touching digits are cut many ways; apart ones hardly"

@@ -1,5 +1,6 @@
 """Rate limits (web/ratelimit.py) on a real aiohttp server (pytest-aiohttp, loopback): the limit, its
-429 and Retry-After, refill, routes apart, X-Forwarded-For only from trusted proxies, the bounded map."""
+429 and Retry-After, refill, routes apart, X-Forwarded-For only from trusted proxies, the bounded map;
+/read charged by the pieces it was cut into (against a fake TorchServe saying how many)."""
 
 import asyncio
 import ipaddress
@@ -9,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from web.app import Config, init_app
-from web.ratelimit import Buckets, Limit, LimitConfig, parse_limits
+from web.ratelimit import READ_PIECES_PER_TOKEN, Buckets, Limit, LimitConfig, parse_limits
 
 NO_TORCHSERVE = "http://127.0.0.1:9"  # refused at once: /predict answers 503 when the limit lets it through
 
@@ -18,11 +19,13 @@ def counted(route: str) -> float:
     return REGISTRY.get_sample_value("digit_rate_limited_total", {"route": route}) or 0.0
 
 
-def app_with(tmp_path, limits: str, proxies: str = "", buckets: int = 1000):
+def app_with(tmp_path, limits: str, proxies: str = "", buckets: int = 1000, torchserve: str = NO_TORCHSERVE):
     config = LimitConfig(
         parse_limits(limits), tuple(ipaddress.ip_network(p) for p in proxies.split()), buckets
     )
-    return init_app(Config(inference_url=NO_TORCHSERVE, run_dir=tmp_path, limits=config))
+    return init_app(
+        Config(inference_url=torchserve, run_dir=tmp_path, feedback_db=str(tmp_path / "fb.db"), limits=config)
+    )
 
 
 async def statuses(client, path: str, count: int, method: str = "get", **kwargs) -> list[int]:
@@ -111,6 +114,75 @@ def test_buckets_unit():
     buckets.take("b", rule)
     buckets.take("c", rule)  # over 2 keys: "a", the least recently used, goes
     assert list(buckets.buckets) == ["b", "c"]
+
+
+def test_a_charge_makes_the_next_request_wait_for_the_debt_and_refill_pays_it_back():
+    now = [0.0]
+    buckets = Buckets(10, clock=lambda: now[0])
+    rule = Limit(rate=2, burst=4)
+    assert buckets.take("a", rule) == buckets.take("a", rule) == 0  # 2 left
+    buckets.charge("a", rule, 4)  # the second request cost 5: 2 below empty
+    assert buckets.take("a", rule) == 1.5  # (1 + 2) / 2 a second: the debt, then a token
+    assert buckets.take("a", rule) == 1.5, "a refused request is not charged"
+    now[0] = 1.5
+    assert buckets.take("a", rule) == 0
+    now[0] = 3.5  # 2 s more: full again, never over the burst
+    assert [buckets.take("a", rule) for _ in range(5)] == [0, 0, 0, 0, 0.5]
+
+
+def test_one_charge_takes_at_most_a_burst_and_charges_of_requests_let_through_together_add_up():
+    now = [0.0]
+    buckets = Buckets(10, clock=lambda: now[0])
+    rule = Limit(rate=2, burst=4)
+    for _ in range(3):
+        assert buckets.take("a", rule) == 0  # 1 left
+    assert buckets.take("a", rule) == 0  # the last token: 0 left
+    buckets.charge("a", rule, 1e6)  # a count gone wrong: a burst below empty, no further
+    assert buckets.buckets["a"] == (-4, 0.0)
+    # The longest one request can hold its client off: (burst + 1) / rate, from its last token.
+    assert buckets.take("a", rule) == 2.5
+    now[0] = 4.5  # (4 + 4) / 2 s: full again
+    assert buckets.take("b", rule) == buckets.take("b", rule) == 0  # two requests at once
+    buckets.charge("b", rule, 3)
+    buckets.charge("b", rule, 3)  # each pays its own: 2 - 6
+    assert buckets.take("b", rule) == 2.5
+
+
+def read_app(tmp_path, fake_torchserve, limits: str):
+    """The web app before the fake TorchServe, X-Forwarded-For taken from loopback: a client per header."""
+    return app_with(tmp_path, limits, proxies="127.0.0.0/8", torchserve=fake_torchserve["url"])
+
+
+async def test_a_dear_read_spends_the_bucket_and_cheap_ones_do_not(aiohttp_client, tmp_path, fake_torchserve):
+    client = await aiohttp_client(read_app(tmp_path, fake_torchserve, "/read=0.5:10"))
+    a, b, c = ({"X-Forwarded-For": f"203.0.113.{i}"} for i in (1, 2, 3))
+    # Reads of up to a token's pieces cost the one token each: the burst's worth go, as before.
+    fake_torchserve["pieces"] = READ_PIECES_PER_TOKEN
+    assert await statuses(client, "/read", 10, "post", data=b"x", headers=a) == [200] * 10
+    assert await statuses(client, "/read", 1, "post", data=b"x", headers=a) == [429]
+    # After 5 of them, one read of 8 tokens' pieces: 5 - 8 = 3 below empty, (3 + 1) / 0.5 = 8 s until
+    # the next read may go, however cheap.
+    assert await statuses(client, "/read", 5, "post", data=b"x", headers=b) == [200] * 5
+    fake_torchserve["pieces"] = 8 * READ_PIECES_PER_TOKEN
+    assert await statuses(client, "/read", 1, "post", data=b"x", headers=b) == [200]
+    fake_torchserve["pieces"] = 1
+    refused = await client.post("/read", data=b"x", headers=b)
+    assert refused.status == 429 and refused.headers["Retry-After"] == "8"
+    # Another client's bucket is its own.
+    assert await statuses(client, "/read", 10, "post", data=b"x", headers=c) == [200] * 10
+
+
+async def test_a_read_is_charged_after_its_answer_and_the_debt_is_paid_back(
+    aiohttp_client, tmp_path, fake_torchserve
+):
+    client = await aiohttp_client(read_app(tmp_path, fake_torchserve, "/read=4:2"))
+    pieces = REGISTRY.get_sample_value("digit_read_pieces_sum") or 0.0
+    fake_torchserve["pieces"] = 3 * READ_PIECES_PER_TOKEN  # 3 tokens: 2 - 3, a token below empty
+    assert await statuses(client, "/read", 2, "post", data=b"x") == [200, 429]
+    assert REGISTRY.get_sample_value("digit_read_pieces_sum") == pieces + 3 * READ_PIECES_PER_TOKEN
+    await asyncio.sleep(0.6)  # 4 a second: the debt and a token back after 0.5 s
+    fake_torchserve["pieces"] = 2
+    assert (await statuses(client, "/read", 1, "post", data=b"x")) == [200]
 
 
 @pytest.mark.parametrize("text", ["/predict=abc", "/predict=0:10", "/predict=5:0", "/predict"])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from handler.preprocess import InputError, read_candidates
 from tests.drawings import BAD_INPUTS, data_url, drawing, png
 from tests.stack import TICKET_KEY, post
 from train import numbers
@@ -102,6 +103,25 @@ def test_numbers_and_digits_sent_at_once_share_batches_and_each_gets_its_own_ans
             same_reading(answer, want)
         else:
             assert (answer.get("digit"), answer.get("reason")) == (want.get("digit"), want.get("reason"))
+
+
+def read_pieces(web_url: str) -> float:
+    text = urllib.request.urlopen(web_url + "/metrics", timeout=10).read().decode()
+    return float(re.search(r"^digit_read_pieces_sum (\S+)$", text, re.M)[1])
+
+
+def test_each_read_counts_the_pieces_the_handler_cut_it_into(stack, written):
+    """What /read is charged by (web/ratelimit.py) comes from the handler through the batcher: every read's
+    count in /metrics is read_candidates' for its drawing, 0 for one refused before the model."""
+    blank = BAD_INPUTS["a blank canvas"][0]
+    for body in [body for body, _ in written[:6]] + [blank]:
+        try:
+            want = len(read_candidates(body).images)
+        except InputError:
+            want = 0
+        before = read_pieces(stack.web_url)
+        post(stack.web_url + "/read", body)
+        assert read_pieces(stack.web_url) - before == want
 
 
 def canvas_png(draw) -> bytes:

@@ -23,8 +23,8 @@ from web.batching import DRAWING, NUMBER, Batcher
 from web.bodies import BodyError, drawing
 from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import DEFAULT_DB, NOT_A_DIGIT, FeedbackStore
-from web.metrics import DIGITS_READ, metrics
-from web.ratelimit import CLIENT, LimitConfig, rate_limits
+from web.metrics import DIGITS_READ, READ_PIECES, metrics
+from web.ratelimit import CHARGE, CLIENT, READ_PIECES_PER_TOKEN, LimitConfig, rate_limits
 from web.registry import VERSION_RE, model_versions
 from web.tickets import Tickets, drawing_hash
 from web.torchserve import KeyFile, TorchServeClient, error, relay
@@ -115,12 +115,17 @@ async def predict(request: web.Request) -> web.StreamResponse:
 
 async def read(request: web.Request) -> web.Response:
     """A number: /predict's bodies and ?version=, a canary as /predict's (web/traffic.py's route); never
-    shadowed, and outside /predict's counters and latency (docs/api.md, "Reading a number")."""
+    shadowed, and outside /predict's counters and latency (docs/api.md, "Reading a number"). Charged by
+    the pieces it was cut into: the token the rate limit took pays for a typical read, a dearer one takes
+    the rest of its cost from the client's bucket (web/ratelimit.py)."""
     asked = await asked_of(request)
     if isinstance(asked, web.Response):
         return asked
     version, body = asked
-    response, answer = await answer_of(request, body, request.app[TRAFFIC].route(version)[0], NUMBER)
+    response, answer, pieces = await answer_of(request, body, request.app[TRAFFIC].route(version)[0], NUMBER)
+    READ_PIECES.observe(pieces)
+    if pieces > READ_PIECES_PER_TOKEN:
+        request[CHARGE](pieces / READ_PIECES_PER_TOKEN - 1)
     if response.status == 200:
         DIGITS_READ.observe(len(answer.get("digits", ())))
     return response
@@ -145,22 +150,24 @@ async def forward(request: web.Request, body: bytes, version: str) -> web.Respon
     return (await answer_of(request, body, version, DRAWING))[0]
 
 
-async def answer_of(request: web.Request, body: bytes, version: str, kind: str) -> tuple[web.Response, dict]:
+async def answer_of(
+    request: web.Request, body: bytes, version: str, kind: str
+) -> tuple[web.Response, dict, int]:
     """The request's drawing to TorchServe as `kind` (web/batching.py; `version`, or the default for ""),
-    queued as its client's (the rate limiter's key): its answer in our shape, with its ticket, and the
-    answer parsed ({} when it is none of the handler's)."""
+    queued as its client's (the rate limiter's key): its answer in our shape, with its ticket, the
+    answer parsed ({} when it is none of the handler's), and the images of it the model read (Reply)."""
     app = request.app
     try:
-        status, payload = await app[BATCHER].predict(version, body, kind, client=request[CLIENT])
+        status, payload, pieces = await app[BATCHER].predict(version, body, kind, client=request[CLIENT])
     except TimeoutError:
-        return error(504, "the model server did not answer in time"), {}
+        return error(504, "the model server did not answer in time"), {}, 0
     except aiohttp.ClientConnectionError:
-        return error(503, "the model server is down; try again in a moment"), {}
+        return error(503, "the model server is down; try again in a moment"), {}, 0
     response = relay(status, payload, app[CONFIG].model, version)
     if response.status not in (200, 422):
-        return response, {}
+        return response, {}, pieces
     answer = json.loads(response.body)
-    return with_ticket(app[CONFIG].tickets, response, answer, body, kind), answer
+    return with_ticket(app[CONFIG].tickets, response, answer, body, kind), answer, pieces
 
 
 def with_ticket(

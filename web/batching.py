@@ -15,7 +15,8 @@ Each drawing has a kind: DRAWING (one digit, /predict) or NUMBER (a number to re
 the queue and the batches; a part is named by its kind and its place in the request (drawing-0,
 number-1, ...) and the handler answers each part as that kind. A lone /predict drawing goes as its plain
 body, as ever; a lone /read drawing goes as a multipart request of one part, number-0 (a plain body
-is a digit to the handler).
+is a digit to the handler). Each drawing's reply comes back with the work it was, the images of it the
+model read (Reply.pieces): /read is charged by them (web/ratelimit.py).
 
 Waiting drawings queue per client (the rate limiter's key, web/ratelimit.py), each client's in their
 arrival order, and a batch takes one from each client in turn, starting after the client served last.
@@ -31,13 +32,24 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from web.background import drain
 from web.metrics import BATCH_SIZE
 
-Reply = tuple[int, bytes]  # TorchServe's status and body for one drawing
-# ask(body, version, content type) -> TorchServe's reply to that one request (web/app.py: ask_model)
-Ask = Callable[[bytes, str, str], Awaitable[Reply]]
+
+class Reply(NamedTuple):
+    """TorchServe's status and body for one drawing, and the images of it the model read: a number's
+    candidate pieces as the handler counts them (what /read is charged by: web/ratelimit.py), a digit's 1
+    (a plain answer does not say), 0 when the handler did not answer it."""
+
+    status: int
+    body: bytes
+    pieces: int = 1
+
+
+# ask(body, version, content type) -> TorchServe's status and body for that one request (web/app.py: ask_model)
+Ask = Callable[[bytes, str, str], Awaitable[tuple[int, bytes]]]
 
 # A drawing's kind, and the handler's name for its part, before its index: "drawing-0", "number-1", ...
 DRAWING, NUMBER = "drawing", "number"
@@ -121,7 +133,7 @@ class Batcher:
         BATCH_SIZE.observe(len(batch))
         try:
             if len(batch) == 1 and batch[0][0] == DRAWING:
-                replies = [await self.ask(batch[0][1], version, "application/octet-stream")]
+                replies = [Reply(*await self.ask(batch[0][1], version, "application/octet-stream"))]
             else:
                 body, content_type = multipart([(kind, body) for kind, body, _ in batch])
                 replies = split(await self.ask(body, version, content_type), len(batch))
@@ -168,19 +180,28 @@ def multipart(drawings: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def split(reply: Reply, count: int) -> list[Reply]:
+def split(reply: tuple[int, bytes], count: int) -> list[Reply]:
     """The reply to a request of parts as the replies its drawings would have had alone, each as its kind
-    (a number part's answer is a number's). Anything but the handler's list of answers (TorchServe's own
-    errors: no worker, unknown version, refused key) is every drawing's reply."""
+    (a number part's answer is a number's), with the pieces the handler read for it. Anything but the
+    handler's list of answers (TorchServe's own errors: no worker, unknown version, refused key) is every
+    drawing's reply, of no pieces."""
     status, body = reply
     if status != 200:
-        return [reply] * count
+        return [Reply(status, body, 0)] * count
     try:
         parts = json.loads(body)
-        replies = [(int(p["status"]), json.dumps(p["answer"], separators=(",", ":")).encode()) for p in parts]
+        # A version whose handler predates "pieces" does not say: its drawings count as one image each.
+        replies = [
+            Reply(
+                int(p["status"]),
+                json.dumps(p["answer"], separators=(",", ":")).encode(),
+                int(p.get("pieces", 1)),
+            )
+            for p in parts
+        ]
     except (ValueError, TypeError, KeyError):
         replies = []
     if len(replies) != count:
         broken = json.dumps({"message": f"the handler answered {count} drawings with something else"})
-        return [(500, broken.encode())] * count
+        return [Reply(500, broken.encode(), 0)] * count
     return replies

@@ -1,7 +1,8 @@
 """Rate limits: a token bucket per client and route, refused requests answered 429 before any work.
 
-A bucket holds up to `burst` tokens and refills at `rate` tokens a second; a request takes one. The
-client is the peer address, or the first X-Forwarded-For hop when the peer is a proxy listed in
+A bucket holds up to `burst` tokens and refills at `rate` tokens a second; a request takes one, and a
+/read, once its work is known, more by the candidate pieces it was cut into (charge; READ_PIECES_PER_TOKEN).
+The client is the peer address, or the first X-Forwarded-For hop when the peer is a proxy listed in
 WEB_TRUSTED_PROXIES (anyone else could write any address there). Buckets live in one map of at most
 `max_buckets` entries, least recently used evicted first: memory stays bounded however many addresses
 come (an evicted client starts again with a full bucket, which is what an idle one would have).
@@ -18,7 +19,9 @@ import math
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiohttp import web
 
@@ -31,6 +34,9 @@ OTHER = "*"  # every limited route without a limit of its own: the page, static 
 # The client a limited request is counted against, kept on the request: the batcher queues its drawings
 # by the same key (web/batching.py), so X-Forwarded-For is read in one place.
 CLIENT = web.RequestKey("client", str)
+# charge(tokens): more from the bucket that let the request through (its client's, of its route), once the
+# view knows what the request cost (the /read view: web/app.py).
+CHARGE = web.RequestKey[Callable[[float], None]]("charge")
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,12 @@ DEFAULT_LIMITS = {
     "/api/feedback": Limit(2, 20),
     OTHER: Limit(50, 200),
 }
+# /read's limit counts reads of a 4-digit number, and a read costs by the candidate pieces it is cut into
+# (each a to_mnist and a model input): a token is this many, the median over 4-digit numbers of writers
+# 1-20, every spacing (27, 28, 29 for three samples: bench/read_pieces.py, docs/limits.md). The token
+# taken at admission pays for a read of up to this many; the view charges the rest (web/app.py read): the
+# dearest body, 364 pieces, costs 13 tokens.
+READ_PIECES_PER_TOKEN = 28
 
 
 @dataclass(frozen=True)
@@ -92,19 +104,37 @@ class Buckets:
         self.buckets: OrderedDict = OrderedDict()  # key -> (tokens, time of that count)
 
     def take(self, key, limit: Limit) -> float:
-        """0 when the request may go (a token taken), else the seconds until a token is there."""
-        now = self.clock()
-        tokens, then = self.buckets.pop(key, (limit.burst, now))
-        tokens = min(limit.burst, tokens + (now - then) * limit.rate)
+        """0 when the request may go (a token taken), else the seconds until a token is there (a bucket in
+        debt, below 0 after a charge, waits for the debt too)."""
+        now, tokens = self._refilled(key, limit)
         wait = 0.0
         if tokens >= 1:
             tokens -= 1
         else:
             wait = (1 - tokens) / limit.rate
+        self._store(key, tokens, now)
+        return wait
+
+    def charge(self, key, limit: Limit, tokens: float) -> None:
+        """`tokens` more from the bucket of a request it let through, once the request's cost is known:
+        the bucket may go below 0, and the client's next requests wait until it has refilled."""
+        now, held = self._refilled(key, limit)
+        # One charge takes at most a burst: whatever a count says (a handler's bug, a burst configured
+        # smaller than a dear read), a request leaves its client at most a burst below empty, about two
+        # bursts' worth of refill from full again. Per charge, not a floor under the bucket: requests let
+        # through together (many connections) each pay theirs, or a client sending a burst of dear bodies
+        # at once would have all but a burst's worth of their cost forgiven.
+        self._store(key, held - min(tokens, limit.burst), now)
+
+    def _refilled(self, key, limit: Limit) -> tuple[float, float]:
+        now = self.clock()
+        tokens, then = self.buckets.pop(key, (limit.burst, now))
+        return now, min(limit.burst, tokens + (now - then) * limit.rate)
+
+    def _store(self, key, tokens: float, now: float) -> None:
         self.buckets[key] = (tokens, now)  # re-inserted: the most recently used is last
         if len(self.buckets) > self.size:
             self.buckets.popitem(last=False)
-        return wait
 
 
 def client_address(request: web.Request, trusted_proxies: tuple) -> str:
@@ -144,7 +174,8 @@ def rate_limits(config: LimitConfig) -> web.middleware:
         name = route if route in config.limits else OTHER
         rule = config.limits[name]
         client = request[CLIENT] = client_address(request, config.trusted_proxies)
-        wait = buckets.take((client, name), rule)
+        key = (client, name)
+        wait = buckets.take(key, rule)
         if wait:
             RATE_LIMITED.labels(name).inc()
             retry = max(1, math.ceil(wait))
@@ -154,6 +185,7 @@ def rate_limits(config: LimitConfig) -> web.middleware:
             )
             response.headers["Retry-After"] = str(retry)
             return response
+        request[CHARGE] = partial(buckets.charge, key, rule)
         return await handler(request)
 
     limit.buckets = buckets  # for tests: the map's size
