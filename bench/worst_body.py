@@ -12,7 +12,8 @@ MnistHandler, TorchServe's MockContext, one drawing per request) is timed in thi
 candidates and the canvas alternating round after round; the ratio "worst accepted body / canvas" is
 the figure docs/limits.md holds to at most 10x. Then POST /read's (number-N parts): the same bodies and
 one-stroke zigzags across strips (the most cuts a number can ask for), against a one-digit canvas through
-/read and through /predict.
+/read and through /predict, and per token /read's rate limit charges for each (web/ratelimit.py
+READ_PIECES_PER_TOKEN): what bounds a client's share of the CPU however dear its bodies.
 """
 
 import argparse
@@ -29,6 +30,7 @@ from PIL import Image, ImageDraw
 from bench.canvas_body import canvas_data_url
 from bench.handler_speed import handler
 from handler import preprocess
+from web.ratelimit import READ_PIECES_PER_TOKEN
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
 DEFAULT_MODEL_DIR = Path("build/convnet")
@@ -119,6 +121,15 @@ def zigzags() -> dict[str, bytes]:
     return bodies
 
 
+def tokens(body: bytes) -> float:
+    """What /read charges for this body (web/app.py read): a token a READ_PIECES_PER_TOKEN pieces, 1 at least."""
+    try:
+        pieces = len(preprocess.read_candidates(body).images)
+    except preprocess.InputError:
+        pieces = 0  # refused before the model: its one token
+    return max(1.0, pieces / READ_PIECES_PER_TOKEN)
+
+
 def cpu_ms(instance, body: bytes, rounds: int, part: str = "data") -> list[float]:
     rows = [{part: body}]
     out = []
@@ -167,10 +178,23 @@ def main() -> int:
         for name, body in reads.items():
             read_ms[name] += cpu_ms(instance, body, 5, "number-0")
     medians = {name: float(np.median(ms)) for name, ms in read_ms.items()}
+    charged = {name: tokens(body) for name, body in reads.items()}
     read_base = medians["canvas 280x280 data URL"]
-    print("POST /read (number-0): handle() CPU ms, x the canvas through /read, x the canvas through /predict")
+    per_token = read_base / charged["canvas 280x280 data URL"]
+    print(
+        "POST /read (number-0): handle() CPU ms, x the canvas through /read, x the canvas through /predict,"
+        " tokens charged, CPU per token x the /read canvas's"
+    )
     for name, ms in sorted(medians.items(), key=lambda item: item[1]):
-        print(f"  {name:<44}{ms:8.2f} ms {ms / read_base:7.1f}x {ms / base:7.1f}x")
+        line = f"  {name:<44}{ms:8.2f} ms {ms / read_base:7.1f}x {ms / base:7.1f}x"
+        print(f"{line} {charged[name]:7.1f} {ms / charged[name] / per_token:7.1f}x")
+    worst = max(reads, key=lambda name: medians[name] / charged[name])
+    ratio = medians[worst] / charged[worst] / per_token
+    verdict = "meets" if ratio <= TARGET else "MISSES"
+    print(
+        f"dearest /read body per token charged / the /read canvas: {ratio:.1f}x ({worst}); {verdict} the"
+        f" target of at most {TARGET:g}x (per request: {max(medians[n] for n in reads) / read_base:.1f}x)"
+    )
     return 0
 
 
