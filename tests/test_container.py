@@ -240,6 +240,30 @@ def test_feedback_posted_through_the_pod_is_in_postgresql(pod):
     assert f"{NAME}-network" in inspect(infra.strip(), "{{json .NetworkSettings.Networks}}")
 
 
+def test_the_pod_refuses_a_forged_or_reused_ticket_and_stores_nothing_for_either(pod):
+    """Feedback only for answers the pod gave: its key (the Secret's) signs /predict's ticket; a ticket
+    with one signature digit changed is 403, the genuine one is stored once and 409 the second time."""
+    label, data_url = drawings(limit=1, seed=3)[0]
+    status, _, answer = post(pod["url"], data_url)
+    assert status == 200, answer
+    feedback = {"image": data_url.decode(), "label": label, "predicted": answer["digit"]}
+    feedback["version"] = answer["version"]
+    ticket = answer["ticket"]
+    forged = ticket[:-1] + ("0" if ticket[-1] != "0" else "1")
+    before = rows()
+
+    def send(ticket: str) -> int:
+        body = json.dumps(feedback | {"ticket": ticket}).encode()
+        return post(pod["url"], body, "application/json", "/api/feedback")[0]
+
+    assert send(forged) == 403
+    assert rows() == before
+    assert send(ticket) == 201
+    assert send(ticket) == 409
+    assert rows() == before + 1
+    pod["stored"] += 1
+
+
 def test_two_web_pods_write_to_one_database(pod):
     """A second web Deployment on the same database: feedback sent to both at once, every 2xx a row."""
     port = free_port_base(1)
