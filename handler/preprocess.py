@@ -30,8 +30,10 @@ from PIL import Image, UnidentifiedImageError
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 # Bounded work per request: decoding costs in proportion to the pixels whatever the body's size (a flat
 # image compresses to nearly nothing), so this caps the dearest accepted image at a few canvases of handler
-# CPU (bench/worst_body.py; figures in docs/limits.md). The page's canvas is capped to it (web/static/app.js).
-MAX_PIXELS = 1024 * 1024
+# CPU (bench/worst_body.py; figures in docs/limits.md). 800x800, not 1024x1024: on a quiet machine the
+# canvas is ~1 ms and a WebP of 1024x1024 measured 9.3-11.1x it, over the 10x bound. 800x800 still holds
+# the page's 560x280 canvas at a devicePixelRatio of 2 (1120x560); the canvas is capped to it (app.js).
+MAX_PIXELS = 800 * 800
 MIN_SIDE = 8  # smaller than this is not a drawing
 # Canvases of twice this or more are shrunk first, by the largest whole factor that leaves at least this
 # on the longer side (the page's 280 px canvas by 2): a digit drawn 40 px tall still spans the 20 px of
@@ -515,9 +517,11 @@ MAX_PART = 1.4  # of the height: no part wider than this is tried (a digit rarel
 # Bounded work (docs/limits.md): one piece of ink wider than this many times its height (6 touching digits
 # are about 4) is no number, and one drawing has at most MAX_CANDIDATES candidate pieces (each costs a
 # to_mnist): the wide groups share them by width, and a group's cuts are spread wider than CUT_STEP when
-# closer ones would give it more than its share.
+# closer ones would give it more than its share. 300, not 400: touching numbers of writers 17-20 read the
+# same (107 of 200 both, TUNE=1 model in-process), and the dearest /read body, a zigzag across 2048x512,
+# falls from 364 pieces to 212 (docs/limits.md).
 MAX_GROUP_ASPECT = 8
-MAX_CANDIDATES = 400
+MAX_CANDIDATES = 300
 # Writing on two lines (_one_line): bands of rows this share of the tallest, gaps this share of a band's height.
 LINE_SHARE = 0.5
 LINE_GAP = 0.25

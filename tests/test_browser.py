@@ -15,6 +15,7 @@ import re
 
 import pytest
 
+from handler.preprocess import MAX_PIXELS
 from tests.drawings import data_url
 from tests.page import (
     ARTIFACTS,
@@ -181,7 +182,7 @@ def test_finger_drawing_on_a_phone(stack, visit):
     assert right >= 4, f"{right}/5 finger-drawn digits read right"
     pixels = page.evaluate(INK_PIXELS)
     assert pixels["width"] == 3 * pixels["cssWidth"] and pixels["ink"] > 0  # crisp at DPR 3
-    assert pixels["width"] * pixels["height"] <= 1024 * 1024  # within the API's pixels (MAX_PIXELS)
+    assert pixels["width"] * pixels["height"] <= MAX_PIXELS  # within the API's pixels
     sizes = {sent_image(r).size for r in read_requests(v)}
     assert sizes == {PAGE_CANVAS}  # but the image sent stays small
     v.screenshot("phone")

@@ -71,8 +71,8 @@ def test_two_lines_and_too_many_pieces_and_nothing_are_refused():
 
 def test_work_is_bounded_one_long_stroke_is_no_number():
     """A zigzag in one stroke across a strip: no number, refused before it costs hundreds of candidates."""
-    zigzag = [[(x, 40 if (x // 30) % 2 else 220) for x in range(10, 4090, 30)]]
-    strip = pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, zigzag, 8.0), (4096, 256)))
+    zigzag = [[(x, 40 if (x // 30) % 2 else 220) for x in range(10, 2490, 30)]]  # within MAX_PIXELS
+    strip = pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, zigzag, 8.0), (2496, 256)))
     with pytest.raises(P.TooManyDigitsError):
         P.read_candidates(strip)
     shorter = [[(x, 40 if (x // 30) % 2 else 220) for x in range(10, 600, 30)]]  # ~2.5 heights wide

@@ -35,12 +35,12 @@ DIGITS_READ = Histogram(
     buckets=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16),
 )
 # What /read is charged by (web/ratelimit.py READ_PIECES_PER_TOKEN, 28 a token: a typical 4-digit
-# number); a drawing has at most 400 (handler/preprocess.py MAX_CANDIDATES).
+# number); a drawing has at most 300 (handler/preprocess.py MAX_CANDIDATES).
 READ_PIECES = Histogram(
     "digit_read_pieces",
     "Candidate pieces the model read per /read drawing, what /read is charged by (0: refused before the "
     "model, or not answered)",
-    buckets=(0, 1, 4, 8, 16, 28, 56, 112, 224, 400),
+    buckets=(0, 1, 4, 8, 16, 28, 56, 112, 224, 300),
 )
 CANARY = Counter(
     "digit_canary_requests", "Requests without ?version= sent to the canary version", ["version"]

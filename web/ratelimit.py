@@ -58,7 +58,7 @@ DEFAULT_LIMITS = {
 # (each a to_mnist and a model input): a token is this many, the median over 4-digit numbers of writers
 # 1-20, every spacing (27, 28, 29 for three samples: bench/read_pieces.py, docs/limits.md). The token
 # taken at admission pays for a read of up to this many; the view charges the rest (web/app.py read): the
-# dearest body, 364 pieces, costs 13 tokens.
+# dearest body, 247 pieces (docs/limits.md), costs 8.8 tokens.
 READ_PIECES_PER_TOKEN = 28
 
 

@@ -5,9 +5,9 @@
 
 const WIDTH = 560; // drawing space, and the size of the image sent to the server (2:1: room for a number)
 const HEIGHT = 280;
-// The backing store's pixel budget: the API's limit (handler/preprocess.py MAX_PIXELS, 1024x1024), which a
+// The backing store's pixel budget: the API's limit (handler/preprocess.py MAX_PIXELS, 800x800), which a
 // zoomed-in page or a dense screen could otherwise pass; past it the canvas is a little less crisp.
-const MAX_PIXELS = 1024 * 1024;
+const MAX_PIXELS = 800 * 800;
 const BRUSH = 18; // brush width in drawing-space pixels: a marker-like digit, as MNIST's were
 const DEBOUNCE_MS = 250; // a pause this long after a stroke means "done for now": ask the model
 const TIMEOUT_MS = 15000; // the server gives up after 5 s; this only catches a hung connection
