@@ -15,16 +15,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.worst_body import zigzags
-from handler import preprocess
+from bench.worst_body import pieces, zigzags
 from train import numbers, pendigits
-
-
-def pieces(body: bytes) -> int:
-    try:
-        return len(preprocess.read_candidates(body).images)
-    except preprocess.InputError:
-        return 0  # refused before the model
 
 
 def row(name: str, counts: list) -> str:

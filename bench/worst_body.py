@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 from bench.canvas_body import canvas_data_url
 from bench.handler_speed import handler
 from handler import preprocess
-from web.ratelimit import READ_PIECES_PER_TOKEN
+from web.ratelimit import read_tokens
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
 DEFAULT_MODEL_DIR = Path("build/convnet")
@@ -121,13 +121,12 @@ def zigzags() -> dict[str, bytes]:
     return bodies
 
 
-def tokens(body: bytes) -> float:
-    """What /read charges for this body (web/app.py read): a token a READ_PIECES_PER_TOKEN pieces, 1 at least."""
+def pieces(body: bytes) -> int:
+    """The candidate pieces /read cuts this body into (each a to_mnist and a model input)."""
     try:
-        pieces = len(preprocess.read_candidates(body).images)
+        return len(preprocess.read_candidates(body).images)
     except preprocess.InputError:
-        pieces = 0  # refused before the model: its one token
-    return max(1.0, pieces / READ_PIECES_PER_TOKEN)
+        return 0  # refused before the model
 
 
 def cpu_ms(instance, body: bytes, rounds: int, part: str = "data") -> list[float]:
@@ -178,7 +177,7 @@ def main() -> int:
         for name, body in reads.items():
             read_ms[name] += cpu_ms(instance, body, 5, "number-0")
     medians = {name: float(np.median(ms)) for name, ms in read_ms.items()}
-    charged = {name: tokens(body) for name, body in reads.items()}
+    charged = {name: read_tokens(pieces(body)) for name, body in reads.items()}
     read_base = medians["canvas 280x280 data URL"]
     per_token = read_base / charged["canvas 280x280 data URL"]
     print(

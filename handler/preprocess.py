@@ -518,8 +518,8 @@ MAX_PART = 1.4  # of the height: no part wider than this is tried (a digit rarel
 # are about 4) is no number, and one drawing has at most MAX_CANDIDATES candidate pieces (each costs a
 # to_mnist): the wide groups share them by width, and a group's cuts are spread wider than CUT_STEP when
 # closer ones would give it more than its share. 300, not 400: touching numbers of writers 17-20 read the
-# same (107 of 200 both, TUNE=1 model in-process), and the dearest /read body, a zigzag across 2048x512,
-# falls from 364 pieces to 212 (docs/limits.md).
+# same (107 of 200 both, TUNE=1 model in-process), and the dearest /read body then, a zigzag across 2048x512
+# (at 1024x1024 pixels), fell from 364 pieces to 212 (docs/limits.md).
 MAX_GROUP_ASPECT = 8
 MAX_CANDIDATES = 300
 # Writing on two lines (_one_line): bands of rows this share of the tallest, gaps this share of a band's height.

@@ -24,7 +24,7 @@ from web.bodies import BodyError, drawing
 from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import DEFAULT_DB, NOT_A_DIGIT, FeedbackStore
 from web.metrics import DIGITS_READ, READ_PIECES, metrics
-from web.ratelimit import CHARGE, CLIENT, READ_PIECES_PER_TOKEN, LimitConfig, rate_limits
+from web.ratelimit import CHARGE, CLIENT, LimitConfig, rate_limits, read_tokens
 from web.registry import VERSION_RE, model_versions
 from web.tickets import Tickets, drawing_hash
 from web.torchserve import KeyFile, TorchServeClient, error, relay
@@ -124,8 +124,8 @@ async def read(request: web.Request) -> web.Response:
     version, body = asked
     response, answer, pieces = await answer_of(request, body, request.app[TRAFFIC].route(version)[0], NUMBER)
     READ_PIECES.observe(pieces)
-    if pieces > READ_PIECES_PER_TOKEN:
-        request[CHARGE](pieces / READ_PIECES_PER_TOKEN - 1)
+    if read_tokens(pieces) > 1:  # the one token admission took paid for the rest
+        request[CHARGE](read_tokens(pieces) - 1)
     if response.status == 200:
         DIGITS_READ.observe(len(answer.get("digits", ())))
     return response

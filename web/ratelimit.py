@@ -62,6 +62,11 @@ DEFAULT_LIMITS = {
 READ_PIECES_PER_TOKEN = 28
 
 
+def read_tokens(pieces: int) -> float:
+    """What a /read of this many candidate pieces costs in all: one token (taken at admission) at least."""
+    return max(1.0, pieces / READ_PIECES_PER_TOKEN)
+
+
 @dataclass(frozen=True)
 class LimitConfig:
     limits: dict = field(default_factory=lambda: dict(DEFAULT_LIMITS))
