@@ -10,7 +10,10 @@ the same drawing to /read and to /predict.
 
 Prints, per spacing class and canvas, the share of numbers read exactly (the whole string) and what went
 wrong with the others: too many pieces, too few (a digit count error: segmentation), a misread digit
-(right count), a piece answered "not a digit", a refusal (422: its reason). Then single digits (every
+(right count), a piece answered "not a digit", a refusal (422: its reason). Beside it, "alone": the
+share of numbers whose every digit, drawn alone where it stands on the same canvas, is read right as a
+single digit (/predict): what a perfect segmentation would read, so exact below alone is what the
+segmentation costs and alone below the target is what reading the digits costs. Then single digits (every
 held-out digit once per canvas, drawn as a number of one digit): accuracy through /predict and /read and
 the difference in points. Seeded (--seed): the same drawings every run (make evaluate's EVAL_NUMBERS
 are the first of them). The figure to report is the one through the real stack. To tune: --in-process
@@ -61,15 +64,18 @@ def ask(url: str, bodies: list[bytes], clients: int = 4) -> list[tuple[int, dict
         return list(pool.map(lambda body: post(url, body), bodies))
 
 
-def report(found: list[numbers.Number], answers: list[tuple[int, dict]]) -> None:
+def report(found: list[numbers.Number], answers: list[tuple[int, dict]], alone: list[bool]) -> None:
     table, refusals = collections.defaultdict(collections.Counter), collections.Counter()
-    for n, (status, answer) in zip(found, answers, strict=True):
+    right_alone = collections.Counter()
+    for n, (status, answer), ok in zip(found, answers, alone, strict=True):
         kind = outcome(n.label, status, answer)
         for key in [(n.spacing, n.canvas), (n.spacing, None), ("all", None), ("length", len(n.label))]:
             table[key][kind] += 1
+            right_alone[key] += ok
         if kind == "refused":
             refusals[f"{status} {answer.get('reason') or answer.get('error', '')[:60]}"] += 1
-    print(f"  {'spacing':<10}{'canvas':<9}{'numbers':>8}{'exact':>8}{'target':>8}  " + ", ".join(KINDS[1:]))
+    heading = f"  {'spacing':<10}{'canvas':<9}{'numbers':>8}{'exact':>8}{'alone':>8}{'target':>8}  "
+    print(heading + ", ".join(KINDS[1:]))
     rows = [(s, c) for s in numbers.SPACINGS for c in [*numbers.CANVASES, None]] + [("all", None)]
     for spacing, canvas in rows:
         counts = table[spacing, canvas]
@@ -79,12 +85,24 @@ def report(found: list[numbers.Number], answers: list[tuple[int, dict]]) -> None
         where = f"{canvas[0]}x{canvas[1]}" if canvas else "both"
         target = f"{TARGETS[spacing]:.0%}" if spacing in TARGETS and not canvas else ""
         wrong = ", ".join(f"{counts[k]}" for k in KINDS[1:])
-        print(f"  {spacing:<10}{where:<9}{n:>8}{counts['exact'] / n:>8.2%}{target:>8}  {wrong}")
+        shares = f"{counts['exact'] / n:>8.2%}{right_alone[spacing, canvas] / n:>8.2%}"
+        print(f"  {spacing:<10}{where:<9}{n:>8}{shares}{target:>8}  {wrong}")
     lengths = sorted(k for k in table if k[0] == "length")
     exact = (f"{k[1]}: {table[k]['exact'] / sum(table[k].values()):.2%}" for k in lengths)
     print("  exact by number of digits: " + "  ".join(exact))
     if refusals:
         print("  refusals: " + ", ".join(f"{reason} x{c}" for reason, c in refusals.most_common()))
+
+
+def alone(found: list[numbers.Number]) -> list[tuple[int, bytes]]:
+    """(label, data URL) of every digit of every number, drawn alone where it stands on its canvas."""
+    return [(d.label, data_url_of(numbers.drawn_png([d], n.canvas))) for n in found for d in n.drawings]
+
+
+def all_right(found: list[numbers.Number], predicted: list) -> list[bool]:
+    """Per number: whether every digit of it was read right alone (predicted: in alone()'s order)."""
+    read = iter(predicted)
+    return [all([next(read) == d.label for d in n.drawings]) for n in found]  # a list: consume every digit
 
 
 def singles(digits: list, limit: int | None, seed: int) -> list[tuple[int, bytes]]:
@@ -150,18 +168,21 @@ def main() -> None:
         else "through the real stack (web app /read)"
     )
     print(f"python -m bench.read_accuracy {' '.join(sys.argv[1:])}")
-    singles_bodies = [body for _, body in items]
+    singles_bodies, digits_alone = [body for _, body in items], alone(found)
     if args.in_process:
         answers, read = (numbers.read_all(b, args.in_process) for b in (bodies, singles_bodies))
         with contextlib.redirect_stdout(io.StringIO()):  # its timing line is for 280x280 drawings only
-            results = evaluate_in_process(args.in_process, items) if items else []
-        predicted = [digit for _, digit, _ in results]
+            results = [evaluate_in_process(args.in_process, x) if x else [] for x in (items, digits_alone)]
+        predicted, predicted_alone = ([digit for _, digit, _ in r] for r in results)
     else:
         with serving(args) as url:
             answers, read = (ask(url + "/read", b) for b in (bodies, singles_bodies))
-            predicted = [read_of(*answer) for answer in ask(url + "/predict", singles_bodies)]
+            predicted, predicted_alone = (
+                [read_of(*answer) for answer in ask(url + "/predict", [body for _, body in x])]
+                for x in (items, digits_alone)
+            )
     print(f"numbers of 2-6 digits, each one writer's, of writers {writers}, {where}, seed {args.seed}:")
-    report(found, answers)
+    report(found, answers, all_right(found, predicted_alone))
     if items:
         print(f"single digits of writers {writers}, each alone on each canvas, the same drawing to both:")
         report_singles(items, predicted, read)

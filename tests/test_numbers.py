@@ -129,3 +129,13 @@ def test_one_digit_renders_as_before():
     wide = pendigits.render(drawing, (560, 280))
     assert wide.crop((0, 0, 280, 280)).tobytes() == pendigits.render(drawing).tobytes()
     assert not ink(wide.crop((280, 0, 560, 280))).any()
+
+
+def test_the_digits_drawn_alone_make_up_the_number():
+    """bench/read_accuracy.py's "alone" bound reads each digit drawn alone where it stands: apart, the
+    digits' own drawings together are exactly the number's ink, and each is ink the number has."""
+    for n in numbers.numbers(HELD_OUT, 8, random.Random(3), spacings=("apart",)):
+        whole = ink(Image.open(io.BytesIO(n.png)))
+        alone = [ink(Image.open(io.BytesIO(numbers.drawn_png([d], n.canvas)))) for d in n.drawings]
+        assert len(alone) == len(n.label) and all(a.any() and not (a & ~whole).any() for a in alone)
+        assert (np.logical_or.reduce(alone) == whole).all()

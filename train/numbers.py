@@ -93,10 +93,11 @@ def place(digits: list, rng: random.Random, canvas=(560, 280), spacing: str = "a
 def compose(digits: list, rng: random.Random, canvas=(560, 280), spacing: str = "apart"):
     """(PNG bytes, label string, ink boxes (x, y, w, h) left to right) of the digits written as a number."""
     drawings = place(digits, rng, canvas, spacing)
-    return _png(drawings, canvas), "".join(str(d.label) for d in digits), [box(d) for d in drawings]
+    return drawn_png(drawings, canvas), "".join(str(d.label) for d in digits), [box(d) for d in drawings]
 
 
-def _png(drawings: list, canvas) -> bytes:
+def drawn_png(drawings: list, canvas) -> bytes:
+    """The PNG of these drawings (canvas pixels) on one canvas of `canvas` (width, height)."""
     strokes = [stroke for d in drawings for stroke in d.strokes]
     return pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, strokes, drawings[0].brush), canvas))
 
@@ -117,7 +118,13 @@ def numbers(digits: list, count: int, rng: random.Random, canvases=CANVASES, spa
         label = "".join(str(d.label) for d in chosen)
         found.append(
             Number(
-                _png(drawings, canvas), label, [box(d) for d in drawings], canvas, spacing, writer, drawings
+                drawn_png(drawings, canvas),
+                label,
+                [box(d) for d in drawings],
+                canvas,
+                spacing,
+                writer,
+                drawings,
             )
         )
     return found
