@@ -80,13 +80,30 @@ async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(aiohttp_client, 
     assert (await untrusted.get("/api/models", headers={"X-Forwarded-For": "203.0.113.4"})).status == 429
 
     trusted = await aiohttp_client(app_with(tmp_path, "/api/models=0.1:2", proxies="127.0.0.0/8"))
-    first = {"X-Forwarded-For": "203.0.113.1, 127.0.0.1"}  # the first hop is the client
+    first = {"X-Forwarded-For": "203.0.113.1, 127.0.0.1"}  # trusted hops are skipped from the right
     assert await statuses(trusted, "/api/models", 3, headers=first) == [200, 200, 429]
-    # Another client behind the same proxy has its own bucket; later hops do not matter.
-    other = {"X-Forwarded-For": "203.0.113.9, 203.0.113.1"}
+    # Another client behind the same proxy has its own bucket.
+    other = {"X-Forwarded-For": "203.0.113.9"}
     assert await statuses(trusted, "/api/models", 2, headers=other) == [200, 200]
+    # What the client wrote itself, left of the address the proxy appended, buys no bucket: 203.0.113.1's
+    # bucket is spent whatever it puts in front.
+    for forged in ("198.51.100.7", "198.51.100.8, 10.9.9.9"):
+        forwarded = {"X-Forwarded-For": f"{forged}, 203.0.113.1"}
+        assert (await trusted.get("/api/models", headers=forwarded)).status == 429
     # Garbage in the header is counted against the proxy itself.
     assert await statuses(trusted, "/api/models", 3, headers={"X-Forwarded-For": "junk"}) == [200, 200, 429]
+
+
+async def test_ipv6_clients_count_by_their_64(aiohttp_client, tmp_path):
+    trusted = await aiohttp_client(app_with(tmp_path, "/api/models=0.1:2", proxies="127.0.0.0/8"))
+    one_host = [{"X-Forwarded-For": f"2001:db8:1:2::{i:x}"} for i in range(1, 4)]  # one /64, three addresses
+    assert [(await trusted.get("/api/models", headers=h)).status for h in one_host] == [200, 200, 429]
+    next_64 = {"X-Forwarded-For": "2001:db8:1:3::1"}
+    assert (await trusted.get("/api/models", headers=next_64)).status == 200
+    # An IPv4-mapped address is the IPv4 client.
+    mapped, plain = {"X-Forwarded-For": "::ffff:203.0.113.50"}, {"X-Forwarded-For": "203.0.113.50"}
+    statuses_in_turn = [(await trusted.get("/api/models", headers=h)).status for h in (mapped, plain, plain)]
+    assert statuses_in_turn == [200, 200, 429]
 
 
 async def test_the_client_map_is_bounded_least_recent_evicted(aiohttp_client, tmp_path):

@@ -257,7 +257,7 @@ async def test_digits_and_numbers_sent_at_once_travel_together_and_each_gets_its
 
 async def test_clients_behind_a_trusted_proxy_take_turns_in_the_batches(aiohttp_client, fake_torchserve):
     """The batcher queues by the rate limiter's client (web/batching.py): behind a trusted proxy, the
-    first X-Forwarded-For hop. A's burst waits while a request is out; B's drawing goes in the next batch."""
+    client its X-Forwarded-For names. A's burst waits while a request is out; B's drawing goes in the next batch."""
     url, run_dir = fake_torchserve["url"], fake_torchserve["run_dir"]
     proxies = LimitConfig(trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
     config = Config(

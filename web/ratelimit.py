@@ -2,8 +2,9 @@
 
 A bucket holds up to `burst` tokens and refills at `rate` tokens a second; a request takes one, and a
 /read, once its work is known, more by the candidate pieces it was cut into (charge; READ_PIECES_PER_TOKEN).
-The client is the peer address, or the first X-Forwarded-For hop when the peer is a proxy listed in
-WEB_TRUSTED_PROXIES (anyone else could write any address there). Buckets live in one map of at most
+The client is the peer address, or, when the peer is a proxy listed in WEB_TRUSTED_PROXIES, the rightmost
+X-Forwarded-For address that is not such a proxy (anything left of it the client wrote itself); IPv6
+clients by their /64. Buckets live in one map of at most
 `max_buckets` entries, least recently used evicted first: memory stays bounded however many addresses
 come (an evicted client starts again with a full bucket, which is what an idle one would have).
 
@@ -143,16 +144,33 @@ class Buckets:
 
 
 def client_address(request: web.Request, trusted_proxies: tuple) -> str:
-    """The peer, or the first X-Forwarded-For hop (the original client) when the peer is a trusted proxy."""
+    """The client a request is counted against: the peer, or, when the peer is a trusted proxy, the
+    rightmost X-Forwarded-For address that is not a trusted proxy. Proxies append the address they saw,
+    so everything left of that entry was written by the client itself and may be anything. IPv6
+    clients count by their /64: one host holds a whole /64 and could otherwise take a bucket per address."""
     peer = request.remote or ""
     forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded and trusted_proxies and _in(peer, trusted_proxies):
-        first = forwarded.split(",", 1)[0].strip()
+    if not (forwarded and trusted_proxies and _in(peer, trusted_proxies)):
+        return _grouped(peer)
+    for hop in reversed(forwarded.split(",")):
         try:
-            return str(ipaddress.ip_address(first))
+            ip = ipaddress.ip_address(hop.strip())
         except ValueError:
-            return peer  # garbage from the proxy's client: count it against the proxy
-    return peer
+            return _grouped(peer)  # garbage written by a trusted proxy: count it against that proxy
+        if not _in(str(ip), trusted_proxies):
+            return _grouped(str(ip))
+    return _grouped(peer)  # every hop a trusted proxy: the request comes from inside
+
+
+def _grouped(address: str) -> str:
+    """An IPv4 address as it is (IPv4-mapped IPv6 as IPv4); an IPv6 address as its /64 network."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an address (a Unix socket's peer): one client
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 def _in(address: str, networks: tuple) -> bool:
