@@ -252,6 +252,56 @@ async def test_a_failed_request_fails_each_of_its_drawings_and_the_next_ones_sti
     assert (await batcher.predict("", b"y"))[0] == 200
 
 
+class PoisonedModel(FakeModel):
+    """As FakeModel, but any request carrying b"bad" fails whole with 503, as TorchServe fails a batch whose
+    handler raised; `resets` requests first fail with a reset connection, as when the worker is killed."""
+
+    def __init__(self, resets: int = 0):
+        super().__init__(delay=0.05)
+        self.resets = resets
+
+    async def __call__(self, body: bytes, version: str, content_type: str):
+        if self.resets:
+            self.resets -= 1
+            self.requests.append((version, [body]))
+            raise aiohttp.ServerDisconnectedError()
+        if b"bad" in body:
+            self.requests.append((version, [body]))
+            return 503, b'{"message": "Prediction failed"}'
+        return await super().__call__(body, version, content_type)
+
+
+async def test_a_drawing_that_fails_its_batch_fails_alone_and_the_others_are_asked_again_alone():
+    model = PoisonedModel()
+    batcher = Batcher(model, max_batch=8)
+    first = asyncio.create_task(batcher.predict("", b"busy", client="a"))  # the rest queue behind it
+    await asyncio.sleep(0.01)
+    sent = [(f"c{i}", b"bad" if i == 2 else f"good{i}".encode()) for i in range(5)]
+    replies = await asyncio.gather(*(batcher.predict("", body, client=c) for c, body in sent))
+    assert (await first)[0] == 200
+    for (_, body), (status, reply, _) in zip(sent, replies, strict=True):
+        if body == b"bad":
+            assert status == 503
+        else:
+            assert (status, json.loads(reply)) == (200, {"echo": body.decode()})
+    # The batch of five went once, then each of its drawings alone: a plain request each.
+    assert [len(bodies) for _, bodies in model.requests[1:]] == [1, 1, 1, 1, 1, 1]
+
+
+async def test_a_batch_whose_connection_dies_is_asked_again_once_alone_on_the_fresh_connection():
+    model, fresh = PoisonedModel(resets=1), FakeModel()
+    batcher = Batcher(model, max_batch=8, ask_again=fresh)
+    replies = await asyncio.gather(*(batcher.predict("", f"d{i}".encode(), client=str(i)) for i in range(3)))
+    assert [json.loads(body) for _, body, _ in replies] == [{"echo": f"d{i}"} for i in range(3)]
+    assert len(fresh.requests) >= 1 and all(len(bodies) == 1 for _, bodies in fresh.requests)
+
+    # A drawing's own 4xx and a timeout (504) are answers, never asked again.
+    for status in (400, 504):
+        refused, again = FakeModel(status=status), FakeModel()
+        assert (await Batcher(refused, ask_again=again).predict("", b"x"))[0] == status
+        assert again.requests == []
+
+
 async def test_a_client_that_leaves_while_waiting_is_not_sent():
     model = FakeModel(delay=0.05)
     batcher = Batcher(model, in_flight=1)

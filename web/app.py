@@ -79,6 +79,7 @@ TORCHSERVE = web.AppKey("torchserve", TorchServeClient)
 SPEC = web.AppKey("spec", dict)
 TRAFFIC = web.AppKey("traffic", Traffic)
 BATCHER = web.AppKey("batcher", Batcher)
+TORCHSERVE_FRESH = web.AppKey("torchserve_fresh", TorchServeClient)  # a new connection per request
 
 
 async def client_session(app: web.Application):
@@ -86,10 +87,17 @@ async def client_session(app: web.Application):
     # One pooled keep-alive session for the app's life: no TCP handshake per prediction.
     connector = aiohttp.TCPConnector(limit=config.pool_size, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=config.connect_timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    # A failed batch's drawings are asked again on connections of their own (web/batching.py): never a
+    # pooled one that the failure may have left half-closed.
+    fresh = aiohttp.TCPConnector(limit=config.pool_size, force_close=True)
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+        aiohttp.ClientSession(connector=fresh, timeout=timeout) as fresh_session,
+    ):
         keys = KeyFile(config.run_dir / "key_file.json")
-        app[TORCHSERVE] = TorchServeClient(
-            session, config.inference_url, config.management_url, keys, config.model
+        app[TORCHSERVE], app[TORCHSERVE_FRESH] = (
+            TorchServeClient(s, config.inference_url, config.management_url, keys, config.model)
+            for s in (session, fresh_session)
         )
         yield
 
@@ -209,9 +217,12 @@ def number_answered(status: int, answer: dict) -> str | int | None:
 ANSWERED = {DRAWING: digit_answered, NUMBER: number_answered}
 
 
-async def ask_model(app: web.Application, body: bytes, version: str, content_type: str) -> tuple[int, bytes]:
-    """TorchServe's (status, body) for a drawing or a batch of them (web/batching.py's `ask`)."""
-    return await app[TORCHSERVE].predict(body, version, content_type)
+async def ask_model(
+    app: web.Application, body: bytes, version: str, content_type: str, fresh: bool = False
+) -> tuple[int, bytes]:
+    """TorchServe's (status, body) for a drawing or a batch of them (web/batching.py's `ask`), on a new
+    connection if `fresh` (its `ask_again`)."""
+    return await app[TORCHSERVE_FRESH if fresh else TORCHSERVE].predict(body, version, content_type)
 
 
 # A blank 28x28 canvas: the handler answers it 422 "no digit drawn" after decoding it, before the model.
@@ -294,7 +305,11 @@ def init_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(open_feedback_store)
     app[TRAFFIC] = Traffic(config.traffic)
     app[BATCHER] = Batcher(
-        partial(ask_model, app), config.max_batch, config.batches_in_flight, config.timeout
+        partial(ask_model, app),
+        config.max_batch,
+        config.batches_in_flight,
+        config.timeout,
+        ask_again=partial(ask_model, app, fresh=True),
     )
     app.cleanup_ctx.append(background_requests)  # after the session: drained before it closes
     app.on_response_prepare.append(security_headers)

@@ -24,6 +24,9 @@ So a drawing waits behind at most one drawing of each other client, never behind
 burst: beside one client flooding, the other's drawing goes in the next batch sent. Why: in one queue,
 a flood in lockstep (docs/limits.md, "A flood beside a well-behaved client") put every request its
 token bucket let through ahead of the other client's, whose p99 rose 4x while the limit held.
+
+A batch that fails (a 5xx, a reset, a worker killed under it) is asked again once, drawing by drawing, on
+a fresh connection: one drawing that makes the handler raise, or a worker's death, then fails nobody else.
 """
 
 import asyncio
@@ -34,8 +37,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import aiohttp
+
 from web.background import drain
-from web.metrics import BATCH_SIZE
+from web.metrics import BATCH_SIZE, RETRIED
 
 
 class Reply(NamedTuple):
@@ -71,8 +76,16 @@ class _Line:
 
 
 class Batcher:
-    def __init__(self, ask: Ask, max_batch: int = 8, in_flight: int = 2, timeout: float = 5.0):
+    def __init__(
+        self,
+        ask: Ask,
+        max_batch: int = 8,
+        in_flight: int = 2,
+        timeout: float = 5.0,
+        ask_again: Ask | None = None,
+    ):
         self.ask = ask
+        self.ask_again = ask_again or ask  # a failed batch's drawings, each alone: on a fresh connection
         self.max_batch = max_batch
         self.in_flight = in_flight
         # A drawing's answer comes within this, its wait in the queue included (the session's own
@@ -132,11 +145,12 @@ class Batcher:
     async def _send(self, version: str, line: _Line, batch: list) -> None:
         BATCH_SIZE.observe(len(batch))
         try:
-            if len(batch) == 1 and batch[0][0] == DRAWING:
-                replies = [Reply(*await self.ask(batch[0][1], version, "application/octet-stream"))]
-            else:
-                body, content_type = multipart([(kind, body) for kind, body, _ in batch])
-                replies = split(await self.ask(body, version, content_type), len(batch))
+            try:
+                replies = await self._ask_batch(self.ask, version, [(kind, body) for kind, body, _ in batch])
+            except (OSError, aiohttp.ClientError):
+                replies = None  # a reset, a refused connection, a worker that died with the batch
+            if replies is None or any(failed(reply) for reply in replies):
+                replies = await self._again_alone(version, batch, replies)
             for (_, _, answered), reply in zip(batch, replies, strict=True):
                 if not answered.done():
                     answered.set_result(reply)
@@ -153,6 +167,39 @@ class Batcher:
                 self._send_next(version, line)
             self._forget_if_idle(version, line)
 
+    @staticmethod
+    async def _ask_batch(ask: Ask, version: str, drawings: list[tuple[str, bytes]]) -> list[Reply]:
+        if len(drawings) == 1 and drawings[0][0] == DRAWING:
+            return [Reply(*await ask(drawings[0][1], version, "application/octet-stream"))]
+        body, content_type = multipart(drawings)
+        return split(await ask(body, version, content_type), len(drawings))
+
+    async def _again_alone(self, version: str, batch: list, replies: list[Reply] | None) -> list[Reply]:
+        """The batch's failed drawings asked again once, each alone, on a fresh connection (ask_again): a
+        handler exception fails its whole batch (TorchServe answers every part 503), and a worker that
+        dies fails what it held; a prediction is idempotent, so only a drawing that fails alone fails.
+        A drawing still failing alone gets its own reply, or, when even that raises, the first one's."""
+        todo = [i for i in range(len(batch)) if replies is None or failed(replies[i])]
+        if len(batch) > 1 or replies is None or failed(replies[0]):
+            RETRIED.inc(len(todo))
+
+        async def alone(i: int) -> Reply:
+            kind, body, answered = batch[i]
+            if answered.done():
+                return Reply(499, b"", 0)  # its client went away: not asked again
+            try:
+                return (await self._ask_batch(self.ask_again, version, [(kind, body)]))[0]
+            except (OSError, aiohttp.ClientError):
+                if replies is None:
+                    raise
+                return replies[i]
+
+        again = await asyncio.gather(*(alone(i) for i in todo))
+        found = list(replies) if replies is not None else [None] * len(batch)
+        for i, reply in zip(todo, again, strict=True):
+            found[i] = reply
+        return found
+
     def _forget_if_idle(self, version: str, line: _Line) -> None:
         if not line.out and not line.waiting and self.lines.get(version) is line:
             del self.lines[version]
@@ -160,6 +207,13 @@ class Batcher:
     async def close(self, grace: float = 2.0) -> None:
         """On shutdown: let requests at the model finish for a moment, then cancel the rest."""
         await drain(self.tasks, grace)
+
+
+def failed(reply: Reply) -> bool:
+    """A reply worth asking again: TorchServe's or the handler's 5xx (a worker that died, a batch that
+    raised), not a timeout (504: asking again would double a wait that is already too long) and never a
+    drawing's own 4xx."""
+    return reply.status >= 500 and reply.status != 504
 
 
 def multipart(drawings: list[tuple[str, bytes]]) -> tuple[bytes, str]:

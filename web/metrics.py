@@ -28,6 +28,10 @@ BATCH_SIZE = Histogram(
     "(web/batching.py)",
     buckets=(1, 2, 3, 4, 5, 6, 7, 8, 16),
 )
+RETRIED = Counter(
+    "digit_retried_drawings",
+    "Drawings asked again alone after their batch failed (a 5xx, a reset, a worker that died: web/batching.py)",
+)
 # At most 16 digits are read (handler/preprocess.py MAX_DIGITS): a bucket per count up to 6, then wider.
 DIGITS_READ = Histogram(
     "digit_read_digits",
