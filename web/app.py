@@ -29,6 +29,7 @@ from web.registry import VERSION_RE, model_versions
 from web.tickets import Tickets, drawing_hash
 from web.torchserve import KeyFile, TorchServeClient, error, relay
 from web.traffic import Traffic, TrafficConfig
+from web.uploads import BodyTimeout, UploadLimits, bounded_uploads
 
 STATIC = Path(__file__).parent / "static"
 OPENAPI = Path(__file__).parent / "openapi.yaml"  # the API contract, served as /api/openapi.json
@@ -54,6 +55,7 @@ class Config:
     traffic: TrafficConfig = TrafficConfig()  # canary and shadow versions (web/traffic.py)
     limits: LimitConfig = LimitConfig()  # per client and route (web/ratelimit.py)
     tickets: Tickets = Tickets()  # signs answers for feedback (web/tickets.py)
+    uploads: UploadLimits = UploadLimits()  # bodies' deadline and bytes in flight (web/uploads.py)
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -71,6 +73,7 @@ class Config:
             traffic=TrafficConfig.from_env(),
             limits=LimitConfig.from_env(),
             tickets=Tickets.from_env(),
+            uploads=UploadLimits.from_env(),
         )
 
 
@@ -282,6 +285,8 @@ async def json_errors(request: web.Request, handler):
     """Every error a client can cause is a JSON {"error": ...}, including aiohttp's own (404, 405, 413)."""
     try:
         return await handler(request)
+    except BodyTimeout as exc:
+        return error(408, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -295,7 +300,12 @@ async def json_errors(request: web.Request, handler):
 
 def init_app(config: Config) -> web.Application:
     app = web.Application(
-        client_max_size=config.max_body, middlewares=[rate_limits(config.limits), json_errors]
+        client_max_size=config.max_body,
+        middlewares=[
+            rate_limits(config.limits),
+            json_errors,
+            bounded_uploads(config.uploads, config.max_body),
+        ],
     )
     app[CONFIG] = config
     app[SPEC] = yaml.safe_load(OPENAPI.read_text())

@@ -12,6 +12,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import FileField
 
+from web.uploads import body_deadline
+
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 
@@ -21,6 +23,12 @@ class BodyError(ValueError):
 
 
 async def drawing(request: web.Request) -> bytes:
+    """The drawing's bytes, read within the request's deadline (web/uploads.py: BodyTimeout)."""
+    async with body_deadline(request):
+        return await _drawing(request)
+
+
+async def _drawing(request: web.Request) -> bytes:
     if request.content_type == MULTIPART:
         return await _multipart_field(request)
     body = await request.read()

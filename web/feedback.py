@@ -52,6 +52,7 @@ from web.feedback_store import (
 )
 from web.registry import VERSION_RE
 from web.tickets import TicketError, Tickets, drawing_hash
+from web.uploads import body_deadline
 
 # Module level: the default registry, so /metrics shows them wherever it is served.
 FEEDBACK_STORED = Counter(
@@ -106,7 +107,9 @@ async def post_feedback(request: web.Request) -> web.Response:
             # Also keeps other sites' pages from posting through visitors' browsers: a cross-origin JSON
             # request needs a CORS preflight, which this app never grants.
             raise UnsupportedMediaError("send the feedback as JSON (Content-Type: application/json)")
-        item = parse_feedback(await request.read())
+        async with body_deadline(request):
+            body = await request.read()
+        item = parse_feedback(body)
         number = "number" in item
         answered = item["predicted"] if not number or item["predicted"] is not None else NUMBER_NOT_READ
         ticket_id = feedback.tickets.check(

@@ -32,6 +32,10 @@ RETRIED = Counter(
     "digit_retried_drawings",
     "Drawings asked again alone after their batch failed (a 5xx, a reset, a worker that died: web/batching.py)",
 )
+UPLOADS_REFUSED = Counter(
+    "digit_uploads_refused",
+    "Requests answered 503 before their body was read: the bodies in flight were at their bound (web/uploads.py)",
+)
 # At most 16 digits are read (handler/preprocess.py MAX_DIGITS): a bucket per count up to 6, then wider.
 DIGITS_READ = Histogram(
     "digit_read_digits",
