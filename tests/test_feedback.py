@@ -179,6 +179,7 @@ BAD = {
     "image animated": (body(image=data_url(animated_gif(), "image/gif")), 400),
     "blank canvas": (body(image=BLANK), 422),
     "over 1 MiB": (body(padding="x" * (1024 * 1024)), 413),
+    "JSON nested deeper than the parser goes": (b"[" * 5000 + b"]" * 5000, 400),
 }
 
 
@@ -268,6 +269,7 @@ def expired(image) -> str:
 TICKET_CASES = {
     "forged": forged,
     "malformed": lambda image: "not-a-ticket",
+    "not ASCII": lambda image: "1700000000.n\u00f6nce.m\u00e4c",
     "for another drawing": lambda image: ticket(drawing(1).decode()),
     "for another answer": lambda image: ticket(image, predicted=2),
     "for another version": lambda image: ticket(image, version="2.0"),

@@ -102,6 +102,15 @@ def test_malformed_multipart_is_400_json(stack):
         timeout=30,
     )
     assert no_boundary.status_code == 400 and "error" in no_boundary.json()
+    # A part in an encoding no one knows: aiohttp raised RuntimeError (a plain-text 500).
+    odd = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"\r\n'
+        f"Content-Transfer-Encoding: rot13\r\n\r\nqngn:vzntr\r\n--{boundary}--\r\n"
+    ).encode()
+    response = requests.post(stack.web_url + "/predict", data=odd, headers=headers, timeout=30)
+    assert response.status_code == 400 and "Content-Transfer-Encoding" in response.json()["error"], (
+        response.text
+    )
 
 
 @pytest.mark.parametrize(

@@ -79,3 +79,22 @@ async def test_uploads_past_the_bytes_in_flight_are_refused_before_being_read_an
     assert bound.in_flight() == 0
     answered = await client.post("/predict", data=canvas, headers={"Content-Type": "text/plain"})
     assert answered.status == 200, await answered.text()
+
+
+async def test_an_unexpected_failure_is_a_500_json_in_our_words_and_the_next_request_is_served(
+    aiohttp_client, tmp_path, fake_torchserve
+):
+    app = app_with(tmp_path, fake_torchserve, UploadLimits())
+
+    async def broken(request):
+        raise KeyError("a library's own words, with internals")
+
+    app.router.add_get("/broken", broken)
+    client = await aiohttp_client(app)
+    response = await client.get("/broken")
+    assert response.status == 500 and response.content_type == "application/json"
+    error = (await response.json())["error"]
+    assert "internal error" in error and "library" not in error
+    assert (
+        await client.post("/predict", data=b"data:x", headers={"Content-Type": "text/plain"})
+    ).status == 200

@@ -9,6 +9,7 @@ inference key when it expires); nothing here can register, unregister or scale m
 
 import gc
 import json
+import logging
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -31,6 +32,7 @@ from web.torchserve import KeyFile, TorchServeClient, error, relay
 from web.traffic import Traffic, TrafficConfig
 from web.uploads import BodyTimeout, UploadLimits, bounded_uploads
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 OPENAPI = Path(__file__).parent / "openapi.yaml"  # the API contract, served as /api/openapi.json
 
@@ -287,6 +289,8 @@ async def json_errors(request: web.Request, handler):
         return await handler(request)
     except BodyTimeout as exc:
         return error(408, str(exc))
+    except aiohttp.ClientPayloadError:  # the client's body ended before its Content-Length, or bad chunks
+        return error(400, "the request body was cut short or its transfer encoding is broken")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -296,6 +300,9 @@ async def json_errors(request: web.Request, handler):
         if "Allow" in exc.headers:  # a 405 says which methods the route takes
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except Exception:  # our fault, not the client's: logged whole, answered in our words, never in plain text
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error(500, "internal error: the web app failed on this request (logged)")
 
 
 def init_app(config: Config) -> web.Application:

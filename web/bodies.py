@@ -68,15 +68,14 @@ async def _post(request: web.Request):
         raise BodyError(f"a text part of the form is not valid {e.encoding}") from None
     except LookupError:
         raise BodyError("a text part of the form declares an unknown charset") from None
-    except (ValueError, HttpProcessingError) as e:
+    except (ValueError, HttpProcessingError):
         # Malformed multipart: no boundary, nested parts, a part without a name, broken part headers.
-        raise BodyError(f"malformed form body: {_first_line(e)}") from None
+        raise BodyError("malformed form body: send multipart/form-data with a field named image") from None
+    except RuntimeError:  # aiohttp's word for a part's unknown Content-Transfer-Encoding
+        raise BodyError(
+            "a part of the form has a Content-Transfer-Encoding other than base64, quoted-printable, binary, 8bit or 7bit"
+        ) from None
 
 
 def _as_bytes(value: str | bytes | bytearray) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(getattr(error, "message", None) or error).strip()  # aiohttp puts the status first in str()
-    return (text.splitlines() or [type(error).__name__])[0]

@@ -146,7 +146,7 @@ def parse_feedback(body: bytes) -> dict:
     """The feedback document, checked: the digit form ({"label", ...}) or the number form ({"number", ...})."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise InputError('the body must be JSON: {"image", "label", "predicted", "version", "ticket"}')
     if not isinstance(doc, dict):
         raise InputError(

@@ -69,6 +69,8 @@ class Tickets:
         not too old; else TicketError."""
         if not isinstance(ticket, str) or not ticket:
             raise TicketError("ticket missing: send the ticket that came with the answer (/predict or /read)")
+        if not ticket.isascii():  # ours are; and compare_digest takes no other str
+            raise TicketError("ticket malformed: send it as the answer gave it")
         try:
             issued_text, nonce, mac = ticket.split(".")
             issued = int(issued_text)
