@@ -32,7 +32,8 @@ FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 # image compresses to nearly nothing), so this caps the dearest accepted image at a few canvases of handler
 # CPU (bench/worst_body.py; figures in docs/limits.md). 800x800, not 1024x1024: on a quiet machine the
 # canvas is ~1 ms and a WebP of 1024x1024 measured 9.3-11.1x it, over the 10x bound. 800x800 still holds
-# the page's 560x280 canvas at a devicePixelRatio of 2 (1120x560); the canvas is capped to it (app.js).
+# the page's 560x280 canvas at a devicePixelRatio of 2 (1120x560); the canvas is capped to it
+# (web/static/js/drawing.js).
 MAX_PIXELS = 800 * 800
 MIN_SIDE = 8  # smaller than this is not a drawing
 # Canvases of twice this or more are shrunk first, by the largest whole factor that leaves at least this

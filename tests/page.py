@@ -33,10 +33,10 @@ PHONE = {
     "is_mobile": True,
     "has_touch": True,
 }
-# The page's drawing space, which is also the size of the image it sends (web/static/app.js).
-_APP_JS = (ROOT / "web" / "static" / "app.js").read_text()
+# The page's drawing space, which is also the size of the image it sends (web/static/js/drawing.js).
+_DRAWING_JS = (ROOT / "web" / "static" / "js" / "drawing.js").read_text()
 PAGE_CANVAS = tuple(
-    int(re.search(rf"const {name} = (\d+);", _APP_JS).group(1)) for name in ("WIDTH", "HEIGHT")
+    int(re.search(rf"const {name} = (\d+);", _DRAWING_JS).group(1)) for name in ("WIDTH", "HEIGHT")
 )
 INK_PIXELS = """() => {
   const c = document.getElementById("canvas");

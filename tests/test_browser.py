@@ -52,7 +52,7 @@ PEN_DIGITS_MIN_RIGHT = 22
 
 # The page's "not sure" threshold, read from the page's own script (one source of truth).
 NOT_SURE_BELOW = float(
-    re.search(r"const NOT_SURE_BELOW = ([\d.]+);", (ROOT / "web" / "static" / "app.js").read_text()).group(1)
+    re.search(r"const NOT_SURE_BELOW = ([\d.]+);", (ROOT / "web/static/js/render.js").read_text()).group(1)
 )
 
 

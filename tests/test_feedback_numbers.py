@@ -198,7 +198,7 @@ async def test_a_database_of_schema_3_gets_the_number_table_and_keeps_its_rows(a
 def test_the_page_takes_as_many_digits_as_read_reads():
     """One limit: the page's number field and script, and this view, take the handler's MAX_DIGITS."""
     static = ROOT / "web" / "static"
-    script = re.search(r"const MAX_DIGITS = (\d+);", (static / "app.js").read_text())
+    script = re.search(r"const MAX_DIGITS = (\d+);", (static / "js" / "feedback.js").read_text())
     field = re.search(r'<input id="meant"[^>]*maxlength="(\d+)"', (static / "index.html").read_text())
     assert int(script.group(1)) == int(field.group(1)) == MAX_DIGITS == 16
     assert NUMBER_RE.fullmatch("1" * MAX_DIGITS) and not NUMBER_RE.fullmatch("1" * (MAX_DIGITS + 1))

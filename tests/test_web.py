@@ -5,13 +5,15 @@ backend misbehaves, and /read (a number: sent as a part number-0, its answer sig
 import asyncio
 import ipaddress
 import json
+import posixpath
+import re
 
 import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
 from tests.fake_torchserve import INFERENCE_KEY, MANAGEMENT_KEY, READ
-from web.app import BATCHER, Config, init_app
+from web.app import BATCHER, STATIC, Config, init_app
 from web.feedback_store import NOT_A_DIGIT
 from web.ratelimit import LimitConfig
 from web.tickets import TicketError, drawing_hash
@@ -123,6 +125,28 @@ async def test_page_has_security_headers(client):
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_the_page_script_is_es_modules_all_served_as_javascript(client):
+    """index.html loads one module script; it and every module it imports are served with a JavaScript type
+    (module scripts are refused otherwise, and nosniff forbids guessing), and every file in web/static/js/ is
+    one of them (a module nothing imports would never run)."""
+    page = await (await client.get("/")).text()
+    todo = re.findall(r'<script type="module" src="([^"]+)"></script>', page)
+    assert todo == ["/static/js/main.js"] and "<script src=" not in page
+    served = set()
+    while todo:
+        path = todo.pop()
+        if path in served:
+            continue
+        served.add(path)
+        response = await client.get(path)
+        assert response.status == 200, path
+        assert response.content_type in {"text/javascript", "application/javascript"}, response.content_type
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        imports = re.findall(r'\bfrom "(\./[\w-]+\.js)";', await response.text())
+        todo += [posixpath.normpath(posixpath.join(posixpath.dirname(path), name)) for name in imports]
+    assert served == {f"/static/js/{p.name}" for p in (STATIC / "js").glob("*.js")}
 
 
 async def test_hung_backend_is_504_json(client, fake_torchserve):
