@@ -5,7 +5,7 @@
 
 const WIDTH = 560; // drawing space, and the size of the image sent to the server (2:1: room for a number)
 const HEIGHT = 280;
-// The backing store's pixel budget: the API's limit (handler/preprocess.py MAX_PIXELS, 800x800), which a
+// The backing store's pixel budget: the API's limit (handler/decode.py MAX_PIXELS, 800x800), which a
 // zoomed-in page or a dense screen could otherwise pass; past it the canvas is a little less crisp.
 const MAX_PIXELS = 800 * 800;
 const BRUSH = 18; // brush width in drawing-space pixels: a marker-like digit, as MNIST's were
@@ -15,7 +15,7 @@ const TIMEOUT_MS = 15000; // the server gives up after 5 s; this only catches a 
 // probabilities are calibrated (a temperature fitted after training; ECE in metrics.json), so an
 // answer shown 80% sure is right about 4 times in 5: below that it is a guess, and the page says so.
 const NOT_SURE_BELOW = 0.8;
-const MAX_DIGITS = 16; // /read's limit (handler/preprocess.py MAX_DIGITS), and the longest number feedback takes
+const MAX_DIGITS = 16; // /read's limit (handler/segment.py MAX_DIGITS), and the longest number feedback takes
 const NOT_A_DIGIT = "not_a_digit"; // the feedback that confirms "this is not a digit (not a number)"
 // /read's 422 answers, in plain words (the reason says which).
 const REASONS = {
