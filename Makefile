@@ -45,11 +45,19 @@ train: install  ## train a model into MODEL_DIR (ARCH, SEED, EPOCHS, FEEDBACK_DB
 $(MODEL_DIR)/model.pt:
 	$(MAKE) train
 
+# In the .mar, --handler puts mnist_handler.py at the top of the model's directory, which TorchServe puts
+# on the worker's sys.path; the modules it imports go beside it as the package handler/ (every other .py
+# of handler/, copied into a folder of the archive's extra files), so `from handler.x import y` works in
+# the archive as in the repository.
+HANDLER_MODULES = $(filter-out handler/mnist_handler.py,$(wildcard handler/*.py))
+
 archive: install $(MODEL_DIR)/model.pt  ## package MODEL_DIR as model_store/mnist-VERSION.mar
 	mkdir -p $(MODEL_STORE)
-	$(VENV)/bin/torch-model-archiver --force --model-name mnist --version $(VERSION) \
+	extra=$$(mktemp -d) && trap 'rm -rf "$$extra"' EXIT && mkdir "$$extra/handler" \
+	  && cp $(HANDLER_MODULES) "$$extra/handler/" \
+	  && $(VENV)/bin/torch-model-archiver --force --model-name mnist --version $(VERSION) \
 	  --serialized-file $(MODEL_DIR)/model.pt --handler handler/mnist_handler.py \
-	  --extra-files handler/preprocess.py,$(MODEL_DIR)/metrics.json \
+	  --extra-files "$$extra",$(MODEL_DIR)/metrics.json \
 	  --config-file handler/model-config.yaml --export-path $(MODEL_STORE)
 	mv $(MODEL_STORE)/mnist.mar $(MAR)
 	@echo "wrote $(MAR) (model mnist, version $(VERSION), arch $(ARCH))"
@@ -152,8 +160,8 @@ undeploy-local: install  ## remove the local pods (the database volume stays)
 bench-pod: install  ## one local pod's capacity, CPU per request and memory (after deploy-local)
 	$(PY) -m bench.pod_capacity --url http://127.0.0.1:$(LOCAL_PORT) --pod $(LOCAL_NAME)-pod-0
 
-# No servers: handle() by stage against main's preprocess.py, and main's 28x28 images against this tree's.
-bench-handler: install $(MODEL_DIR)/model.pt  ## handle() and its stages in-process, against main's preprocess.py
+# No servers: handle() by stage against main's preprocessing, and main's 28x28 images against this tree's.
+bench-handler: install $(MODEL_DIR)/model.pt  ## handle() and its stages in-process, against main's preprocessing
 	$(PY) -m bench.handler_speed --model-dir $(MODEL_DIR)
 
 # One client at 4x its /predict limit, another from 127.0.0.2 beside it (bench/flood.py, docs/limits.md).

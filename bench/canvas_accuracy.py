@@ -18,11 +18,11 @@ mean top probability against accuracy, and the ECE of answers (15 bins; refused 
 --mnist draws MNIST's test digits on the canvas instead (train/mnist_canvas.py, the same renders that
 training's test_canvas_accuracy scores in-process), to compare with the raw 28x28 test accuracy.
 
-A drawing answered 422 "not_a_digit" is read as 10 (train/nondigits.NOT_A_DIGIT): wrong for a real digit
+A drawing answered 422 "not_a_digit" is read as 10 (handler/answers.py NOT_A_DIGIT): wrong for a real digit
 (counted as rejected), right for a non-digit. --nondigits sends the held-out non-digit families (fonts
 and shape kinds never trained on) and prints the share of each answered "not a digit".
 
---in-process skips the servers: the same handler.preprocess.preprocess on the same data URLs, then the
+--in-process skips the servers: the same handler.mnist_form.preprocess on the same data URLs, then the
 TorchScript model. It is for quick tuning (use --writers trainable: tuning on the held-out writers would
 make the held-out figure meaningless) and prints preprocess() time per data URL; the figure to report
 is the one through the real stack.
@@ -36,9 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from handler.answers import NOT_A_DIGIT, not_a_digit
 from tests.clients import Result, evaluate
 from train.canvases import WRITERS, drawings, mnist_drawings, nondigit_drawings
-from train.nondigits import NOT_A_DIGIT
 
 
 def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> list[Result]:
@@ -51,7 +51,8 @@ def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> lis
     # TorchScript is deprecated upstream and torch.jit.load says so; we use it knowingly.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
 
-    from handler.preprocess import InputError, preprocess
+    from handler.errors import InputError
+    from handler.mnist_form import preprocess
 
     torch.set_num_threads(1)
     model = torch.jit.load(str(model_path), map_location="cpu").eval()
@@ -70,11 +71,7 @@ def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> lis
     results = [(label, None, None) for label, _ in items]
     for i, p in probabilities.items():  # as handler/mnist_handler.py answers
         digits = [v / sum(p[:NOT_A_DIGIT]) for v in p[:NOT_A_DIGIT]]
-        read = (
-            NOT_A_DIGIT
-            if len(p) > NOT_A_DIGIT and p[NOT_A_DIGIT] > 0.5
-            else max(range(10), key=digits.__getitem__)
-        )
+        read = NOT_A_DIGIT if not_a_digit(p) else max(range(10), key=digits.__getitem__)
         results[i] = (items[i][0], read, digits)
     ms = np.array(seconds) * 1000
     print(

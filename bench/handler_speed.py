@@ -6,27 +6,30 @@
 
 No servers: TorchServe's MockContext and MnistHandler.handle() on a batch of the body `make bench`
 sends (bench/canvas_body.py canvas_data_url: a 280x280 RGBA PNG data URL). The older version is
-handler/preprocess.py as it is at --against (read with `git show`) plus the model as TorchScript loads
+the preprocessing as it is at --against (read with `git show`) plus the model as TorchScript loads
 it (no freeze). With --against-model-dir, "old" is instead this tree's handler serving that model
 (e.g. ten outputs against eleven: what "not a digit" costs). Old and new alternate, round after round, so both see the same moments of a noisy
 machine: compare the ratios, not the absolute figures.
 """
 
 import argparse
+import importlib
 import importlib.util
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from bench.canvas_body import canvas_data_url
 from bench.latency import DEFAULT_MODEL_DIR
-from handler import preprocess as new
+from handler import decode, errors, ink, mnist_form
 from handler.mnist_handler import MnistHandler
 from tests.handler_context import Context
 from tests.stack import ROOT
@@ -38,18 +41,57 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", c
 clock = time.perf_counter
 
 
+def pipeline(decode, errors, ink, mnist_form) -> SimpleNamespace:
+    """The preprocessing's modules as one, by the names handler/preprocess.py held them in before the
+    split (stages, preprocess_equivalence)."""
+    return SimpleNamespace(
+        payload_to_bytes=decode.payload_to_bytes,
+        decode=decode.decode,
+        ink_map=ink.ink_map,
+        to_mnist=mnist_form.to_mnist,
+        preprocess=mnist_form.preprocess,
+        InputError=errors.InputError,
+    )
+
+
+new = pipeline(decode, errors, ink, mnist_form)
+
+
 def preprocess_at(rev: str):
-    """handler/preprocess.py as it is at git revision `rev`, imported as a module of its own."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:handler/preprocess.py"], cwd=ROOT, capture_output=True, check=True
-    ).stdout
+    """The preprocessing as it is at git revision `rev`, imported as modules of its own: handler/preprocess.py
+    where `rev` has it, else its handler/ package (relative imports) under another name."""
+
+    def show(path: str) -> bytes:
+        return subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+
+    files = subprocess.run(
+        ["git", "ls-tree", "--name-only", f"{rev}:handler"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout.split()
+    tag = re.sub(r"\W", "_", rev)
     with tempfile.TemporaryDirectory(prefix="preprocess-") as folder:
-        path = Path(folder) / f"preprocess_{rev.replace('~', '_').replace('^', '_')}.py"
-        path.write_bytes(source)
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module
+        if "preprocess.py" in files:
+            path = Path(folder) / f"preprocess_{tag}.py"
+            path.write_bytes(show("handler/preprocess.py"))
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+        package = Path(folder) / f"handler_{tag}"
+        package.mkdir()
+        for name in (f for f in files if f.endswith(".py")):
+            (package / name).write_bytes(show(f"handler/{name}"))
+        sys.path.insert(0, folder)
+        try:
+            names = ("decode", "errors", "ink", "mnist_form")
+            return pipeline(*(importlib.import_module(f"{package.name}.{name}") for name in names))
+        finally:
+            sys.path.remove(folder)
 
 
 def handler(model_dir: Path, module=None) -> MnistHandler:
@@ -142,7 +184,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
-    parser.add_argument("--against", default="main", help="git revision of the old preprocess.py")
+    parser.add_argument("--against", default="main", help="git revision of the old preprocessing")
     parser.add_argument("--against-model-dir", type=Path, help="old: this handler serving that model")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=300)

@@ -12,7 +12,7 @@ Four targets, each at 1 and 16 clients (closed loop, one keep-alive connection e
   web     POST <web>/predict (text/plain), through the aiohttp proxy;
   read    POST <web>/read (text/plain), the same way, of a 4-digit number written apart on 560x280;
   direct  POST <inference>/predictions/mnist with the inference key, application/octet-stream;
-  naive   POST /predict on bench/naive_server.py (same preprocess.py, same model, no TorchServe).
+  naive   POST /predict on bench/naive_server.py (same preprocessing, same model, no TorchServe).
 Server-side: TorchServe's counters, its handler times and each process's CPU (bench/stack_figures.py).
 Paired p50s alternate 1-client 1 s runs over the targets (all see the same moments of a noisy machine).
 At the end, every target in one table (docs/performance.md), with CPU per /read over CPU per /predict."""

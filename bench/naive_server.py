@@ -3,7 +3,7 @@
     python -m bench.naive_server --model build/convnet/model.pt --port 5599
 
 POST /predict with the page's body (a canvas data URL) decodes and preprocesses it with the same
-handler/preprocess.py, runs the same TorchScript model and answers the handler's JSON shape. Everything
+handler/mnist_form.py, runs the same TorchScript model and answers the handler's JSON shape. Everything
 runs inline on the event loop of one process: what a first prototype would be. bench/latency.py measures
 it beside the real stack, so the price (or gain) of browser -> aiohttp -> TorchServe -> worker is a ratio.
 """
@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from aiohttp import web
 
+from handler.errors import InputError
+from handler.mnist_form import preprocess
 from handler.mnist_handler import for_inference
-from handler.preprocess import InputError, preprocess
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
 

@@ -1,6 +1,6 @@
-"""Does handler/preprocess.py still give the 28x28 images an older version gave? Prints, per set of
-drawings, the largest difference and how many images differ, and every changed decision (a digit
-now refused, a refusal now a digit, a different error).
+"""Does the preprocessing (handler/decode.py, ink.py, mnist_form.py) still give the 28x28 images an older
+version gave? Prints, per set of drawings, the largest difference and how many images differ, and every
+changed decision (a digit now refused, a refusal now a digit, a different error).
 
     python -m bench.preprocess_equivalence                  # this tree against main, all sets
     python -m bench.preprocess_equivalence --against HEAD~1 --limit 500
@@ -24,8 +24,7 @@ import time
 import numpy as np
 
 from bench.canvas_body import canvas_png
-from bench.handler_speed import preprocess_at
-from handler import preprocess as new
+from bench.handler_speed import new, preprocess_at
 from train import pendigits
 from train.canvases import with_stray_tap
 
@@ -95,7 +94,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--against", default="main", help="git revision of the old preprocess.py")
+    parser.add_argument("--against", default="main", help="git revision of the old preprocessing")
     parser.add_argument("--limit", type=int, help="only the first N pen digits (default: all 7,494)")
     parser.add_argument("--mnist", type=int, default=2000, help="MNIST canvases (0: none)")
     parser.add_argument("--tolerance", type=float, default=1 / 255, help="largest accepted difference")

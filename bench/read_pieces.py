@@ -3,7 +3,7 @@
     python -m bench.read_pieces              # 3,000 numbers of writers 1-20, and the zigzag strips
     python -m bench.read_pieces --seed 1
 
-No timing, no model: handler.preprocess.read_candidates in-process over numbers built by train/numbers.py
+No timing, no model: handler.segment.read_candidates in-process over numbers built by train/numbers.py
 from the trainable writers' pen digits, counting len(candidates.images) by spacing and by number length,
 then the one-stroke zigzags of bench/worst_body.py (the dearest /read bodies). The figures and the unit
 chosen from them (web/ratelimit.py READ_PIECES_PER_TOKEN) are in docs/limits.md.

@@ -3,7 +3,7 @@
     python -m bench.worst_body                 # make bench prints this after bench.latency
     python -m bench.worst_body --rounds 40
 
-Each candidate is the largest image of its kind that passes every limit (handler/preprocess.py's
+Each candidate is the largest image of its kind that passes every limit (handler/decode.py's
 MAX_PIXELS, the web app's 1 MiB body), a digit drawn on it so it goes the whole way to the model:
 PNG in each colour type (grey, RGB, RGBA opaque, RGBA with transparency, palette, 16-bit), JPEG,
 WebP, GIF and BMP, as raw bytes (a data URL of the same image is dearer to send, not to read: base64 is
@@ -29,7 +29,8 @@ from PIL import Image, ImageDraw
 
 from bench.canvas_body import canvas_data_url
 from bench.handler_speed import handler
-from handler import preprocess
+from handler import decode, mnist_form, segment
+from handler.errors import InputError
 from web.ratelimit import read_tokens
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
@@ -39,7 +40,7 @@ TARGET = 10.0  # issue 28: the dearest accepted body at most 10x a canvas
 
 
 def largest_side() -> int:
-    return int(preprocess.MAX_PIXELS**0.5)
+    return int(decode.MAX_PIXELS**0.5)
 
 
 def digit_on(mode: str, side: int) -> Image.Image:
@@ -90,8 +91,8 @@ def candidates() -> dict[str, bytes]:
                 break
             side = int(side * 0.9)
         try:
-            preprocess.preprocess(body)
-        except preprocess.InputError as e:  # not accepted: not a candidate
+            mnist_form.preprocess(body)
+        except InputError as e:  # not accepted: not a candidate
             print(f"  {name}: refused ({e})")
             continue
         bodies[f"{name}{how} {side}x{side} ({len(body) // 1024} KB)"] = body
@@ -101,9 +102,9 @@ def candidates() -> dict[str, bytes]:
 def accepted(raw: bytes, fmt: str) -> tuple[bytes, str]:
     """The raw image, or its data URL where the raw bytes are not taken (a raw BMP is not sniffed)."""
     try:
-        preprocess.payload_to_bytes(raw)
+        decode.payload_to_bytes(raw)
         return raw, ""
-    except preprocess.InputError:
+    except InputError:
         return f"data:image/{fmt.lower()};base64,".encode() + base64.b64encode(raw), " data URL"
 
 
@@ -111,7 +112,7 @@ def zigzags() -> dict[str, bytes]:
     """One stroke zigzagging across strips of a few shapes, at the largest size MAX_PIXELS takes."""
     bodies = {}
     for aspect in (2, 4, 8, 16):
-        height = int((preprocess.MAX_PIXELS / aspect) ** 0.5)
+        height = int((decode.MAX_PIXELS / aspect) ** 0.5)
         width = aspect * height
         image = Image.new("L", (width, height), 255)
         step = max(8, height // 8)
@@ -124,8 +125,8 @@ def zigzags() -> dict[str, bytes]:
 def pieces(body: bytes) -> int:
     """The candidate pieces /read cuts this body into (each a to_mnist and a model input)."""
     try:
-        return len(preprocess.read_candidates(body).images)
-    except preprocess.InputError:
+        return len(segment.read_candidates(body).images)
+    except InputError:
         return 0  # refused before the model
 
 
@@ -148,7 +149,7 @@ def main() -> int:
     parser.add_argument("--max-pixels", type=int, help="try another MAX_PIXELS (this process only)")
     args = parser.parse_args()
     if args.max_pixels:
-        preprocess.MAX_PIXELS = args.max_pixels
+        decode.MAX_PIXELS = args.max_pixels
     torch.set_num_threads(1)
     instance = handler(args.model_dir.resolve())
     canvas = canvas_data_url(0)
@@ -161,7 +162,7 @@ def main() -> int:
     medians = {name: float(np.median(ms)) for name, ms in samples.items()}
     base = medians["canvas 280x280 data URL"]
     print(
-        f"handle() CPU ms per request (thread time, median of {args.rounds * 5}), MAX_PIXELS {preprocess.MAX_PIXELS}"
+        f"handle() CPU ms per request (thread time, median of {args.rounds * 5}), MAX_PIXELS {decode.MAX_PIXELS}"
     )
     for name, ms in sorted(medians.items(), key=lambda item: item[1]):
         print(f"  {name:<44}{ms:8.2f} ms {ms / base:7.1f}x")

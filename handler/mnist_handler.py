@@ -1,26 +1,30 @@
 """TorchServe handler: canvas drawing in, digit and probabilities out.
 
-preprocess turns each drawing into MNIST's 28x28 form (handler/preprocess.py, the same code every
+preprocess turns each drawing into MNIST's 28x28 form (handler/mnist_form.py, the same code every
 evaluation uses), inference runs the TorchScript CNN on the device TorchServe assigned, postprocess
-answers JSON per request. Bad input in one drawing gets its own 4xx and does not fail the others.
+answers JSON per request (handler/answers.py). Bad input in one drawing gets its own 4xx and does not
+fail the others.
 
 A request carries one drawing as its body, or several as multipart/form-data parts named drawing-0,
 drawing-1, ... (the web app packs drawings that arrive together: web/batching.py). A part named
-number-N is a drawing of a whole number (POST /read): cut into its digits (handler/preprocess.py
+number-N is a drawing of a whole number (POST /read): cut into its digits (handler/segment.py
 read_candidates), every candidate piece of every drawing goes through the model in the same batch, and
-the model's scores choose the cuts (choose). A request of parts is answered 200 with a JSON array, one
-{"status": ..., "answer": ..., "pieces": ...} per part, in their order: the answer is what the part alone
-would have been answered, with that status; pieces the images of it the model read (a number's candidate
-pieces, a digit's 1, 0 when refused before the model): the work it was, which the web app charges /read's
-rate limit by (web/ratelimit.py).
+the model's scores choose the cuts (handler/answers.py choose). A request of parts is answered 200 with
+a JSON array, one {"status": ..., "answer": ..., "pieces": ...} per part, in their order: the answer is
+what the part alone would have been answered, with that status; pieces the images of it the model read
+(a number's candidate pieces, a digit's 1, 0 when refused before the model): the work it was, which the
+web app charges /read's rate limit by (web/ratelimit.py).
 
-A model of 11 outputs also says "not a digit" (docs/not-a-digit.md): its export bakes the threshold in,
-so a drawing is rejected when softmax(outputs)[10] > 0.5, answered 422 with reason "not_a_digit", the
-best digit guess and its probabilities over the ten digits. A model of 10 outputs (older versions)
-never rejects. Blank canvases and specks are 422 with reason "no_digit".
+A model of 11 outputs also says "not a digit" (docs/not-a-digit.md; the rule: handler/answers.py), and
+such a drawing is answered 422 with reason "not_a_digit", the best digit guess and its probabilities
+over the ten digits. A model of 10 outputs (older versions) never rejects. Blank canvases and specks
+are 422 with reason "no_digit".
+
+In the .mar this file is the handler module, mnist_handler, and the modules it imports travel beside it
+as the package handler/ (Makefile, archive): `handler.x` is imported the same way there as in the
+repository.
 """
 
-import base64
 import gc
 import json
 import warnings
@@ -29,10 +33,10 @@ import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
-try:  # inside the .mar, preprocess.py sits beside this file
-    from preprocess import Candidates, InputError, choose, preprocess, read_answer, read_candidates
-except ImportError:  # from the repository, as the package `handler`
-    from handler.preprocess import Candidates, InputError, choose, preprocess, read_answer, read_candidates
+from handler.answers import digit_answer, error_answer, number_answer
+from handler.errors import InputError
+from handler.mnist_form import preprocess
+from handler.segment import Candidates, read_candidates
 
 # TorchScript is deprecated upstream and torch.jit.load, freeze and optimize_for_inference say so on every
 # call; we use them knowingly.
@@ -43,7 +47,6 @@ warnings.filterwarnings(
 )
 PART = "drawing-"  # the name of a drawing in a request of several, before its index
 NUMBER = "number-"  # the name of a drawing of a number (POST /read), before its index
-NOT_A_DIGIT = 10  # the 11th output, when the model has one
 
 
 def for_inference(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
@@ -124,28 +127,11 @@ class MnistHandler(BaseHandler):
 
     def _answer(self, item) -> tuple[int, dict]:
         if isinstance(item, InputError):
-            answer = {"error": str(item)}
-            if getattr(item, "reason", None):  # no_digit, two_lines, too_many_digits
-                answer["reason"] = item.reason
-            return item.status, answer
+            return error_answer(item)
         image, probabilities = item
         if isinstance(image, Candidates):  # a number: its digits, left to right
-            try:
-                return 200, {**read_answer(image, choose(image, probabilities)), "version": self.version}
-            except InputError as error:  # more digits than a number may have
-                return self._answer(error)
-        digits = probabilities[:NOT_A_DIGIT]
-        digits = digits / digits.sum()  # the guess's probabilities over the ten digits
-        answer = {
-            "digit": int(digits.argmax()),
-            "probabilities": digits.tolist(),
-            "version": self.version,
-            # What the model saw: 784 bytes, row-major, 255 = ink; the page draws it back.
-            "input_28x28": base64.b64encode((image * 255).round().astype(np.uint8)).decode(),
-        }
-        if len(probabilities) > NOT_A_DIGIT and probabilities[NOT_A_DIGIT] > 0.5:
-            return 422, {"error": "that does not look like a digit", "reason": "not_a_digit", **answer}
-        return 200, answer
+            return number_answer(image, probabilities, self.version)
+        return digit_answer(image, probabilities, self.version)
 
 
 def _body(row: dict):

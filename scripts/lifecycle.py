@@ -16,7 +16,7 @@ ports as scripts/tsctl.py finds them), by version, with the inference key:
   numbers       EVAL_NUMBERS (default 150; 0: none) numbers of 2-6 digits, each of one writer's digits of
                 writers 21-30, written apart, close and touching in turn on 560x280 and 280x280 canvases
                 (train/numbers.py, as bench/read_accuracy.py draws them), read in-process by
-                handler.preprocess.read_number with each version's model (model.pt of its archive in the
+                handler.answers.read_number with each version's model (model.pt of its archive in the
                 model store): whole strings read exactly, per spacing. Reported, not gated.
 About 10,000 requests with the defaults: 67 s on the 2 cores here, busy with other work.
 
@@ -61,6 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from handler.answers import NOT_A_DIGIT
 from scripts import default_history
 from scripts.tsctl import (
     MODEL,
@@ -78,7 +79,6 @@ from train import numbers
 from train.calibration import answered_calibration_error
 from train.canvases import drawings, mnist_drawings, nondigit_drawings
 from train.feedback_data import holdout_drawings
-from train.nondigits import NOT_A_DIGIT
 
 Z_REFUSE = 3.0  # McNemar's z above which a candidate is worse than the default (see the docstring)
 P_REFUSE = 0.00135  # the one-sided normal tail at 3 sigma: the same level for the exact binomial test

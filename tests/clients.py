@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from handler.answers import NOT_A_DIGIT
 from train import pendigits
-from train.nondigits import NOT_A_DIGIT
 
 SOAK_IMAGES = 24
 # label, digit read (None: refused as no digit; 10: answered "not a digit"), the guess's probabilities

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from handler.preprocess import MAX_PIXELS
+from handler.decode import MAX_PIXELS
 from tests.drawings import data_url
 from tests.page import (
     ARTIFACTS,

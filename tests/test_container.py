@@ -25,7 +25,7 @@ import urllib.request
 
 import pytest
 
-from handler.preprocess import payload_to_bytes
+from handler.decode import payload_to_bytes
 from scripts.local_pod import local_database, local_deployment, manifests, resolved_env
 from tests.clients import evaluate
 from tests.stack import RATE_LIMITS, ROOT, free_port_base, get_json

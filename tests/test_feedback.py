@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from handler.preprocess import InputError, preprocess
+from handler.errors import InputError
+from handler.mnist_form import preprocess
 from tests.drawings import animated_gif, data_url, drawing, png
 from web.app import Config, init_app
 from web.feedback_store import NOT_A_DIGIT, SCHEMA_VERSION

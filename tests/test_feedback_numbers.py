@@ -13,7 +13,7 @@ from functools import partial
 import pytest
 from prometheus_client import REGISTRY
 
-from handler.preprocess import MAX_DIGITS
+from handler.segment import MAX_DIGITS
 from tests.drawings import drawing
 from tests.old_schemas import at_schema_3
 from tests.stack import ROOT

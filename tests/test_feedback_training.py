@@ -15,7 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from handler.preprocess import choose, preprocess, read_candidates
+from handler.answers import choose
+from handler.mnist_form import preprocess
+from handler.segment import read_candidates
 from tests.models import MNIST_DIR, QUICK_TRAINING
 from tests.stack import ROOT
 from train import feedback_data, nondigits, numbers, pendigits

@@ -10,8 +10,9 @@ import torch
 import torchvision
 from PIL import Image
 
+from handler.mnist_form import preprocess
 from handler.mnist_handler import MnistHandler
-from handler.preprocess import preprocess, read_candidates
+from handler.segment import read_candidates
 from tests.handler_context import Context as HandlerContext
 from tests.handler_context import handle
 from tests.models import MNIST_DIR

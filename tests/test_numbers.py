@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.preprocess import INK_THRESHOLD
+from handler.ink import INK_THRESHOLD
 from train import numbers, pendigits
 
 HELD_OUT = pendigits.held_out(pendigits.load())

@@ -1,4 +1,4 @@
-"""handler/preprocess.py on real drawings: real pen digits rendered as a canvas draws them, and MNIST
+"""The preprocessing (handler/decode.py, ink.py, mnist_form.py) on real drawings: real pen digits rendered as a canvas draws them, and MNIST
 digits drawn onto a canvas. Expectations come from how MNIST was built (ink cropped, longer side 20 px,
 centre of mass at the centre of 28x28), not from stored outputs."""
 
@@ -11,22 +11,10 @@ import pytest
 import torchvision
 from PIL import Image
 
-from handler.preprocess import (
-    MAX_PIXELS,
-    STRAY_SHARE,
-    InputError,
-    NoDigitError,
-    TooLargeError,
-    _median,
-    _pixels,
-    decode,
-    ink_map,
-    open_image,
-    payload_to_bytes,
-    preprocess,
-    stroke_width,
-    to_mnist,
-)
+from handler.decode import MAX_PIXELS, decode, image_pixels, open_image, payload_to_bytes
+from handler.errors import InputError, NoDigitError, TooLargeError
+from handler.ink import _median, ink_map, stroke_width
+from handler.mnist_form import STRAY_SHARE, preprocess, to_mnist
 from tests.models import MNIST_DIR
 from train import pendigits
 
@@ -72,7 +60,7 @@ def test_position_and_size_on_the_canvas_do_not_matter():
         a, b, c = (read(pendigits.render(d)) for d in (base, small, elsewhere))
         assert np.abs(b - c).max() < 1e-6, "the same drawing moved must give the same 28x28"
         # Half the size with the same brush is a bolder digit; strokes within MNIST's range of widths
-        # keep theirs (preprocess.WIDTH_RANGE), so the two differ by that boldness, not more.
+        # keep theirs (mnist_form.WIDTH_RANGE), so the two differ by that boldness, not more.
         assert np.abs(a - b).mean() < 0.09, "half the size must give nearly the same 28x28"
 
 
@@ -274,7 +262,7 @@ def test_every_png_kind_decodes_to_the_pixels_pil_gives(mode):
     decoded = open_image(buffer.getvalue())
     assert (decoded.format, decoded.mode, decoded.size) == (reference.format, reference.mode, reference.size)
     assert np.array_equal(np.asarray(decoded), np.asarray(reference))
-    assert np.array_equal(decode(buffer.getvalue()), _pixels(reference))
+    assert np.array_equal(decode(buffer.getvalue()), image_pixels(reference))
 
 
 def test_an_animated_png_is_refused_even_in_8_bit_rgba():

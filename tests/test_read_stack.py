@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from handler.preprocess import InputError, read_candidates
+from handler.errors import InputError
+from handler.segment import read_candidates
 from tests.drawings import BAD_INPUTS, data_url, drawing, png
 from tests.stack import TICKET_KEY, post
 from train import numbers

@@ -1,6 +1,6 @@
-"""Reading a whole number (handler/preprocess.py read_candidates / choose / read_answer; docs/reading.md):
-pieces of ink grouped into digits, cut where digits touch, the cuts chosen by the model's scores; and the
-handler answering number-N parts beside drawing-N ones."""
+"""Reading a whole number (handler/segment.py read_candidates, handler/answers.py choose / read_answer;
+docs/reading.md): pieces of ink grouped into digits, cut where digits touch, the cuts chosen by the
+model's scores; and the handler answering number-N parts beside drawing-N ones."""
 
 import math
 import random
@@ -8,7 +8,13 @@ import random
 import numpy as np
 import pytest
 
-from handler import preprocess as P
+from handler.answers import choose, read_answer
+from handler.decode import decode
+from handler.errors import NoDigitError, TooManyDigitsError, TwoLinesError
+from handler.groups import digit_groups
+from handler.ink import ink_map
+from handler.mnist_form import preprocess
+from handler.segment import CUT_STEP, MAX_CANDIDATES, MAX_DIGITS, MIN_PART, _cuts, _parts, read_candidates
 from tests.handler_context import Context, handle
 from train import numbers, pendigits
 
@@ -31,7 +37,7 @@ def drawing(parts: list[tuple[str, float, float]], canvas=(560, 280), size=120.0
 
 
 def groups(png: bytes) -> list:
-    return P._groups(P.ink_map(P.decode(png), side=min))
+    return digit_groups(ink_map(decode(png), side=min))
 
 
 def test_strokes_of_one_digit_are_one_group_and_digits_apart_are_not():
@@ -44,13 +50,13 @@ def test_strokes_of_one_digit_are_one_group_and_digits_apart_are_not():
 def test_one_digit_is_what_predict_sees(canvas):
     """On the wide canvas too, where a number is worked at twice /predict's resolution."""
     png = drawing([("4", 100, 60)], canvas=canvas)
-    candidates = P.read_candidates(png)
+    candidates = read_candidates(png)
     assert candidates.nodes == [2] and len(candidates.images) == 1
-    assert np.array_equal(candidates.images[0], P.preprocess(png))
+    assert np.array_equal(candidates.images[0], preprocess(png))
 
 
 def test_boxes_are_in_the_drawings_pixels_left_to_right():
-    candidates = P.read_candidates(drawing([("1", 60, 60), ("4", 300, 60)]))
+    candidates = read_candidates(drawing([("1", 60, 60), ("4", 300, 60)]))
     assert candidates.spans == [(0, 0, 1), (1, 0, 1)]
     (x1, y1, w1, h1), (x4, y4, w4, h4) = candidates.boxes
     assert 100 <= x1 + w1 / 2 <= 130 and 300 <= x4 and x4 + w4 <= 410  # the 1's stroke is at x = 120
@@ -59,53 +65,53 @@ def test_boxes_are_in_the_drawings_pixels_left_to_right():
 
 
 def test_two_lines_and_too_many_pieces_and_nothing_are_refused():
-    with pytest.raises(P.TwoLinesError):
-        P.read_candidates(drawing([("4", 100, 5), ("5", 100, 150)], size=110))
-    many = drawing([("1", 10 + 30 * i, 60) for i in range(P.MAX_DIGITS + 1)], size=60)
-    with pytest.raises(P.TooManyDigitsError):
-        P.read_candidates(many)
+    with pytest.raises(TwoLinesError):
+        read_candidates(drawing([("4", 100, 5), ("5", 100, 150)], size=110))
+    many = drawing([("1", 10 + 30 * i, 60) for i in range(MAX_DIGITS + 1)], size=60)
+    with pytest.raises(TooManyDigitsError):
+        read_candidates(many)
     blank = pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, [], 12.0), (560, 280)))
-    with pytest.raises(P.NoDigitError):
-        P.read_candidates(blank)
+    with pytest.raises(NoDigitError):
+        read_candidates(blank)
 
 
 def test_work_is_bounded_one_long_stroke_is_no_number():
     """A zigzag in one stroke across a strip: no number, refused before it costs hundreds of candidates."""
     zigzag = [[(x, 40 if (x // 30) % 2 else 220) for x in range(10, 2490, 30)]]  # within MAX_PIXELS
     strip = pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, zigzag, 8.0), (2496, 256)))
-    with pytest.raises(P.TooManyDigitsError):
-        P.read_candidates(strip)
+    with pytest.raises(TooManyDigitsError):
+        read_candidates(strip)
     shorter = [[(x, 40 if (x // 30) % 2 else 220) for x in range(10, 600, 30)]]  # ~2.5 heights wide
-    candidates = P.read_candidates(
+    candidates = read_candidates(
         pendigits.png_bytes(pendigits.render(pendigits.Drawing(-1, shorter, 8.0), (620, 256)))
     )
-    assert 1 < len(candidates.images) <= P.MAX_CANDIDATES
+    assert 1 < len(candidates.images) <= MAX_CANDIDATES
 
 
 def test_cuts_are_a_grid_spread_wider_to_keep_within_the_budget():
     height, width = 100, 400
     mask = np.ones((height, width), bool)
-    dense = P._cuts(mask, math.inf)
-    assert dense[0] >= P.MIN_PART * height and dense[-1] <= width - P.MIN_PART * height
-    assert set(np.diff(dense)) <= {int(P.CUT_STEP * height), int(P.CUT_STEP * height) + 1}
-    few = P._cuts(mask, 50)
-    assert len(P._parts([0, *few, width], height)) <= 50 < len(P._parts([0, *dense, width], height))
-    assert P._cuts(mask, 0.5) == []  # a budget no cut fits: none, and no endless widening
+    dense = _cuts(mask, math.inf)
+    assert dense[0] >= MIN_PART * height and dense[-1] <= width - MIN_PART * height
+    assert set(np.diff(dense)) <= {int(CUT_STEP * height), int(CUT_STEP * height) + 1}
+    few = _cuts(mask, 50)
+    assert len(_parts([0, *few, width], height)) <= 50 < len(_parts([0, *dense, width], height))
+    assert _cuts(mask, 0.5) == []  # a budget no cut fits: none, and no endless widening
 
 
 def test_six_touching_digits_get_their_cuts_within_the_drawing_bound():
     six = [d for d in pendigits.trainable(pendigits.load())[:60] if d.label != 1][:6]
     touching = numbers.compose(six, random.Random(1), (560, 280), "touching")[0]
-    candidates = P.read_candidates(touching)
+    candidates = read_candidates(touching)
     assert len(candidates.nodes) < 6, "touching digits come as fewer pieces of ink than digits"
     assert sum(candidates.nodes) > 20, "wide groups get many cuts"
-    assert len(candidates.images) <= P.MAX_CANDIDATES
+    assert len(candidates.images) <= MAX_CANDIDATES
 
 
 def test_choose_cuts_where_the_whole_is_not_a_digit_and_keeps_a_confident_whole():
     zeros = [d for d in pendigits.trainable(pendigits.load()) if d.label == 0][:2]  # wide: "00"
     touching = numbers.compose(zeros, random.Random(0), (560, 280), "touching")[0]
-    candidates = P.read_candidates(touching)
+    candidates = read_candidates(touching)
     assert candidates.nodes[0] > 2, "a wide group gets cuts to choose from"
     whole = next(i for i, (_, a, b) in enumerate(candidates.spans) if (a, b) == (0, candidates.nodes[0] - 1))
 
@@ -116,16 +122,16 @@ def test_choose_cuts_where_the_whole_is_not_a_digit_and_keeps_a_confident_whole(
         return p
 
     not_a_digit = np.array([0.01] * 10 + [0.9])
-    digits = P.choose(candidates, scores(not_a_digit))
+    digits = choose(candidates, scores(not_a_digit))
     assert len(digits) >= 2 and whole not in [d.index for d in digits]
     confident = np.array([0.0] * 7 + [1.0, 0.0, 0.0, 0.0])
-    assert [d.index for d in P.choose(candidates, scores(confident))] == [whole]
+    assert [d.index for d in choose(candidates, scores(confident))] == [whole]
 
 
 def test_a_piece_that_is_not_a_digit_makes_the_number_null():
-    candidates = P.read_candidates(drawing([("1", 60, 60), ("4", 300, 60)]))
+    candidates = read_candidates(drawing([("1", 60, 60), ("4", 300, 60)]))
     p = np.array([[0.0, 0.9] + [0.01] * 9, [0.02] * 10 + [0.8]])
-    answer = P.read_answer(candidates, P.choose(candidates, p))
+    answer = read_answer(candidates, choose(candidates, p))
     assert answer["number"] is None
     assert [d["digit"] for d in answer["digits"]] == [1, None]
     assert answer["digits"][1]["probabilities"] == pytest.approx([0.1] * 10)

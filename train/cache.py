@@ -1,17 +1,19 @@
 """Rendered training images kept on disk, so a second `make train` does not render them again.
 
-A cache file's name holds a hash of what made it: the serving preprocessing (handler/preprocess.py),
-the rendering code and its parameters. Change any of them and the old file is simply not found.
+A cache file's name holds a hash of what made it: the serving preprocessing (every module of handler/
+that handler/segment.py imports, directly or not: decoding, the ink map, the MNIST form, a number's
+groups and cuts), the rendering code and its parameters. Change any of them and the old file is simply
+not found.
 """
 
+import ast
 import hashlib
+import importlib
 import inspect
 import os
 from pathlib import Path
 
 import numpy as np
-
-import handler.preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 # Set by train/train.py from its CACHE_DIR knob. A module attribute rather than an argument because
@@ -19,10 +21,26 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = ROOT / "build" / "cache"
 
 
+def preprocessing(root: str = "handler.segment") -> list:
+    """`root` and every module of handler/ it imports (`from .x import` or `from handler.x import`),
+    directly or not: the serving preprocessing a render may run. segment.py reads a number and imports
+    the rest, down to decoding a body."""
+    found, todo = {}, [root]
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found[name] = importlib.import_module(name)
+            for node in ast.walk(ast.parse(inspect.getsource(found[name]))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level <= 1:
+                    imported = f"handler.{node.module}" if node.level else node.module
+                    todo += [imported] if imported.startswith("handler.") else []
+    return [found[name] for name in sorted(found)]
+
+
 def key(*modules, **params) -> str:
-    """Hash of handler/preprocess.py, the given modules' source and the parameters."""
+    """Hash of the serving preprocessing's source (preprocessing()), the given modules' and the parameters."""
     digest = hashlib.sha256()
-    for module in (handler.preprocess, *modules):
+    for module in (*preprocessing(), *modules):
         digest.update(inspect.getsource(module).encode())
     digest.update(repr(sorted(params.items())).encode())
     return digest.hexdigest()[:16]

@@ -1,6 +1,6 @@
 """Feedback from the page (web/feedback_store.py) as training and evaluation data.
 
-Every stored drawing goes through handler/preprocess.py again, the code that serves: the 28x28 a model
+Every stored drawing goes through handler/mnist_form.py again, the code that serves: the 28x28 a model
 trained now learns from is what it will be fed, even if preprocessing changed since the row was stored.
 A fixed share of the drawings is held out for evaluation and never trained on. Which ones is decided by
 a hash of the PNG bytes: the same on every run and every machine, a row never changes sides as rows are
@@ -15,7 +15,7 @@ Labels are as stored: a drawing a person confirmed as "not a digit" is label 10,
 the model's 11th output; a rejected drawing corrected to a digit is that digit (docs/not-a-digit.md).
 
 Feedback on numbers (/read, table number_feedback) becomes training digits: each drawing is cut as /read
-cuts it (handler/preprocess.py read_candidates, choose) and, if it comes apart in as many pieces as the
+cuts it (handler/segment.py read_candidates, handler/answers.py choose) and, if it comes apart in as many pieces as the
 number meant has digits, each piece's 28x28 gets its digit ("not_a_digit": one piece, label 10); any
 other drawing is skipped, and counted. The hold-out is decided by the drawing's hash, as for digits.
 """
@@ -28,7 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handler.preprocess import InputError, choose, ink_map, open_image, read_candidates, to_mnist
+from handler.answers import choose
+from handler.decode import open_image
+from handler.errors import InputError
+from handler.ink import ink_map
+from handler.mnist_form import to_mnist
+from handler.segment import read_candidates
 from web.feedback_store import NOT_A_DIGIT, NOT_A_NUMBER, Row, masked, read_number_rows, read_rows
 
 HOLDOUT_PERCENT = 20  # of the drawings, by hash; changing it moves drawings between the sides
@@ -63,7 +68,7 @@ def _digit_rows(rows: list[Row]) -> list[tuple[np.ndarray, int]]:
 def number_digits(png: bytes, number: str, probabilities_of: Callable | None = None):
     """[(uint8 28x28, digit), ...] of a number's drawing, cut as /read cuts it; None when it does not come
     apart in one piece per digit of number (or no longer reads at all). The cut between touching digits is
-    the model's choice: probabilities_of as handler/preprocess.py read_number takes it; without one, every
+    the model's choice: probabilities_of as handler/answers.py read_number takes it; without one, every
     piece scores alike and each group of ink stays whole (digits written apart)."""
     labels = [NOT_A_DIGIT] if number == NOT_A_NUMBER else [int(digit) for digit in number]
     try:

@@ -1,5 +1,5 @@
 """MNIST digits drawn on a canvas and read back by the serving preprocessing, so that training sees what
-serving will feed the model (handler/preprocess.py re-crops, re-centres and normalises stroke width:
+serving will feed the model (handler/mnist_form.py re-crops, re-centres and normalises stroke width:
 a model trained on MNIST's own 28x28 images reads those a little worse).
 
 Each digit is upscaled to a random height of 35-85% of a 280x280 canvas (as train/pendigits.layout
@@ -18,7 +18,9 @@ from multiprocessing import Pool
 import numpy as np
 from PIL import Image
 
-from handler.preprocess import InputError, ink_map, to_mnist
+from handler.errors import InputError
+from handler.ink import ink_map
+from handler.mnist_form import to_mnist
 from train import cache
 
 CANVAS = 280

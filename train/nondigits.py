@@ -1,7 +1,7 @@
 """Drawings that are not digits, for the model's 11th output ("not a digit", label 10).
 
 Two sources, both drawn like the pen digits (train/pendigits.layout: a round brush of 8-20 px, a height
-of 35-85% of the 280x280 canvas, a random place) and read back by handler/preprocess.py, the serving
+of 35-85% of the 280x280 canvas, a random place) and read back by handler/mnist_form.py, the serving
 code, so the model sees negatives exactly as it would be fed them:
 - glyphs of the Hershey stroke fonts (Debian hershey-fonts-data, /usr/share/hershey-fonts/*.jhf, parsed
   here: each line is a glyph, ASCII 32 upwards; coordinates are letters offset by ord("R"), " R" lifts
@@ -25,11 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handler.preprocess import InputError, ink_map, to_mnist
+from handler.answers import NOT_A_DIGIT
+from handler.errors import InputError
+from handler.ink import ink_map
+from handler.mnist_form import to_mnist
 from train import cache, pendigits
 
 FONT_DIR = Path(os.environ.get("HERSHEY_FONTS", "/usr/share/hershey-fonts"))
-NOT_A_DIGIT = 10  # the label of the 11th output
 RENDER_SEED = 26  # renders do not depend on the training seed, so all seeds share one cache
 
 # ---- what is trained on and what is held out (fixed before tuning) ---------------------------------

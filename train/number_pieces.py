@@ -3,7 +3,7 @@
 that holds two digits or a part of one, so that choose() cuts where the digits meet (docs/reading.md).
 
 Numbers of the training writers' digits (train/numbers.py, writers 1-20 less the validation digits) go
-through handler/preprocess.py read_candidates, the serving code; each candidate piece is labelled by the
+through handler/segment.py read_candidates, the serving code; each candidate piece is labelled by the
 share of each digit's own ink (the digit drawn alone) inside the piece's box:
   - COVERED or more of one digit and at most STRAY of any other (a neighbour's edge): that digit;
   - HALF or more of two digits, or at most PART of one and STRAY of the others (a part of a digit, what
@@ -20,11 +20,12 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from handler.preprocess import InputError, read_candidates
+from handler.answers import NOT_A_DIGIT
+from handler.errors import InputError
+from handler.segment import read_candidates
 from train import cache, numbers, pendigits
 
 COVERED, STRAY, HALF, PART = 0.85, 0.15, 0.5, 0.6
-NOT_A_DIGIT = 10
 RENDER_SEED = 27
 
 

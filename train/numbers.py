@@ -136,13 +136,14 @@ def held_out(count: int, seed: int = 0) -> list[Number]:
 
 
 def read_all(bodies: list, model) -> list[tuple[int, dict]]:
-    """(status, answer) per drawing as the handler answers a number, in-process: handler.preprocess's
+    """(status, answer) per drawing as the handler answers a number, in-process: handler/answers.py's
     read_number with a TorchScript model (a path or a file object); a refusal is (422, {"reason": ...})."""
     import warnings
 
     import torch
 
-    from handler.preprocess import InputError, read_number
+    from handler.answers import read_number
+    from handler.errors import InputError
 
     # TorchScript is deprecated upstream and torch.jit.load says so; we use it knowingly.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)

@@ -4,7 +4,7 @@ draw and MNIST's writers rarely did.
 Only the trainable writers (1-20) are trained on; writers 21-30 stay held out, rendered here only to
 measure (accuracy and calibration in metrics.json, the same drawings as train/canvases.py).
 Each digit is laid out on a 280x280 canvas PEN_COPIES times (a knob of train/train.py; random brush,
-size, position), rendered and turned into 28x28 by handler/preprocess.py, the serving code itself, so
+size, position), rendered and turned into 28x28 by handler/mnist_form.py, the serving code itself, so
 training sees exactly what the model will be fed. Renders are cached on disk (train/cache.py).
 
 Without the file (PEN_DIGITS, ../shared/pen-digits, data/pen-digits) it is downloaded from UCI
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handler.preprocess import ink_map, to_mnist
+from handler.ink import ink_map
+from handler.mnist_form import to_mnist
 from train import cache, pen_download, pendigits
 
 RENDER_SEED = 7  # renders do not depend on the training seed, so all seeds share one cache

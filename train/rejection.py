@@ -7,7 +7,8 @@ The threshold is chosen on validation real digits only (MNIST's validation split
 and the pen digits kept out of training, train/pendigits.VALIDATION_EVERY) so that at most
 REJECT_TARGET of them score above it. It is baked into the export as a shift of the 11th logit
 (NotADigitShift), so that serving needs one fixed rule and no number: a drawing is "not a digit" when
-softmax(outputs)[10] > 0.5. The digit guess is the softmax over the ten digit logits alone.
+softmax(outputs)[10] > 0.5 (handler/answers.py not_a_digit). The digit guess is the softmax over the ten
+digit logits alone.
 """
 
 import math
@@ -15,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-NOT_A_DIGIT = 10
+from handler.answers import NOT_A_DIGIT
 
 
 class NotADigitShift(nn.Module):

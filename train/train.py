@@ -8,7 +8,7 @@
 
 Configuration comes from the environment (or a metrics.json's "config"); every knob and its default is
 right below, and metrics.json records them all. Train what we
-serve: every image, MNIST's included, is drawn on a canvas and read back by handler/preprocess.py
+serve: every image, MNIST's included, is drawn on a canvas and read back by handler/mnist_form.py
 (train/mnist_canvas.py, train/pen_data.py; cached in build/cache after the first run). The validation
 split is carved from the 60k training images (seeded), picks the best checkpoint and fits the
 temperature baked into the export (train/calibration.py); the test set is looked at once, at the end,
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 import torchvision
 from tqdm import tqdm
 
+from handler.answers import NOT_A_DIGIT, not_a_digit_rows
 from model import build_model, count_flops
 from train import cache, pendigits
 from train.augment import augment
@@ -279,7 +280,7 @@ def main():
     # One temperature for honest probabilities, fitted on the validation split, baked into the export
     # (over the ten digit logits: what the answer's probabilities are).
     val_logits = logits_of(ema, val[0], memory_format).cpu()
-    temperature = fit_temperature(val_logits[:, :10], val[1].cpu())
+    temperature = fit_temperature(val_logits[:, :NOT_A_DIGIT], val[1].cpu())
     layers = [ema, Temperature(temperature)]
     results = {"temperature": round(temperature, 4)}
     if classes == 11:  # the threshold, on validation real digits only: MNIST's split and pen_val
@@ -316,7 +317,7 @@ def main():
         results[f"{name}_accuracy"] = (probabilities.argmax(1) == labels).float().mean().item()
         results[f"{name}_ece"] = expected_calibration_error(probabilities, labels)
         if classes == 11:  # a real digit answered "not a digit" (those refused as blank, label -1, aside)
-            rejected = torch.softmax(outputs, 1)[:, 10] > 0.5
+            rejected = not_a_digit_rows(torch.softmax(outputs, 1))
             drawn = labels >= 0
             results[f"{name}_rejected"] = rejected[drawn].float().mean().item()
             right = (probabilities.argmax(1) == labels) & ~rejected
@@ -324,7 +325,7 @@ def main():
     if classes == 11:
         for family, images in nondigit_held_out_sets().items():
             outputs = logits_of(model, images.to(device), memory_format).cpu()
-            rejected = (torch.softmax(outputs, 1)[:, 10] > 0.5).float().mean().item()
+            rejected = not_a_digit_rows(torch.softmax(outputs, 1)).float().mean().item()
             results[f"nondigit_{family}_rejected"] = rejected
             results[f"nondigit_{family}_count"] = len(images)
     seconds = time.time() - started

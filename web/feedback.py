@@ -34,15 +34,11 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import Counter
 
-from handler.preprocess import (
-    MAX_DIGITS,
-    InputError,
-    UnsupportedMediaError,
-    ink_map,
-    open_image,
-    payload_to_bytes,
-    to_mnist,
-)
+from handler.decode import open_image, payload_to_bytes
+from handler.errors import InputError, UnsupportedMediaError
+from handler.ink import ink_map
+from handler.mnist_form import to_mnist
+from handler.segment import MAX_DIGITS
 from web.feedback_store import (
     NOT_A_DIGIT,
     NOT_A_NUMBER,
@@ -194,7 +190,7 @@ def _check_number(doc: dict) -> None:
 
 
 def drawing_and_input(image: str) -> tuple[bytes, bytes]:
-    """The drawing as PNG bytes and the 28x28 the model saw (handler/preprocess.py, the serving code), or
+    """The drawing as PNG bytes and the 28x28 the model saw (handler/mnist_form.py, the serving code), or
     InputError if it is not a drawing (not an image, blank, only specks)."""
     data = payload_to_bytes(image)
     picture = open_image(data)

@@ -36,6 +36,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from handler.answers import NOT_A_DIGIT
+
 DEFAULT_DB = "data/feedback.sqlite3"
 # How long a write waits for a lock another process holds before the client gets a 503: long enough to ride
 # out a checkpoint or a reader, short enough that the page is not left waiting.
@@ -78,7 +80,7 @@ def _add_ticket_id(conn) -> None:
 # MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit: a database in the field
 # may be at any version. Each creates what it did when it was written (version 1: the table as first
 # defined, before ticket_id), so a new database goes through the same steps as an old one.
-NOT_A_DIGIT = 10  # label and predicted: "not a digit" (docs/not-a-digit.md), the model's 11th output
+# NOT_A_DIGIT (handler/answers.py), label and predicted: "not a digit" (docs/not-a-digit.md), the model's 11th output.
 # What each stored label means, in the database itself, for whoever reads the rows without this code.
 label_names = Table(
     "label_names",

@@ -36,14 +36,14 @@ UPLOADS_REFUSED = Counter(
     "digit_uploads_refused",
     "Requests answered 503 before their body was read: the bodies in flight were at their bound (web/uploads.py)",
 )
-# At most 16 digits are read (handler/preprocess.py MAX_DIGITS): a bucket per count up to 6, then wider.
+# At most 16 digits are read (handler/segment.py MAX_DIGITS): a bucket per count up to 6, then wider.
 DIGITS_READ = Histogram(
     "digit_read_digits",
     "Digits per /read answer (200s; a piece judged not a digit counts as one)",
     buckets=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16),
 )
 # What /read is charged by (web/ratelimit.py READ_PIECES_PER_TOKEN, 28 a token: a typical 4-digit
-# number); a drawing has at most 300 (handler/preprocess.py MAX_CANDIDATES).
+# number); a drawing has at most 300 (handler/segment.py MAX_CANDIDATES).
 READ_PIECES = Histogram(
     "digit_read_pieces",
     "Candidate pieces the model read per /read drawing, what /read is charged by (0: refused before the "

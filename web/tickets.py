@@ -8,7 +8,7 @@ The answer is /predict's digit, an int (10 for "not a digit", web/feedback_store
 A number is signed as "number:<it>", so a ticket for a digit never passes for a number: /read's "10" is
 not /predict's "not a digit".
 
-The drawing's hash is of the image bytes handler.preprocess.payload_to_bytes finds in the body, so the
+The drawing's hash is of the image bytes handler.decode.payload_to_bytes finds in the body, so the
 data URL the page posts to /predict and then to /api/feedback hashes the same however it was wrapped
 (raw, data URL, JSON, form). The nonce is the ticket's id: stored with the feedback row under a UNIQUE
 constraint (web/feedback_store.py), so a ticket is used once across every replica sharing the database.
@@ -24,7 +24,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from handler.preprocess import InputError, payload_to_bytes
+from handler.decode import payload_to_bytes
+from handler.errors import InputError
 
 MAX_AGE = 3600.0  # seconds a ticket is good for: a person presses Right or Wrong within moments
 CLOCK_SKEW = 60.0  # replicas' clocks may differ this much: a ticket "from the future" within it is fine

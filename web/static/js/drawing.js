@@ -4,7 +4,7 @@
 
 export const WIDTH = 560; // drawing space, and the size of the image sent to the server (2:1: room for a number)
 export const HEIGHT = 280;
-// The backing store's pixel budget: the API's limit (handler/preprocess.py MAX_PIXELS, 800x800), which a
+// The backing store's pixel budget: the API's limit (handler/decode.py MAX_PIXELS, 800x800), which a
 // zoomed-in page or a dense screen could otherwise pass; past it the canvas is a little less crisp.
 const MAX_PIXELS = 800 * 800;
 const BRUSH = 18; // brush width in drawing-space pixels: a marker-like digit, as MNIST's were

@@ -2,7 +2,7 @@
 // "not a digit") and the answer go to /api/feedback with the answer's ticket; stored drawings become
 // training data (docs/lifecycle.md). This module owns what the feedback is about.
 
-export const MAX_DIGITS = 16; // /read's limit (handler/preprocess.py MAX_DIGITS), and the longest number feedback takes
+export const MAX_DIGITS = 16; // /read's limit (handler/segment.py MAX_DIGITS), and the longest number feedback takes
 const NOT_A_DIGIT = "not_a_digit"; // the feedback that confirms "this is not a digit (not a number)"
 
 const feedbackBox = document.getElementById("feedback");

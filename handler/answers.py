@@ -1,0 +1,124 @@
+"""The answer to a drawing (docs/api.md): the reading the model's outputs choose, and the JSON that says
+it. One builder (_read) makes what an answer says of one image the model read: /predict's answer is
+one, each of /read's digits another.
+
+"Not a digit" (docs/not-a-digit.md) has its one home here. A model of 11 outputs says it with the 11th,
+index NOT_A_DIGIT (also the label training and the feedback store give it): a drawing is "not a digit"
+when softmax(outputs)[NOT_A_DIGIT] > NOT_A_DIGIT_ABOVE (not_a_digit). The export bakes the threshold
+training chose into that output (train/rejection.py), so serving needs this one fixed rule and no
+number of its own. A model of 10 outputs (older versions) never says it. The guess is shown either
+way: the ten digits' probabilities, renormalised over the ten.
+"""
+
+import base64
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError, TooManyDigitsError
+from .segment import MAX_DIGITS, Candidates, read_candidates
+
+NOT_A_DIGIT = 10  # the model's 11th output, when it has one; the label of "not a digit"
+NOT_A_DIGIT_ABOVE = 0.5  # softmax(outputs)[NOT_A_DIGIT] over this: "not a digit"
+
+
+def not_a_digit(probabilities) -> bool:
+    """Whether one drawing's softmax outputs (10 or 11 of them: an array, a tensor or a list) say "not a
+    digit"."""
+    return len(probabilities) > NOT_A_DIGIT and bool(probabilities[NOT_A_DIGIT] > NOT_A_DIGIT_ABOVE)
+
+
+def not_a_digit_rows(probabilities):
+    """not_a_digit() of each row of a batch of 11 softmax outputs (an array or a tensor, n x 11), as n
+    booleans of the same kind."""
+    return probabilities[:, NOT_A_DIGIT] > NOT_A_DIGIT_ABOVE
+
+
+def _read(image: np.ndarray, probabilities: np.ndarray, **fields) -> tuple[bool, dict]:
+    """One image the model read, as an answer says it: whether it is "not a digit", and {"digit": the best
+    of the ten digits, "probabilities": the ten renormalised over themselves, **fields, "input_28x28"}."""
+    guess = probabilities[:NOT_A_DIGIT] / probabilities[:NOT_A_DIGIT].sum()
+    answer = {
+        "digit": int(guess.argmax()),
+        "probabilities": guess.tolist(),
+        **fields,
+        # What the model saw: 784 bytes, row-major, 255 = ink; the page draws it back.
+        "input_28x28": base64.b64encode((image * 255).round().astype(np.uint8)).decode(),
+    }
+    return not_a_digit(probabilities), answer
+
+
+def error_answer(error: InputError) -> tuple[int, dict]:
+    """(status, answer) for a drawing refused before or after the model: its message, and its reason
+    where it has one (no_digit, two_lines, too_many_digits)."""
+    answer = {"error": str(error)}
+    if getattr(error, "reason", None):
+        answer["reason"] = error.reason
+    return error.status, answer
+
+
+def digit_answer(image: np.ndarray, probabilities: np.ndarray, version: str) -> tuple[int, dict]:
+    """/predict's (status, answer) for one digit's image and the model's softmax outputs for it: 200 with
+    the digit, or 422 "not_a_digit" that still carries the best guess and its probabilities."""
+    rejected, answer = _read(image, probabilities, version=version)
+    if rejected:
+        return 422, {"error": "that does not look like a digit", "reason": "not_a_digit", **answer}
+    return 200, answer
+
+
+@dataclass
+class Digit:
+    index: int  # into Candidates.images
+    box: list
+    probabilities: np.ndarray  # the model's, softmax over all its outputs
+
+
+def choose(candidates: Candidates, probabilities: np.ndarray) -> list:
+    """The reading of every group that the model likes best: per group, the path of candidates from its
+    left edge to its right whose digits' summed log-probabilities (the best digit of each) is highest. A piece the model calls "not a digit" scores low, so two touching digits
+    left whole lose to the cut between them. Digits left to right."""
+    score = np.log(np.maximum(probabilities[:, :NOT_A_DIGIT].max(axis=1), 1e-12))
+    digits = []
+    for g, nodes in enumerate(candidates.nodes):
+        best = [(-math.inf, [])] * nodes
+        best[0] = (0.0, [])
+        for end in range(1, nodes):
+            for i, (group, start, stop) in enumerate(candidates.spans):
+                if group == g and stop == end and best[start][0] > -math.inf:
+                    value = best[start][0] + score[i]
+                    if value > best[end][0]:
+                        best[end] = (value, best[start][1] + [i])
+        digits += [Digit(i, candidates.boxes[i], probabilities[i]) for i in best[-1][1]]
+    return digits
+
+
+def read_answer(candidates: Candidates, digits: list) -> dict:
+    """The answer's "number" and "digits" (docs/api.md): a piece the model calls "not a digit" is
+    "digit": null, and then the number is null. TooManyDigitsError past MAX_DIGITS (the cuts of wide
+    groups may add digits to the pieces read_candidates counted)."""
+    if len(digits) > MAX_DIGITS:
+        raise TooManyDigitsError(f"more than {MAX_DIGITS} digits: at most {MAX_DIGITS} are read")
+    pieces = []
+    for d in digits:
+        rejected, piece = _read(candidates.images[d.index], d.probabilities, box=d.box)
+        if rejected:
+            piece["digit"] = None
+        pieces.append(piece)
+    number = "".join(str(p["digit"]) for p in pieces) if all(p["digit"] is not None for p in pieces) else None
+    return {"number": number, "digits": pieces}
+
+
+def number_answer(candidates: Candidates, probabilities: np.ndarray, version: str) -> tuple[int, dict]:
+    """/read's (status, answer) for a number's candidate pieces and the model's softmax outputs for them."""
+    try:
+        return 200, {**read_answer(candidates, choose(candidates, probabilities)), "version": version}
+    except InputError as error:  # more digits than a number may have
+        return error_answer(error)
+
+
+def read_number(payload, probabilities_of) -> dict:
+    """A drawing's number, in-process (benchmarks, evaluation): probabilities_of maps (n, 28, 28) images
+    to the model's softmax outputs (n, 10 or 11)."""
+    candidates = read_candidates(payload)
+    return read_answer(candidates, choose(candidates, probabilities_of(candidates.images)))

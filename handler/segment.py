@@ -1,0 +1,176 @@
+"""A drawing of a whole number cut into the pieces the model is to score (POST /read; docs/reading.md):
+its groups of ink (handler/groups.py), and where a group is wide enough to be digits that touch, the
+parts of it between candidate cuts, each a path from top to bottom. Every piece goes into MNIST's form
+as one digit does (handler/mnist_form.py); the model's scores choose the reading (handler/answers.py
+choose). The work is bounded (docs/limits.md): at most MAX_DIGITS groups and MAX_CANDIDATES pieces.
+"""
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decode import decode, payload_to_bytes
+from .errors import NoDigitError, TooManyDigitsError
+from .groups import digit_groups
+from .ink import INK_THRESHOLD, bbox, ink_map, reduction
+from .mnist_form import to_mnist
+
+MAX_DIGITS = 16
+# A number's canvas is worked at up to MAX_STRIP times WORK_SIDE (handler/ink.py) on its longer side.
+MAX_STRIP = 8
+# A group of ink wider than this share of its height may be digits that touch: cuts are tried, and the
+# model's scores over the whole string choose (handler/answers.py choose()). Most single digits are
+# narrower than tall.
+SPLIT_ASPECT = 0.9
+MIN_PART = 0.2  # of the group's height: no part is narrower than this (a 1 is about that)
+# Touching digits meet anywhere, often where no valley of the ink's column profile is (a stroke crosses
+# the neighbour's): cuts are tried every CUT_STEP of the height across a wide group, each a path that may
+# wander PATH_REACH of the height from its column (further, paths slide into the next digit's hollows).
+# Measured on writers 1-20's touching numbers (docs/reading.md): valleys alone left a reading of the
+# right digits possible in 38% of them, this grid in 76% (budgeted as below; 82% unbudgeted).
+CUT_STEP = 0.1
+PATH_REACH = 0.1
+MAX_PART = 1.4  # of the height: no part wider than this is tried (a digit rarely is), but the whole group
+# Bounded work (docs/limits.md): one piece of ink wider than this many times its height (6 touching digits
+# are about 4) is no number, and one drawing has at most MAX_CANDIDATES candidate pieces (each costs a
+# to_mnist): the wide groups share them by width, and a group's cuts are spread wider than CUT_STEP when
+# closer ones would give it more than its share. 300, not 400: touching numbers of writers 17-20 read the
+# same (107 of 200 both, TUNE=1 model in-process), and the dearest /read body then, a zigzag across 2048x512
+# (at 1024x1024 pixels), fell from 364 pieces to 212 (docs/limits.md).
+MAX_GROUP_ASPECT = 8
+MAX_CANDIDATES = 300
+
+
+@dataclass
+class Candidates:
+    """What read_candidates() finds: every piece the model is to score (the groups of ink, and the parts of
+    a wide group between candidate cuts), as one batch. spans[i] = (group, first node, last node): a group
+    of ink has nodes 0..nodes[g]-1 (its left edge, its cuts, its right edge) and candidate i covers it
+    from one node to another; a reading of the group is a path of candidates from its first node to its
+    last. boxes are [x, y, w, h] in the drawing's own pixels."""
+
+    images: np.ndarray  # (n, 28, 28) float32, as preprocess() gives one digit
+    boxes: list
+    spans: list
+    nodes: list
+
+
+def read_candidates(payload) -> Candidates:
+    """Request body -> the candidate pieces of a number, or InputError (TwoLinesError, TooManyDigitsError,
+    NoDigitError and the rest as preprocess() raises them)."""
+    pixels = decode(payload_to_bytes(payload))
+    # Shrunk by the shorter side: a 560x280 canvas keeps the same detail per digit as a 280x280 one.
+    ink = ink_map(pixels, side=_number_side)
+    scale = reduction(pixels.shape, _number_side)
+    groups = digit_groups(ink)
+    if len(groups) > MAX_DIGITS:
+        raise TooManyDigitsError(
+            f"more than {MAX_DIGITS} pieces of writing: at most {MAX_DIGITS} digits are read"
+        )
+    for *_, mask in groups:
+        height, width = mask.shape
+        if width > MAX_GROUP_ASPECT * height:
+            raise TooManyDigitsError(
+                f"one stroke {width / height:.0f} times as wide as it is tall: not digits that can be told apart"
+            )
+    wide = [m.shape[1] > SPLIT_ASPECT * m.shape[0] for *_, m in groups]
+    wide_width = sum(m.shape[1] for (*_, m), w in zip(groups, wide, strict=True) if w)
+    share = (MAX_CANDIDATES - wide.count(False)) / max(1, wide_width)  # candidates per column, wide groups
+    found = Candidates([], [], [], [])
+    for g, (top, bottom, left, right, mask) in enumerate(groups):
+        piece = np.where(mask, ink[top:bottom, left:right], 0)
+        height, width = mask.shape
+        starts = _cuts(mask, share * width) if wide[g] else []
+        cuts = _paths(mask, starts) if starts else []
+        # Each cut a path from top to bottom: where touching digits overlap, no straight line parts them.
+        paths = [np.zeros(height, np.int64), *cuts, np.full(height, width)]
+        found.nodes.append(len(paths))
+        columns = np.arange(width)
+        for i, j in _parts([0, *starts, width], height):  # as _cuts counted them: within budget
+            whole = (i, j) == (0, len(paths) - 1)
+            lo, hi = int(paths[i].min()), int(paths[j].max())  # the part's columns, no more
+            window = columns[lo:hi]
+            between = (window >= paths[i][:, None]) & (window < paths[j][:, None])
+            part = np.where(between, piece[:, lo:hi], 0)
+            try:  # one digit drawn alone: exactly the image /predict makes (its resolution, its strays)
+                alone = whole and len(groups) == 1
+                image = to_mnist(ink_map(pixels)) if alone else to_mnist(part, min(ink.shape))
+            except NoDigitError:
+                continue  # only specks between these cuts: never a digit
+            y0, y1, x0, x1 = bbox(part > INK_THRESHOLD * 255)
+            found.images.append(image)
+            found.boxes.append(_box(top + y0, top + y1, left + lo + x0, left + lo + x1, scale))
+            found.spans.append((g, i, j))
+        if len(found.images) > MAX_CANDIDATES:
+            raise TooManyDigitsError("too much writing in one piece to cut into digits")
+    if not found.images:
+        raise NoDigitError("no digit drawn: only specks on the canvas")
+    found.images = np.stack(found.images)
+    return found
+
+
+def _number_side(shape) -> int:
+    """The side WORK_SIDE applies to for a number: the shorter, but a strip longer than MAX_STRIP times
+    it is shrunk as if its shorter side were that much longer (the work stays bounded: docs/limits.md)."""
+    return max(min(shape), max(shape) // MAX_STRIP)
+
+
+def _box(top, bottom, left, right, scale) -> list:
+    return [int(left * scale), int(top * scale), int((right - left) * scale), int((bottom - top) * scale)]
+
+
+def _cuts(mask: np.ndarray, budget: float) -> list:
+    """Candidate columns to cut a group at, left to right: every CUT_STEP of the height, none within
+    MIN_PART of the height of an edge; spread wider while that would make more than `budget` candidate
+    parts (_parts)."""
+    height, width = mask.shape
+    least = max(1, int(MIN_PART * height))
+    step = max(1.0, CUT_STEP * height)
+    while step <= width:
+        xs = [int(round(x)) for x in np.arange(least, width - least + 1, step)]
+        if len(_parts([0, *xs, width], height)) <= budget:
+            return xs
+        step *= 1.25
+    return []
+
+
+def _parts(edges: list, height: int) -> list:
+    """The (i, j) of the candidate parts between edges[i] and edges[j] (columns, rising): the whole group,
+    and every part from MIN_PART to MAX_PART of the height wide."""
+    last = len(edges) - 1
+    return [
+        (i, j)
+        for i, j in itertools.combinations(range(len(edges)), 2)
+        if (i, j) == (0, last) or MIN_PART * height <= edges[j] - edges[i] <= MAX_PART * height
+    ]
+
+
+def _paths(mask: np.ndarray, xs: list) -> list:
+    """Per column x of xs, a cut from top to bottom near it, one column per row, moving at most one column
+    a row and PATH_REACH of the height from x: the path that crosses the least ink (a step aside costs a
+    little, so it runs straight through empty space). Dynamic programming over the rows, all cuts at once."""
+    height, width = mask.shape
+    reach = max(1, int(PATH_REACH * height))
+    offsets = np.arange(-reach, reach + 1)
+    columns = np.asarray(xs)[:, None] + offsets  # (cuts, window)
+    inside = (columns >= 0) & (columns < width)
+    cost = np.where(inside, mask[:, np.clip(columns, 0, width - 1)], np.inf)  # (rows, cuts, window)
+    cost = cost.astype(np.float32) + 0.01 * np.abs(offsets)
+    total, came = cost[0].copy(), np.zeros(cost.shape, np.int8)
+    # Per row, each column's best of the three above it (left, straight, right), in place: this loop is
+    # most of a number's preprocessing when it has cuts.
+    left, right, best = (np.full_like(total, np.inf) for _ in range(3))
+    for row in range(1, height):
+        left[:, 1:], right[:, :-1] = total[:, :-1], total[:, 1:]
+        np.minimum(left, right, out=best)
+        np.minimum(best, total, out=best)
+        came[row] = np.where(left == best, -1, np.where(total == best, 0, 1))  # ties: the leftmost
+        np.add(best, cost[row], out=total)
+    at = total.argmin(axis=1)
+    steps = np.empty((height, len(xs)), np.int64)
+    cuts = np.arange(len(xs))
+    for row in range(height - 1, -1, -1):
+        steps[row] = at
+        at = at + came[row, cuts, at]
+    return list((columns[cuts, steps]).T)
