@@ -58,6 +58,8 @@ def payload_to_bytes(payload) -> bytes:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"the body looks like JSON but does not parse: {e.msg}")
+        except RecursionError:
+            raise InputError("the body looks like JSON but nests deeper than any drawing does") from None
         if not isinstance(doc, dict):
             raise InputError('JSON body must be an object like {"image": "<data URL>"}')
         return _image_field(doc)

@@ -27,6 +27,7 @@ repository.
 
 import gc
 import json
+import logging
 import warnings
 
 import numpy as np
@@ -34,7 +35,7 @@ import torch
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler.answers import digit_answer, error_answer, number_answer
-from handler.errors import InputError
+from handler.errors import DrawingFault, InputError
 from handler.mnist_form import preprocess
 from handler.segment import Candidates, read_candidates
 
@@ -45,6 +46,7 @@ warnings.filterwarnings(
     message=r"`torch\.jit\.(load|freeze|optimize_for_inference)` is deprecated",
     category=FutureWarning,
 )
+log = logging.getLogger(__name__)
 PART = "drawing-"  # the name of a drawing in a request of several, before its index
 NUMBER = "number-"  # the name of a drawing of a number (POST /read), before its index
 
@@ -143,17 +145,23 @@ def _body(row: dict):
 
 
 def _image(body):
-    try:
-        return preprocess(body)
-    except InputError as error:
-        return error
+    return _read_alone(preprocess, body)
 
 
 def _candidates(body):
+    return _read_alone(read_candidates, body)
+
+
+def _read_alone(read, body):
+    """What `read` makes of one drawing, or the error that is its answer: a fault in reading one drawing
+    stays that drawing's (DrawingFault, a 500 of its own), never the batch's."""
     try:
-        return read_candidates(body)
+        return read(body)
     except InputError as error:
         return error
+    except Exception:
+        log.exception("reading one drawing failed")
+        return DrawingFault("the handler failed on this drawing (logged); the others are answered")
 
 
 def _images(item) -> np.ndarray:

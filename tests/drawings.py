@@ -64,6 +64,8 @@ BAD_INPUTS = {
     "a body over the size limit": (b"data:image/png;base64," + b"A" * (2 * 1024 * 1024), "text/plain", 413),
     "a wrong JSON shape": (b'{"picture": "data:image/png;base64,AAAA"}', "application/json", 400),
     "JSON that is a list": (b'["data:image/png;base64,AAAA"]', "application/json", 400),
+    # Deeper than Python's parser goes: a RecursionError, once a 503 for every drawing of its batch.
+    "JSON nested 5,000 deep": (b"[" * 5000, "application/json", 400),
     "an animated image": (data_url(animated_gif(), "image/gif"), "text/plain", 400),
     "a 1x1 image": (data_url(png(Image.new("L", (1, 1), 0))), "text/plain", 400),
     "a blank canvas": (data_url(png(Image.new("RGBA", (280, 280), (0, 0, 0, 0)))), "text/plain", 422),

@@ -361,7 +361,9 @@ def batch_sizes(web_url: str) -> tuple[float, float]:
     return count, total
 
 
-@pytest.mark.parametrize("bad", ["a blank canvas", "text that is not a data URL", "a truncated PNG"])
+@pytest.mark.parametrize(
+    "bad", ["a blank canvas", "text that is not a data URL", "a truncated PNG", "JSON nested 5,000 deep"]
+)
 def test_through_torchserve_a_bad_drawing_in_a_batch_gets_its_own_4xx_and_the_others_their_answers(
     stack, bad
 ):

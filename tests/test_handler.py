@@ -10,9 +10,11 @@ import torch
 import torchvision
 from PIL import Image
 
+from handler import mnist_handler
 from handler.mnist_form import preprocess
 from handler.mnist_handler import MnistHandler
 from handler.segment import read_candidates
+from tests.drawings import drawing
 from tests.handler_context import Context as HandlerContext
 from tests.handler_context import handle
 from tests.models import MNIST_DIR
@@ -89,6 +91,28 @@ def test_batch_answers_each_item_and_marks_bad_ones(handler_and_context):
     assert all(a["digit"] == int(np.argmax(a["probabilities"])) for a in good)
     correct = sum(a["digit"] == label for a, (_, label) in zip(good, digits, strict=True))
     assert correct >= 18, f"{correct}/20 MNIST digits read right"
+
+
+def test_a_fault_reading_one_drawing_is_that_drawings_500_and_the_others_are_answered(
+    handler_and_context, monkeypatch
+):
+    """A bug one drawing's bytes find (here: a deliberate one) fails that drawing alone: an exception out
+    of the handler would fail the whole batch."""
+    handler, context = handler_and_context
+    real = mnist_handler.preprocess
+
+    def faulty(body):
+        if body == b"poison":
+            raise IndexError("a bug only this drawing finds")
+        return real(body)
+
+    monkeypatch.setattr(mnist_handler, "preprocess", faulty)
+    alone = handle(handler, context, [{"data": drawing(0)}])[0]
+    answers = handle(handler, context, [{"data": drawing(0)}, {"data": b"poison"}, {"data": b"[" * 5000}])
+    assert answers[0] == alone and "digit" in alone
+    assert set(context.statuses) == {1, 2}
+    assert context.statuses[1][0] == 500 and "failed on this drawing" in answers[1]["error"]
+    assert context.statuses[2][0] == 400 and "nests deeper" in answers[2]["error"]
 
 
 def test_answer_carries_the_image_the_model_saw(handler_and_context):
