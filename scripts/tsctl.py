@@ -8,12 +8,12 @@ TorchServe runs with its working directory in RUN_DIR (default run/): key_file.j
 snapshots and the pid file ($TMPDIR/.model_server.pid, with TMPDIR=RUN_DIR/tmp) all live there, so two
 instances (yours and the tests') never meet. PORT_BASE moves the five ports together (tests use it).
 Calls go through the web app's TorchServe client (web/torchserve.py): the key from key_file.json, renewed
-with the API key if it expired.
+with the API key if it expired; `start` waits for the web app's readiness rule (a worker of the default
+model answers its probe), so `tsctl start` returns when /readyz would say ready.
 """
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import re
@@ -21,15 +21,18 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import psutil
-from PIL import Image, ImageDraw
 
 from scripts import default_history
 from web.registry import latest_snapshot, read_properties, snapshot_models
-from web.torchserve import KeyFile, TorchServeClient
+from web.torchserve import KeyFile, TorchServeClient, readiness
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "mnist"
@@ -113,19 +116,21 @@ class TorchServe:
         print(f"TorchServe answers at {self.url('inference')} ({time.monotonic() - started:.1f} s)")
 
     def wait(self, timeout: float) -> None:
-        """Return once the default model answers a real drawing; fail with the log tail otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Return once TorchServe is ready by the web app's rule (web/torchserve.py readiness: a worker
+        of the default model answers the probe); fail with the log tail otherwise."""
+        deadline, last = time.monotonic() + timeout, readiness(None)
+        while (left := deadline - time.monotonic()) > 0:
             if not self.pid() and self.pid_file.exists():
                 break
-            try:
-                status, _ = self.call("inference", "POST", f"/predictions/{MODEL}", probe_png())
-                if status == 200:
-                    return
-            except (OSError, aiohttp.ClientError):  # not listening yet, or hung up while starting
-                pass
+            # Not listening yet, hung up while starting, or no worker yet: not ready, asked again. A slow
+            # answer while the machine is busy starting is still an answer: the probe may take what is left.
+            last = self.run(lambda client: client.ready(timeout=left))
+            if last.ready:
+                return
             time.sleep(0.1)
-        raise Fail(f"TorchServe did not answer within {timeout:.0f} s. Last log lines:\n{self.log_tail()}")
+        raise Fail(
+            f"TorchServe was not ready within {timeout:.0f} s ({last.reason}). Last log lines:\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         pid = self.pid()
@@ -152,15 +157,20 @@ class TorchServe:
         return "\n".join(text.splitlines()[-lines:])
 
     # ---- HTTP ----
-    def call(self, api: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """(status, body) of one request to the 'inference' or 'management' API (web/torchserve.py)."""
+    def run(self, ask: Callable[[TorchServeClient], Awaitable[T]]) -> T:
+        """ask(client) with the web app's TorchServe client (web/torchserve.py), over a session of its own."""
 
         async def request():
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-                client = TorchServeClient(session, self.url("inference"), self.url("management"), self.keys)
-                return await client.call(api, method, path, body)
+                return await ask(
+                    TorchServeClient(session, self.url("inference"), self.url("management"), self.keys)
+                )
 
         return asyncio.run(request())
+
+    def call(self, api: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """(status, body) of one request to the 'inference' or 'management' API."""
+        return self.run(lambda client: client.call(api, method, path, body))
 
     def manage(self, method: str, path: str) -> dict | list:
         if not self.pid():
@@ -188,15 +198,6 @@ def check_java() -> None:
     match = re.search(r'version "(\d+)', out)
     if not match or int(match.group(1)) < 17:
         raise Fail(f"Found {out.splitlines()[0] if out else 'an unknown Java'}. {help_text}")
-
-
-def probe_png() -> bytes:
-    """A drawn '1' on a white 280x280 canvas: what the readiness check sends."""
-    image = Image.new("L", (280, 280), 255)
-    ImageDraw.Draw(image).line([(140, 50), (140, 230)], fill=0, width=16)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def alive(pid: int) -> bool:

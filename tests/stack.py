@@ -1,7 +1,9 @@
 """The real stack for tests and benchmarks: a TorchServe process and the aiohttp web app process.
 
 Each Stack has its own run directory and its own block of ports (PORT_BASE...+4 for TorchServe, +5 for
-the web app, +100 for its workers' sockets), so tests never meet a `make serve` that is running.
+the web app, +100 for its workers' sockets), so tests never meet a `make serve` that is running. Tests
+reach TorchServe's APIs as scripts/tsctl.py does (Stack.torchserve): through the web app's client and
+key file (web/torchserve.py).
 """
 
 import json
@@ -13,6 +15,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from scripts.tsctl import TorchServe
 
 ROOT = Path(__file__).resolve().parent.parent
 # The key the tests\' web apps sign feedback tickets with (web/tickets.py): tests can mint valid ones.
@@ -103,6 +107,9 @@ class Stack:
         self.web_port = self.port_base + 5
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.web = None
+        self.torchserve = TorchServe(
+            self.run_dir, ROOT / "config.properties", self.model_store, self.port_base
+        )
 
     def tsctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = [PYTHON, "-m", "scripts.tsctl", *args, "--run-dir", str(self.run_dir)]
@@ -164,16 +171,12 @@ class Stack:
         self.stop_torchserve()
 
     def key(self, kind: str) -> str:
-        return json.loads((self.run_dir / "key_file.json").read_text())[kind]["key"]
+        return self.torchserve.keys.key(kind)
 
     def workers(self, version: str = "") -> list[dict]:
         """The workers of a version (default: the default version) as the management API describes them."""
-        request = urllib.request.Request(
-            self.management_url + "/models/mnist" + (f"/{version}" if version else ""),
-            headers={"Authorization": f"Bearer {self.key('management')}"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())[0]["workers"]
+        path = "/models/mnist" + (f"/{version}" if version else "")
+        return self.torchserve.manage("GET", path)[0]["workers"]
 
     def ready_worker_pids(self) -> set[int]:
         return _ready_pids(self.workers())

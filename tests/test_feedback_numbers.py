@@ -17,10 +17,10 @@ from handler.segment import MAX_DIGITS
 from tests.drawings import drawing
 from tests.old_schemas import at_schema_3
 from tests.stack import ROOT
-from web.app import Config, init_app, number_answered
+from web.app import Config, init_app
 from web.feedback import NUMBER_RE
 from web.feedback_store import SCHEMA_VERSION, FeedbackStore
-from web.tickets import Tickets, drawing_hash
+from web.tickets import Tickets, drawing_hash, number_answered
 
 TICKETS = Config().tickets  # every app here has the default key
 IMAGE = drawing(3).decode()

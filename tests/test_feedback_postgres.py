@@ -20,7 +20,6 @@ from tests.old_schemas import at_schema_3
 from tests.stack import TICKET_KEY, Stack, post_feedback
 from train import numbers, pendigits
 from train.feedback_data import feedback_split, held_out, holdout_drawings
-from web.app import number_answered
 from web.feedback_store import (
     SCHEMA_VERSION,
     FeedbackStore,
@@ -28,7 +27,7 @@ from web.feedback_store import (
     read_number_rows,
     read_rows,
 )
-from web.tickets import Tickets, drawing_hash
+from web.tickets import Tickets, drawing_hash, number_answered
 
 
 def pg_bin() -> str:

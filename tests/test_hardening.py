@@ -102,11 +102,7 @@ def test_torchserve_listens_on_loopback_only_and_wants_its_key(stack):
 def test_web_app_keeps_working_after_its_key_is_replaced(own_stack):
     assert post(own_stack.web_url + "/predict", drawing())[0] == 200
     old = own_stack.key("inference")
-    renew = urllib.request.Request(
-        own_stack.management_url + "/token?type=inference",
-        headers={"Authorization": f"Bearer {own_stack.key('API')}"},
-    )
-    urllib.request.urlopen(renew, timeout=10).read()
+    assert own_stack.torchserve.run(lambda client: client.renew("inference"))
     assert own_stack.key("inference") != old
     auth = {"Authorization": f"Bearer {old}"}
     assert post(own_stack.inference_url + "/predictions/mnist", drawing(), headers=auth)[0] in (400, 401)

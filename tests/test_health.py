@@ -1,14 +1,12 @@
 """/healthz and /readyz in-process (pytest-aiohttp), in front of a fake TorchServe whose answers the tests
 choose (tests/fake_torchserve.py): liveness never depends on TorchServe, readiness is a real request to the default model."""
 
-import urllib.error
-import urllib.request
-
 import pytest
 
 from tests.fake_torchserve import INFERENCE_KEY as KEY
 from tests.stack import free_port_base, get_json
-from web.app import READINESS_PROBE, Config, init_app
+from web.app import Config, init_app
+from web.torchserve import READINESS_PROBE
 
 
 async def client_for(aiohttp_client, url, run_dir):
@@ -58,12 +56,9 @@ def test_web_host_comes_from_the_environment(monkeypatch):
 
 
 def scale(stack, workers: int) -> None:
-    request = urllib.request.Request(
-        f"{stack.management_url}/models/mnist?min_worker={workers}&max_worker={workers}&synchronous=true",
-        method="PUT",
-        headers={"Authorization": f"Bearer {stack.key('management')}"},
+    stack.torchserve.manage(
+        "PUT", f"/models/mnist?min_worker={workers}&max_worker={workers}&synchronous=true"
     )
-    urllib.request.urlopen(request, timeout=60).read()
 
 
 def test_real_stack_ready_only_while_a_worker_serves_the_default_model(own_stack):

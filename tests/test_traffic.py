@@ -1,5 +1,6 @@
 """Canary and shadow traffic and /metrics, through the real web app in front of a real TorchServe
-serving two versions: 1.0 (the session's model, the default) and 2.0 (a deliberately weak one)."""
+serving two versions: 1.0 (the session's model, the default) and 2.0 (a deliberately weak one); /read
+takes them as /predict does, on counters of its own."""
 
 import math
 import os
@@ -19,7 +20,7 @@ from web.app import Config, init_app
 
 pytestmark = pytest.mark.stack
 
-# Rendered by the default registry's /metrics like any module-level metric of another module (feedback).
+# Rendered by the default registry's /metrics like any module-level metric defined outside web/metrics.py.
 PROBE = Counter("digit_test_probe", "A counter only tests/test_traffic.py defines")
 
 
@@ -91,11 +92,13 @@ def test_canary_gets_its_share_and_pinned_requests_never_do(web_with):
     assert value(samples, "digit_predict_seconds_bucket", route="pinned", le="+Inf") == 50
 
 
-def wait_for_shadows(stack: Stack, expected: int, seconds: float = 60) -> dict:
+def wait_for_shadows(
+    stack: Stack, expected: int, seconds: float = 60, counter: str = "digit_shadow_requests_total"
+) -> dict:
     deadline = time.monotonic() + seconds
     while True:
         samples = metrics(stack)
-        done = sum(v for (name, _), v in samples.items() if name == "digit_shadow_requests_total")
+        done = sum(v for (name, _), v in samples.items() if name == counter)
         if done >= expected or time.monotonic() > deadline:
             return samples
         time.sleep(0.2)
@@ -170,6 +173,66 @@ def test_a_hung_shadow_neither_slows_answers_nor_piles_up(web_with):
     assert client.predict(body)[0] == 200
 
 
+def test_read_gets_the_canary_and_the_shadow_as_predict_does(web_with):
+    """/read through the same Traffic as /predict: the canary takes its share of the reads without
+    ?version=, the default's 200s are copied to the shadow and compared by number; on /read's counters."""
+    stack, percent = (
+        web_with(
+            CANARY_VERSION="2.0",
+            CANARY_PERCENT="50",
+            SHADOW_VERSION="2.0",
+            SHADOW_PERCENT="100",
+            SHADOW_LIMIT="64",
+            WEB_TIMEOUT="30",
+        ),
+        50,
+    )
+    bodies = [body for _, body in drawings(200, seed=11)]
+    answers = [post(stack.web_url + "/read", body) for body in bodies]
+    versions = [answer.get("version") for _, answer in answers]
+    canary = versions.count("2.0")
+    assert versions.count("1.0") + canary == len(bodies), set(versions)
+    # Binomial(200, 0.5): mean 100, sd 7.1; 4.5 sd either way fails by chance once in ~150,000 runs.
+    sd = math.sqrt(len(bodies) * percent / 100 * (1 - percent / 100))
+    assert abs(canary - len(bodies) * percent / 100) <= 4.5 * sd, (
+        f"{canary} of {len(bodies)} went to the canary"
+    )
+    copied = [
+        (body, answer["number"])
+        for body, (status, answer) in zip(bodies, answers, strict=True)
+        if status == 200 and answer["version"] == "1.0"
+    ]
+    shadow_reads = [post(stack.web_url + "/read?version=2.0", body) for body, _ in copied]
+    agree = sum(
+        status == 200 and a["number"] == n for (_, n), (status, a) in zip(copied, shadow_reads, strict=True)
+    )
+    assert 0 < agree < len(copied), "the weak version should agree on some drawings, not all"
+
+    samples = wait_for_shadows(stack, len(copied), counter="digit_read_shadow_requests_total")
+    counted = {
+        outcome: value(samples, "digit_read_shadow_requests_total", version="2.0", outcome=outcome)
+        for outcome in ("agree", "disagree", "failed", "dropped")
+    }
+    assert counted["failed"] == counted["dropped"] == 0, counted
+    assert counted["agree"] + counted["disagree"] == len(copied), counted
+    assert abs(counted["agree"] - agree) <= 2, (counted, agree)  # near-ties, as for /predict's copies
+    assert value(samples, "digit_canary_requests_total", version="2.0") == canary
+    reads = "digit_reads_total"
+    canary_by_status = sum(
+        v for (name, labels), v in samples.items() if name == reads and ("route", "canary") in labels
+    )
+    assert canary_by_status == canary
+    default_ok = value(samples, reads, version="1.0", route="default", status="200")
+    assert default_ok == len(copied)
+    assert value(samples, reads, version="2.0", route="pinned", status="200") == sum(
+        status == 200 for status, _ in shadow_reads
+    )
+    latency = "digit_read_seconds_count"
+    assert value(samples, latency, route="canary") + value(samples, latency, route="default") == len(bodies)
+    # /predict's counters stay /predict's.
+    assert not any(name in ("digit_predictions_total", "digit_shadow_requests_total") for name, _ in samples)
+
+
 async def test_metrics_renders_the_default_registry(aiohttp_client, tmp_path):
     client = await aiohttp_client(init_app(Config(run_dir=tmp_path)))
     PROBE.inc()
@@ -181,6 +244,11 @@ async def test_metrics_renders_the_default_registry(aiohttp_client, tmp_path):
         "digit_predict_seconds",
         "digit_canary_requests",
         "digit_shadow_requests",
+        "digit_reads",
+        "digit_read_seconds",
+        "digit_read_shadow_requests",
+        "feedback",
+        "feedback_refused",
     ):
         assert name in families, sorted(families)
     assert families["digit_test_probe"].samples[0].value >= 1  # a module-level counter from elsewhere

@@ -1,6 +1,7 @@
 """The web app in-process (pytest-aiohttp's aiohttp_client), in front of a fake TorchServe that records
 what it is sent (tests/fake_torchserve.py): the proxy's own rules, its use of keys, its answers when the
-backend misbehaves, and /read (a number: sent as a part number-0, its answer signed and counted)."""
+backend misbehaves, and /read (a number: sent as a part number-0, its answer signed and counted, routed
+to a canary or copied to a shadow as /predict is)."""
 
 import asyncio
 import ipaddress
@@ -17,6 +18,7 @@ from web.app import BATCHER, STATIC, Config, init_app
 from web.feedback_store import NOT_A_DIGIT
 from web.ratelimit import LimitConfig
 from web.tickets import TicketError, drawing_hash
+from web.traffic import TrafficConfig
 
 GOOD = b"data:image/png;base64,iVBORw0KGgo="
 
@@ -262,6 +264,54 @@ async def test_read_takes_the_version_and_answers_the_4xx_of_predict(client, fak
     response = await client.post("/read", data=b"hello")
     assert response.status == 415 and (await response.json())["error"].startswith("the body is text")
     assert len(fake_torchserve["paths"]) == 3, "the 400s and the 413 never reached TorchServe"
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    "path, answered, answers, shadows",
+    [  # the fake's answers: a digit names no version ("-"), a number names 1.0
+        ("/predict", "-", "digit_predictions_total", "digit_shadow_requests_total"),
+        ("/read", "1.0", "digit_reads_total", "digit_read_shadow_requests_total"),
+    ],
+)
+async def test_read_takes_a_canary_and_a_shadow_as_predict_does(
+    aiohttp_client, fake_torchserve, path, answered, answers, shadows
+):
+    """Both routes go through Traffic (web/traffic.py), each on its own counters: the canary answers, and
+    the default's answer is copied to the shadow version and compared (the digit, the number)."""
+    url, run_dir = fake_torchserve["url"], fake_torchserve["run_dir"]
+
+    def app(**traffic):
+        config = Config(
+            inference_url=url,
+            management_url=url,
+            run_dir=run_dir,
+            feedback_db=str(run_dir / "fb.db"),
+            traffic=TrafficConfig(**traffic),
+        )
+        return aiohttp_client(init_app(config))
+
+    def canary_counts() -> tuple[float, float]:
+        routed = sample("digit_canary_requests_total", version="2.0")
+        return routed, sample(answers, version=answered, route="canary", status="200")
+
+    canary, before = await app(canary_version="2.0", canary_percent=100), canary_counts()
+    assert (await canary.post(path, data=GOOD)).status == 200
+    assert fake_torchserve["paths"] == ["/predictions/mnist/2.0"]
+    assert canary_counts() == (before[0] + 1, before[1] + 1)
+
+    shadow = await app(shadow_version="2.0", shadow_percent=100)
+    before = sample(shadows, version="2.0", outcome="agree")
+    assert (await shadow.post(path, data=GOOD)).status == 200
+    for _ in range(200):  # the copy goes once the answer is out
+        if sample(shadows, version="2.0", outcome="agree") > before:
+            break
+        await asyncio.sleep(0.01)
+    assert fake_torchserve["paths"][1:] == ["/predictions/mnist", "/predictions/mnist/2.0"]
+    assert sample(shadows, version="2.0", outcome="agree") == before + 1
 
 
 async def test_digits_and_numbers_sent_at_once_travel_together_and_each_gets_its_own_answer(

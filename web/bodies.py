@@ -1,4 +1,5 @@
-"""The drawing a /predict request carries, as the bytes to forward to TorchServe.
+"""What a /predict or /read request asks: its ?version= and its drawing, as the bytes to forward to
+TorchServe (asked); BodyError, answered 400, when either is not what the API takes.
 
 Accepted: the data URL as text with any Content-Type (the page), raw image bytes, JSON {"image": ...}
 (passed through: the handler reads JSON), a form field image=... (jQuery's $.post(url, {image})), and
@@ -12,6 +13,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import FileField
 
+from web.registry import VERSION_RE
 from web.uploads import body_deadline
 
 FORM = "application/x-www-form-urlencoded"
@@ -19,7 +21,18 @@ MULTIPART = "multipart/form-data"
 
 
 class BodyError(ValueError):
-    """A body we cannot read the drawing from: the client's mistake, answered 400."""
+    """A ?version= or body we cannot take the drawing from: the client's mistake, answered 400."""
+
+
+async def asked(request: web.Request) -> tuple[str, bytes]:
+    """The ?version= ("" for the default) and the drawing of a /predict or /read."""
+    version = request.query.get("version", "")
+    if version and not VERSION_RE.match(version):
+        raise BodyError("version must be letters, digits, '.', '_' or '-' (at most 64)")
+    body = await drawing(request)
+    if not body.strip():
+        raise BodyError("empty body: send the canvas as a data URL (canvas.toDataURL())")
+    return version, body
 
 
 async def drawing(request: web.Request) -> bytes:

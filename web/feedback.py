@@ -14,7 +14,7 @@ Feedback on a number /read answered (the page's form since issue 27), stored in 
     {"image": "<the data URL sent to /read>", "number": "<meant: 1-16 digits>", "predicted": "<the answered
      number>" or null (a piece was not a digit), "version": "...", "ticket": "<the /read answer's ticket>"}
 
-The ticket signs the answered number, or "null" (web/app.py number_answered). number may also be
+The ticket signs the answered number, or "null" (web/tickets.py number_answered). number may also be
 "not_a_digit": what was drawn is not a number at all ("right, not a digit" on a drawing /read judged so).
 
 201 {"id": n} once the row is committed; 4xx {"error": ...} for bad feedback (nothing stored); 503 when the
@@ -32,13 +32,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from aiohttp import web
-from prometheus_client import Counter
 
 from handler.decode import open_image, payload_to_bytes
 from handler.errors import InputError, UnsupportedMediaError
 from handler.ink import ink_map
 from handler.mnist_form import to_mnist
 from handler.segment import MAX_DIGITS
+from web.errors import error
 from web.feedback_store import (
     NOT_A_DIGIT,
     NOT_A_NUMBER,
@@ -46,26 +46,12 @@ from web.feedback_store import (
     StoreUnavailable,
     TicketReused,
 )
+from web.metrics import FEEDBACK_REFUSED, FEEDBACK_STORED, NUMBER_FEEDBACK_STORED
 from web.registry import VERSION_RE
-from web.tickets import TicketError, Tickets, drawing_hash
+from web.tickets import NUMBER_NOT_READ, TicketError, Tickets, drawing_hash
 from web.uploads import body_deadline
 
-# Module level: the default registry, so /metrics shows them wherever it is served.
-FEEDBACK_STORED = Counter(
-    "feedback",
-    "Feedback stored, by the model version that answered and whether its answer was right",
-    ["version", "verdict"],
-)
-NUMBER_FEEDBACK_STORED = Counter(
-    "number_feedback",
-    "Feedback on numbers (/read) stored, by the model version that answered and whether it was right",
-    ["version", "verdict"],
-)
-FEEDBACK_REFUSED = Counter("feedback_refused", "Feedback not stored, by reason", ["reason"])
-for _reason in ("bad_request", "ticket", "ticket_reused", "database"):
-    FEEDBACK_REFUSED.labels(_reason)
 NUMBER_RE = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only (str.isdigit takes "٤٢" too)
-NUMBER_NOT_READ = "null"  # what a /read ticket signs when no number was read
 
 
 @dataclass
@@ -92,10 +78,6 @@ async def open_feedback_store(app: web.Application):
     await store.close()
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 async def post_feedback(request: web.Request) -> web.Response:
     feedback = request.app[FEEDBACK]
     try:
@@ -115,7 +97,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         png, input_28x28 = await asyncio.to_thread(drawing_and_input, item["image"])
     except InputError as e:
         FEEDBACK_REFUSED.labels("ticket" if isinstance(e, TicketError) else "bad_request").inc()
-        return _error(e.status, str(e))
+        return error(e.status, str(e))
     common = {"version": item["version"], "predicted": item["predicted"], "png": png, "ticket_id": ticket_id}
     try:
         if number:  # the 28x28 of the whole drawing means nothing for a number: training cuts it again
@@ -124,11 +106,11 @@ async def post_feedback(request: web.Request) -> web.Response:
             row_id = await feedback.store.add(label=item["label"], input_28x28=input_28x28, **common)
     except TicketReused:
         FEEDBACK_REFUSED.labels("ticket_reused").inc()
-        return _error(409, "ticket already used: each answer takes one feedback")
+        return error(409, "ticket already used: each answer takes one feedback")
     except StoreUnavailable as e:
         FEEDBACK_REFUSED.labels("database").inc()
         print(e, flush=True)
-        return _error(503, "feedback cannot be saved right now; try again in a moment")
+        return error(503, "feedback cannot be saved right now; try again in a moment")
     version = item["version"] if item["version"] in feedback.model_versions()["versions"] else "unregistered"
     if number:
         meant = None if item["number"] == NOT_A_NUMBER else item["number"]

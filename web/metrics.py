@@ -1,4 +1,6 @@
-"""The web app's Prometheus metrics, rendered at GET /metrics with everything else in the default registry.
+"""Every Prometheus metric of the web app, rendered at GET /metrics with everything else in the default
+registry: /predict's and /read's answers (web/traffic.py, web/app.py), batches (web/batching.py), rate
+limits (web/ratelimit.py), feedback (web/feedback.py).
 
 Metrics are module-level (one set per process, as Prometheus expects): many apps in one process (the
 tests) share them, so compare before/after rather than absolute values. Labels take only bounded values:
@@ -16,11 +18,24 @@ PREDICTIONS = Counter(
     ["version", "route", "status"],
 )
 # Buckets around what a prediction takes here (docs/performance.md), up to the 5 s timeout.
+LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 LATENCY = Histogram(
     "digit_predict_seconds",
     "Time from forwarding a drawing to TorchServe to having its answer, by route",
     ["route"],
-    buckets=(0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    buckets=LATENCY_BUCKETS,
+)
+READS = Counter(
+    "digit_reads",
+    "/read answers by the version that answered ('-': none did), how it was chosen (default, canary, "
+    "pinned by ?version=) and HTTP status",
+    ["version", "route", "status"],
+)
+READ_LATENCY = Histogram(
+    "digit_read_seconds",
+    "Time from forwarding a /read drawing to TorchServe to having its answer, by route",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram(
     "digit_batch_size",
@@ -55,20 +70,40 @@ CANARY = Counter(
 )
 SHADOW = Counter(
     "digit_shadow_requests",
-    "Copies sent to the shadow version, by outcome: agree / disagree (same digit as the default's answer "
-    "or not), failed (no answer), dropped (too many copies in flight), skipped (not in SHADOW_PERCENT's sample)",
+    "Copies of /predict sent to the shadow version, by outcome: agree / disagree (same digit as the "
+    "default's answer or not), failed (no answer), dropped (too many copies in flight), skipped (not in "
+    "SHADOW_PERCENT's sample)",
     ["version", "outcome"],
 )
-SHADOW_IN_FLIGHT = Gauge("digit_shadow_in_flight", "Shadow copies waiting for their answer")
-
-
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
+READ_SHADOW = Counter(
+    "digit_read_shadow_requests",
+    "Copies of /read sent to the shadow version, by outcome: agree / disagree (same number as the "
+    "default's answer or not), failed, dropped, skipped (as digit_shadow_requests)",
+    ["version", "outcome"],
+)
+SHADOW_IN_FLIGHT = Gauge(
+    "digit_shadow_in_flight", "Shadow copies (of /predict and /read) waiting for their answer"
+)
 RATE_LIMITED = Counter(
     "digit_rate_limited",
     "Requests refused 429 by the rate limit (web/ratelimit.py), by route ('*': the routes without a "
     "limit of their own)",
     ["route"],
 )
+FEEDBACK_STORED = Counter(
+    "feedback",
+    "Feedback stored, by the model version that answered and whether its answer was right",
+    ["version", "verdict"],
+)
+NUMBER_FEEDBACK_STORED = Counter(
+    "number_feedback",
+    "Feedback on numbers (/read) stored, by the model version that answered and whether it was right",
+    ["version", "verdict"],
+)
+FEEDBACK_REFUSED = Counter("feedback_refused", "Feedback not stored, by reason", ["reason"])
+for _reason in ("bad_request", "ticket", "ticket_reused", "database"):
+    FEEDBACK_REFUSED.labels(_reason)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,10 +1,11 @@
-"""Feedback tickets: /predict's and /read's answers carry one; /api/feedback takes feedback only with it.
+"""Feedback tickets: /predict's and /read's answers carry one (with_ticket); /api/feedback takes feedback
+only with it (Tickets.check).
 
     ticket = "<issued, unix seconds>.<nonce, 32 hex>.<HMAC-SHA256, 64 hex>"
     HMAC(key, "<sha256 of the drawing's image bytes>|<version>|<answer>|<issued>|<nonce>")
 
 The answer is /predict's digit, an int (10 for "not a digit", web/feedback_store.py NOT_A_DIGIT), or
-/read's number, a str: its digits, or "null" when a piece was not a digit (web/app.py number_answered).
+/read's number, a str: its digits, or "null" when a piece was not a digit (number_answered, below).
 A number is signed as "number:<it>", so a ticket for a digit never passes for a number: /read's "10" is
 not /predict's "not a digit".
 
@@ -24,11 +25,16 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from handler.decode import payload_to_bytes
 from handler.errors import InputError
+from web.batching import DRAWING, NUMBER
+from web.feedback_store import NOT_A_DIGIT
 
 MAX_AGE = 3600.0  # seconds a ticket is good for: a person presses Right or Wrong within moments
 CLOCK_SKEW = 60.0  # replicas' clocks may differ this much: a ticket "from the future" within it is fine
+NUMBER_NOT_READ = "null"  # what a /read ticket signs when no number was read (a piece is not a digit)
 
 
 class TicketError(InputError):
@@ -87,3 +93,42 @@ class Tickets:
         if age < -CLOCK_SKEW:
             raise TicketError("ticket invalid: issued in the future")
         return nonce
+
+
+def with_ticket(
+    tickets: Tickets, response: web.Response, answer: dict, body: bytes, kind: str
+) -> web.Response:
+    """The answer with its feedback ticket spliced into its bytes (the handler's are passed through, not
+    re-encoded) when there is one to give (ANSWERED: what it signs, per kind); a body without image
+    bytes cannot have been answered by the handler either."""
+    try:
+        answered = ANSWERED[kind](response.status, answer)
+        if answered is None:
+            return response
+        ticket = tickets.issue(drawing_hash(body), str(answer["version"]), answered)
+    except (KeyError, TypeError, ValueError):  # InputError is a ValueError
+        return response
+    spliced = response.body.rstrip()[:-1] + b',"ticket":"' + ticket.encode() + b'"}'
+    return web.Response(body=spliced, status=response.status, content_type="application/json")
+
+
+def digit_answered(status: int, answer: dict) -> int | None:
+    """What a ticket signs: a digit read (200), or "not a digit" (422 not_a_digit, NOT_A_DIGIT, which
+    feedback can confirm or correct); None for answers with nothing to give feedback on (no digit drawn)."""
+    if status == 200:
+        return int(answer["digit"])
+    return NOT_A_DIGIT if answer.get("reason") == "not_a_digit" else None
+
+
+def number_answered(status: int, answer: dict) -> str | int | None:
+    """A number read (200): its digits as a string, or "null" when a piece is not a digit; a 422 as
+    /predict's (no_digit, two_lines, too_many_digits: none)."""
+    if status != 200:
+        return digit_answered(status, answer)
+    number = answer["number"]
+    if number is not None and not isinstance(number, str):
+        raise TypeError(f"number {number!r} is not a string")
+    return NUMBER_NOT_READ if number is None else number
+
+
+ANSWERED = {DRAWING: digit_answered, NUMBER: number_answered}

@@ -1,6 +1,7 @@
 """TorchServe from a client's side: the key file, the inference and management calls with their key
-(renewed once when refused), and TorchServe's answers relayed in our API's shape. The web app
-(web/app.py) and scripts/tsctl.py (and so scripts/lifecycle.py) talk to TorchServe through this module.
+(renewed once when refused), the one readiness rule, and TorchServe's answers relayed in our API's shape.
+The web app (web/app.py), scripts/tsctl.py (and so scripts/lifecycle.py) and the tests talk to
+TorchServe through this module.
 
 TorchServe (token authorization on, its default) writes key_file.json into its working directory with
 three keys: inference, management and an API key whose only use is to mint a new inference or
@@ -14,6 +15,17 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+
+from web.errors import error
+
+# A blank 28x28 canvas: the handler answers it 422 "no digit drawn" after decoding it, before the model.
+# A 422 (or a 200) proves that a worker of the default model is up and runs our handler (a worker is
+# READY only once the handler's initialize has loaded and warmed the model); it costs a PNG decode per
+# probe, nothing a probe every few seconds would notice.
+READINESS_PROBE = b"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAFklEQVR42mP8z4AbMDGMSo5KjkpCAQCD/gE3G98i8wAAAABJRU5ErkJggg=="
+# A ready worker answers the probe in milliseconds; one that takes a second is not ready (probes give up
+# after 2 s, deploy/kubernetes.yaml).
+PROBE_TIMEOUT = 1.0
 
 
 class KeyFile:
@@ -45,6 +57,24 @@ class KeyFile:
 def key_refused(status: int, body: bytes) -> bool:
     """TorchServe answers an expired or wrong key with 400 InvalidKeyException (not 401)."""
     return status in (400, 401) and b"InvalidKeyException" in body
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reason: str = ""  # why not, in words for a 503 or a person at the terminal
+
+
+def readiness(status: int | None) -> Readiness:
+    """The one readiness rule (the web app's /readyz, `tsctl start`), for the status TorchServe answered
+    the probe with (None: no answer at all); any answer of the handler's to a drawing, 200 or 422, says
+    the same. TorchServe's /ping is not enough: in 0.12 it needs the inference key too, and says "Healthy"
+    with no worker at all once a model's minimum is 0; the worker list needs the management key."""
+    if status is None:
+        return Readiness(False, "the model server does not answer")
+    if status in (200, 422):
+        return Readiness(True)
+    return Readiness(False, f"the model server has no ready worker for the default model ({status})")
 
 
 @dataclass
@@ -91,15 +121,19 @@ class TorchServeClient:
             break
         return response.status, payload
 
+    async def ready(self, timeout: float = PROBE_TIMEOUT) -> Readiness:
+        """Whether a worker of the default model answers the readiness probe within `timeout` seconds."""
+        try:
+            status, _ = await self.predict(READINESS_PROBE, timeout=aiohttp.ClientTimeout(total=timeout))
+        except (TimeoutError, aiohttp.ClientError):
+            return readiness(None)
+        return readiness(status)
+
     async def renew(self, kind: str) -> bool:
         """Ask TorchServe for a new key of this kind ('inference' or 'management'); it rewrites the file."""
         url = f"{self.management_url}/token"
         async with self.session.get(url, params={"type": kind}, headers=self.keys.headers("API")) as response:
             return response.status == 200
-
-
-def error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 def relay(status: int, body: bytes, model: str, version: str) -> web.Response:

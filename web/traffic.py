@@ -1,28 +1,61 @@
-"""Which version answers a /predict (default, canary or ?version=), and the shadow copy.
+"""Which version answers a /predict or a /read (default, canary or ?version=), and the shadow copy.
 
 CANARY_VERSION=x CANARY_PERCENT=n: that share of requests without ?version= go to x (the answer names
 the version that answered, as always). SHADOW_VERSION=x: the default answers; once the answer is written
-out, a copy of the drawing goes to x in a background task and the two digits are compared (counted in
-web/metrics.py). SHADOW_PERCENT=n copies that share of those answers (the rest are counted as skipped):
-a copy costs what an answer costs, so on busy cores a sample is what keeps the answers fast. At most
-SHADOW_LIMIT copies wait at once; past that a copy is dropped, not queued, so a slow or hung shadow
-version can never pile up work (or memory) here.
+out, a copy of the drawing goes to x in a background task and the two answers are compared, the digits
+of /predict, the numbers of /read (counted in web/metrics.py, each route's own counters: Endpoint).
+SHADOW_PERCENT=n copies that share of those answers (the rest are counted as skipped): a copy costs what
+an answer costs, so on busy cores a sample is what keeps the answers fast. At most SHADOW_LIMIT copies
+(of both routes together) wait at once; past that a copy is dropped, not queued, so a slow or hung
+shadow version can never pile up work (or memory) here.
 """
 
 import asyncio
-import json
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 
 from web.background import drain
-from web.metrics import CANARY, LATENCY, PREDICTIONS, SHADOW, SHADOW_IN_FLIGHT
+from web.metrics import (
+    CANARY,
+    LATENCY,
+    PREDICTIONS,
+    READ_LATENCY,
+    READ_SHADOW,
+    READS,
+    SHADOW,
+    SHADOW_IN_FLIGHT,
+)
 
-Send = Callable[[str], Awaitable[web.Response]]  # send(version or "" for the default) -> the relayed answer
+
+class Answered(NamedTuple):
+    response: web.Response  # the answer in our API's shape
+    answer: dict  # the handler's answer, parsed ({} when the response is none of the handler's)
+    pieces: int  # images of the drawing the model read (what /read is charged by; 0: none)
+
+
+# send(version, "" for the default) -> the drawing's answer from that version (web/answers.py)
+Send = Callable[[str], Awaitable[Answered]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A route's counters (web/metrics.py), and the field of its answers a shadow copy must match."""
+
+    answers: Counter  # by version, route (default, canary, pinned) and status
+    latency: Histogram  # by route
+    shadows: Counter  # copies by version and outcome
+    compared: str
+
+
+PREDICT = Endpoint(PREDICTIONS, LATENCY, SHADOW, "digit")
+READ = Endpoint(READS, READ_LATENCY, READ_SHADOW, "number")
 
 
 @dataclass(frozen=True)
@@ -65,53 +98,49 @@ class Traffic:
             return canary, "canary"
         return "", "default"
 
-    async def answer(self, request: web.Request, send: Send, version: str) -> web.StreamResponse:
+    async def answer(
+        self, request: web.Request, send: Send, version: str, endpoint: Endpoint = PREDICT
+    ) -> Answered:
+        """The request's answer from the version routed to, counted as `endpoint`'s; a default 200 is
+        written out here when a shadow version is set, and its copy sent after it."""
         routed, route = self.route(version)
         started = time.perf_counter()
-        response = await send(routed)
-        LATENCY.labels(route).observe(time.perf_counter() - started)
-        answer = _json(response)
-        PREDICTIONS.labels(answer.get("version", "-"), route, str(response.status)).inc()
+        answered = await send(routed)
+        endpoint.latency.labels(route).observe(time.perf_counter() - started)
+        response, answer = answered.response, answered.answer
+        endpoint.answers.labels(answer.get("version", "-"), route, str(response.status)).inc()
         if route == "default" and self.config.shadow_version and response.status == 200:
             await response.prepare(request)
             await response.write_eof()  # the answer is on its way before the copy is even made
-            self.shadow(send, answer.get("digit"))
-        return response
+            self.shadow(send, endpoint, answer.get(endpoint.compared))
+        return answered
 
-    def shadow(self, send: Send, digit: int | None) -> None:
+    def shadow(self, send: Send, endpoint: Endpoint, expected) -> None:
         version = self.config.shadow_version
         if self.random.random() * 100 >= self.config.shadow_percent:
-            SHADOW.labels(version, "skipped").inc()
+            endpoint.shadows.labels(version, "skipped").inc()
             return
         if len(self.shadows) >= self.config.shadow_limit:
-            SHADOW.labels(version, "dropped").inc()
+            endpoint.shadows.labels(version, "dropped").inc()
             return
-        task = asyncio.create_task(self._compare(send, version, digit))
+        task = asyncio.create_task(self._compare(send, version, endpoint, expected))
         self.shadows.add(task)
         task.add_done_callback(self.shadows.discard)
 
-    async def _compare(self, send: Send, version: str, digit: int | None) -> None:
+    async def _compare(self, send: Send, version: str, endpoint: Endpoint, expected) -> None:
         SHADOW_IN_FLIGHT.inc()
         try:
-            response = await send(version)
+            copy = await send(version)
         except Exception:  # whatever goes wrong with a copy stays with the copy
-            response = None
+            copy = None
         finally:
             SHADOW_IN_FLIGHT.dec()
-        if response is None or response.status != 200:
+        if copy is None or copy.response.status != 200:
             outcome = "failed"
         else:
-            outcome = "agree" if _json(response).get("digit") == digit else "disagree"
-        SHADOW.labels(version, outcome).inc()
+            outcome = "agree" if copy.answer.get(endpoint.compared) == expected else "disagree"
+        endpoint.shadows.labels(version, outcome).inc()
 
     async def close(self, grace: float = 2.0) -> None:
         """On shutdown: let copies in flight finish for a moment, then cancel the rest."""
         await drain(self.shadows, grace)
-
-
-def _json(response: web.Response) -> dict:
-    try:
-        answer = json.loads(response.body)
-    except (TypeError, ValueError):
-        return {}
-    return answer if isinstance(answer, dict) else {}

@@ -1,0 +1,41 @@
+"""A drawing's answer in our API's shape: asked of the model through the batcher (web/batching.py),
+TorchServe's reply relayed (web/torchserve.py) with its feedback ticket (web/tickets.py). What /predict
+and /read send, and their shadow copies (web/traffic.py's Send).
+"""
+
+import json
+from dataclasses import dataclass
+from functools import partial
+
+import aiohttp
+
+from web.batching import Batcher
+from web.errors import error
+from web.tickets import Tickets, with_ticket
+from web.torchserve import relay
+from web.traffic import Answered, Send
+
+
+@dataclass(frozen=True)
+class Answers:
+    batcher: Batcher
+    tickets: Tickets
+    model: str
+
+    def sender(self, body: bytes, kind: str, client: str) -> Send:
+        """send(version) for a drawing: `kind` (web/batching.py), queued as `client`'s (the rate limiter's key)."""
+        return partial(self.answer, body, kind, client)
+
+    async def answer(self, body: bytes, kind: str, client: str, version: str) -> Answered:
+        """The drawing's answer from `version` (the default for ""), with its ticket when it has one."""
+        try:
+            status, payload, pieces = await self.batcher.predict(version, body, kind, client=client)
+        except TimeoutError:
+            return Answered(error(504, "the model server did not answer in time"), {}, 0)
+        except aiohttp.ClientConnectionError:
+            return Answered(error(503, "the model server is down; try again in a moment"), {}, 0)
+        response = relay(status, payload, self.model, version)
+        if response.status not in (200, 422):
+            return Answered(response, {}, pieces)
+        answer = json.loads(response.body)
+        return Answered(with_ticket(self.tickets, response, answer, body, kind), answer, pieces)
