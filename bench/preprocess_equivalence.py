@@ -17,17 +17,35 @@ Exit status 1 when a decision changed or an image differs by more than --toleran
 
 import argparse
 import base64
+import importlib.util
 import random
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from bench.canvas_body import canvas_png
-from bench.handler_speed import preprocess_at
 from handler import preprocess as new
+from tests.stack import ROOT
 from train import pendigits
 from train.canvases import with_stray_tap
+
+
+def preprocess_at(rev: str):
+    """handler/preprocess.py as it is at git revision `rev`, imported as a module of its own."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:handler/preprocess.py"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    with tempfile.TemporaryDirectory(prefix="preprocess-") as folder:
+        path = Path(folder) / f"preprocess_{rev.replace('~', '_').replace('^', '_')}.py"
+        path.write_bytes(source)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
 
 
 def pen_sets(limit: int | None) -> dict[str, list[bytes]]:
