@@ -21,8 +21,8 @@ FEEDBACK_EXPORT ?= build/feedback-export
 export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: help install train archive serve web stop run test test-fast lint format register unregister set-default versions \
-	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak bench-hop bench-shadow \
-	bench-handler bench-flood bench-equivalence clean image postgres-image deploy-local undeploy-local bench-pod \
+	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak \
+	bench-flood bench-equivalence clean image postgres-image deploy-local undeploy-local bench-pod \
 	feedback-export
 
 install: $(VENV)/.installed  ## create .venv and install the pinned requirements
@@ -107,7 +107,8 @@ lint: install  ## ruff check + ruff format --check
 format: install  ## ruff --fix and ruff format
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
-# Benchmarks print figures (each starts a stack of its own serving $(MODEL_DIR)).
+# Benchmarks print figures (each starts a stack of its own serving $(MODEL_DIR)); how to run each, and the
+# ones removed (their figures, and how to get them from git history): docs/performance.md.
 bench: install $(MODEL_DIR)/model.pt  ## latency, throughput and CPU per prediction against the targets
 	$(PY) -m bench.latency --model-dir $(MODEL_DIR)
 	$(PY) -m bench.worst_body --model-dir $(MODEL_DIR)
@@ -121,10 +122,6 @@ bench-canvas-mnist: install $(MODEL_DIR)/model.pt  ## MNIST's test digits drawn 
 
 bench-soak: install $(MODEL_DIR)/model.pt  ## many clients for a while: errors, cross-talk, memory
 	$(PY) -m bench.soak --model-dir $(MODEL_DIR)
-
-# The web app's hop alone, in front of a stub backend (no model, no TorchServe).
-bench-hop: install  ## the web app's hop alone, in front of a stub backend
-	$(PY) -m bench.proxy_hop
 
 # Container image and a local pod (docs/deployment.md). One image tag per model version: IMAGE:VERSION
 # carries model_store/mnist-VERSION.mar, archived from MODEL_DIR first (nothing is trained in the build).
@@ -160,20 +157,13 @@ undeploy-local: install  ## remove the local pods (the database volume stays)
 bench-pod: install  ## one local pod's capacity, CPU per request and memory (after deploy-local)
 	$(PY) -m bench.pod_capacity --url http://127.0.0.1:$(LOCAL_PORT) --pod $(LOCAL_NAME)-pod-0
 
-# No servers: handle() by stage against main's preprocessing, and main's 28x28 images against this tree's.
-bench-handler: install $(MODEL_DIR)/model.pt  ## handle() and its stages in-process, against main's preprocessing
-	$(PY) -m bench.handler_speed --model-dir $(MODEL_DIR)
-
 # One client at 4x its /predict limit, another from 127.0.0.2 beside it (bench/flood.py, docs/limits.md).
 bench-flood: install $(MODEL_DIR)/model.pt  ## one client at 4x its rate limit, another from 127.0.0.2 beside it
 	$(PY) -m bench.flood --model-dir $(MODEL_DIR)
 
+# No servers: main's 28x28 images and decisions against this tree's.
 bench-equivalence: install  ## 28x28 images and decisions of this tree against main's preprocessing
 	$(PY) -m bench.preprocess_equivalence
-
-# /predict's p50 with a shadow version set against without, alternating (bench/shadow_overhead.py).
-bench-shadow: install $(MODEL_DIR)/model.pt  ## /predict's p50 with a shadow version against without
-	$(PY) -m bench.shadow_overhead --model-dir $(MODEL_DIR)
 
 help:  ## list every target with one line each
 	@awk -F':.*## ' '/^[a-z][a-z -]*:.*## / { printf "  %-34s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)

@@ -18,7 +18,7 @@ mean top probability against accuracy, and the ECE of answers (15 bins; refused 
 --mnist draws MNIST's test digits on the canvas instead (train/mnist_canvas.py, the same renders that
 training's test_canvas_accuracy scores in-process), to compare with the raw 28x28 test accuracy.
 
-A drawing answered 422 "not_a_digit" is read as 10 (handler/answers.py NOT_A_DIGIT): wrong for a real digit
+A drawing answered 422 "not_a_digit" is read as 10 (train/nondigits.NOT_A_DIGIT): wrong for a real digit
 (counted as rejected), right for a non-digit. --nondigits sends the held-out non-digit families (fonts
 and shape kinds never trained on) and prints the share of each answered "not a digit".
 
@@ -30,49 +30,22 @@ is the one through the real stack.
 
 import argparse
 import collections
-import contextlib
+import math
 import os
-import tempfile
-import time
 from pathlib import Path
 
-from handler.answers import NOT_A_DIGIT, not_a_digit
-from tests.clients import Result, evaluate
+import numpy as np
+
+from bench.toolkit import DEFAULT_MODEL_DIR, web_app
+from tests.clients import evaluate
 from train.canvases import WRITERS, drawings, mnist_drawings, nondigit_drawings
+from train.evaluation import Result, in_process, score
+from train.nondigits import NOT_A_DIGIT
 
 
 def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> list[Result]:
-    """The same preprocess() and model without the servers; prints preprocess() time per data URL."""
-    import warnings
-
-    import numpy as np
-    import torch
-
-    # TorchScript is deprecated upstream and torch.jit.load says so; we use it knowingly.
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
-
-    from handler.errors import InputError
-    from handler.mnist_form import preprocess
-
-    torch.set_num_threads(1)
-    model = torch.jit.load(str(model_path), map_location="cpu").eval()
-    images, seconds = [], []
-    for _, body in items:
-        start = time.perf_counter()
-        try:
-            images.append(preprocess(body))
-        except InputError:
-            images.append(None)
-        seconds.append(time.perf_counter() - start)
-    good = [i for i, image in enumerate(images) if image is not None]
-    with torch.inference_mode():
-        batch = torch.from_numpy(np.stack([images[i] for i in good])).unsqueeze(1)
-        probabilities = dict(zip(good, torch.softmax(model(batch), 1).tolist(), strict=True))
-    results = [(label, None, None) for label, _ in items]
-    for i, p in probabilities.items():  # as handler/mnist_handler.py answers
-        digits = [v / sum(p[:NOT_A_DIGIT]) for v in p[:NOT_A_DIGIT]]
-        read = NOT_A_DIGIT if not_a_digit(p) else max(range(10), key=digits.__getitem__)
-        results[i] = (items[i][0], read, digits)
+    """train/evaluation.py in_process, and its preprocess() time per data URL."""
+    results, seconds = in_process(model_path, items)
     ms = np.array(seconds) * 1000
     print(
         f"preprocess() per 280x280 PNG data URL: median {np.median(ms):.3f} ms, p90 {np.percentile(ms, 90):.3f} ms"
@@ -81,48 +54,35 @@ def evaluate_in_process(model_path: Path, items: list[tuple[int, bytes]]) -> lis
 
 
 def report(results: list[Result], writers: str = "held-out") -> float:
-    right = sum(label == read for label, read, _ in results)
+    """Accuracy, refusals, per digit, confusions and calibration (train/evaluation.py score)."""
     names = {
         "held-out": "held-out pen digits (writers 21-30, never trained on)",
         "trainable": "trainable pen digits (writers 1-20, for tuning)",
         "later": "held-out pen digits, second half of each writer (writers 21-30)",
         "mnist": "MNIST test digits drawn on canvases",
     }[writers]
-    print(f"{names}: {right}/{len(results)} = {right / len(results):.2%}")
-    rejected = sum(read == NOT_A_DIGIT for _, read, _ in results)
+    s = score(results)
+    print(f"{names}: {sum(s.right)}/{s.n} = {s.accuracy:.2%}")
+    rejected = sum(s.rejected)
     guessed = sum(p is not None and max(range(10), key=p.__getitem__) == label for label, _, p in results)
     print(
-        f"  answered 'not a digit': {rejected}/{len(results)} = {rejected / len(results):.2%}; "
-        f"the guess (rejected or not) right: {guessed / len(results):.2%}"
+        f"  answered 'not a digit': {rejected}/{s.n} = {rejected / s.n:.2%}; "
+        f"the guess (rejected or not) right: {guessed / s.n:.2%}"
     )
-    per_digit = collections.defaultdict(lambda: [0, 0])
-    for label, read, _ in results:
-        per_digit[label][0] += label == read
-        per_digit[label][1] += 1
-    print("  per digit: " + "  ".join(f"{d}: {r / n:.1%}" for d, (r, n) in sorted(per_digit.items())))
+    per_digit = (f"{d}: {r:.1%}" for d, r in s.per_digit.items() if not math.isnan(r))
+    print("  per digit: " + "  ".join(per_digit))
     confusions = collections.Counter((label, read) for label, read, _ in results if label != read)
     print("  worst confusions (drawn -> read, count):")
     for (label, read), count in confusions.most_common(8):
         print(f"    {label} -> {'error' if read is None else read}: {count}")
-    calibration(results)
-    return right / len(results)
-
-
-def calibration(results: list[Result]) -> None:
-    """Mean top probability of the digits answered against accuracy, and the ECE of answers (15 bins;
-    refused drawings, "no digit drawn" or "not a digit", left out and counted: train/calibration.py
-    answered_calibration_error, the figure `make evaluate` reports)."""
-    import numpy as np
-
-    from train.calibration import answered_calibration_error
-
-    given = [None if read in (None, NOT_A_DIGIT) else p for _, read, p in results]
-    ece, refused = answered_calibration_error(given, [label for label, _, _ in results])
-    top = np.array([max(p) for p in given if p is not None])
+    # Refused drawings ("no digit drawn", "not a digit") are left out of the ECE and counted: the figure
+    # `make evaluate` reports (train/calibration.py answered_calibration_error).
+    top = np.array([max(p) for _, read, p in results if read not in (None, NOT_A_DIGIT)])
     print(
-        f"  calibration: mean top probability {top.mean():.2%}, ECE of answers (15 bins) {ece:.2%}, "
-        f"{refused} refused; {(top < 0.8).mean():.2%} of answers below 80% (the page's 'not sure')"
+        f"  calibration: mean top probability {top.mean():.2%}, ECE of answers (15 bins) {s.ece:.2%}, "
+        f"{s.refused} refused; {(top < 0.8).mean():.2%} of answers below 80% (the page's 'not sure')"
     )
+    return s.accuracy
 
 
 def report_nondigits(results: list[Result]) -> float:
@@ -145,7 +105,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--url", help="a running web app (default: start a stack of its own)")
-    parser.add_argument("--model-dir", type=Path, default=Path("build/convnet"))
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--in-process", type=Path, metavar="MODEL_PT", help="no servers: preprocess + model")
     parser.add_argument("--writers", choices=sorted(WRITERS), default="held-out")
     parser.add_argument("--mnist", action="store_true", help="MNIST's test digits drawn on canvases instead")
@@ -165,7 +125,7 @@ def main() -> None:
         if args.in_process:
             report_nondigits(evaluate_in_process(args.in_process, items))
             return
-        with serving(args) as url:
+        with web_app(args.url, args.model_dir) as url:
             report_nondigits(evaluate(url, items))
         return
     if args.mnist:
@@ -177,33 +137,16 @@ def main() -> None:
     if args.in_process:
         report(evaluate_in_process(args.in_process, items), args.writers)
         return
-    with serving(args) as url:
+    with web_app(args.url, args.model_dir) as url:
         report(evaluate(url, items), args.writers)
 
 
 def run_all(args) -> None:
     """The three figures of docs/not-a-digit.md through one stack."""
-    with serving(args) as url:
+    with web_app(args.url, args.model_dir) as url:
         report(evaluate(url, drawings(args.limit, args.seed)), "held-out")
         report(evaluate(url, mnist_drawings(args.mnist_dir, args.limit, args.seed)), "mnist")
         report_nondigits(evaluate(url, nondigit_drawings()))
-
-
-@contextlib.contextmanager
-def serving(args):
-    """The web app at --url, or a stack of its own serving --model-dir."""
-    if args.url:
-        yield args.url
-        return
-    from tests.stack import Stack, archive
-
-    work = Path(tempfile.mkdtemp(prefix="canvas-accuracy-"))
-    archive(args.model_dir.resolve(), work / "model_store", "1.0")
-    stack = Stack(work / "run", work / "model_store").start()
-    try:
-        yield stack.web_url
-    finally:
-        stack.stop()
 
 
 if __name__ == "__main__":

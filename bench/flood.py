@@ -8,111 +8,39 @@ A real stack (TorchServe + the web app, tests/stack.py). The shipped /predict li
 pod's capacity measured on a quiet machine (docs/limits.md); this machine's capacity varies severalfold
 with its neighbours, and the same 150/s is a third of a slow moment's. So by default the run first
 measures this stack's capacity (wrk, 16 connections, no limits) and applies the defaults' rule to it: a
-tenth of it, burst 2 s of that rate (--shipped-limits keeps the shipped numbers). The second client ("B") sends canvases from 127.0.0.2 (its socket bound to that
-local address; the web app listens on 127.0.0.1) at a steady rate under its limit; it runs alone
+tenth of it, burst 2 s of that rate (--shipped-limits keeps the shipped numbers). The second client
+("B", bench/toolkit.py steady) sends canvases from 127.0.0.2 (its socket bound to that local address;
+the web app listens on 127.0.0.1) at a steady rate under its limit, open loop; it runs alone
 ("idle"), then beside the flooder ("flood"): wrk (bench/flood.lua) sending from 127.0.0.1 at about 4x
-the /predict limit. Phases alternate (--rounds) so both see the same moments of a noisy machine.
+the /predict limit. Phases alternate (--rounds, bench/toolkit.py alternate) so both see the same moments
+of a noisy machine.
 Printed: B's p50/p99 in each phase and their ratio (issue 28: p99 within 2x of idle), and what the
 flooder got (answers, 429s, the rate let through).
 """
 
 import argparse
-import asyncio
-import json
-import os
-import subprocess
-import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-import aiohttp
-import numpy as np
-
 from bench.canvas_body import canvas_data_url
-from bench.wrk import wrk
-from tests.stack import Stack, archive
+from bench.toolkit import (
+    DEFAULT_MODEL_DIR,
+    alternate,
+    own_stack,
+    percentiles,
+    steady,
+    wrk,
+    wrk_json,
+    wrk_start,
+)
 from web.ratelimit import DEFAULT_LIMITS, Limit
 
-DEFAULT_MODEL_DIR = Path(os.environ.get("MODEL_DIR", "build/convnet"))
 CAPACITY_SHARE = 0.1  # the defaults' rule (docs/limits.md): one client gets at most a tenth of a pod
-
-
-async def steady(url: str, local: str, rate: float, seconds: float, in_flight: int) -> dict:
-    """Open loop: a request every 1/rate s from `local`, at most `in_flight` waiting. Latencies of 200s,
-    and the count of each status."""
-    body = canvas_data_url(0)
-    connector = aiohttp.TCPConnector(local_addr=(local, 0), limit=in_flight)
-    latencies, statuses = [], {}
-    slots = asyncio.Semaphore(in_flight)
-
-    async def one(session):
-        started = time.perf_counter()
-        try:
-            async with session.post(url + "/predict", data=body) as response:
-                await response.read()
-                status = response.status
-        except aiohttp.ClientError:
-            status = 0
-        finally:
-            slots.release()
-        statuses[status] = statuses.get(status, 0) + 1
-        if status == 200:
-            latencies.append(time.perf_counter() - started)
-
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
-        tasks, start, i = [], time.perf_counter(), 0
-        while (due := start + i / rate) < start + seconds:
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            await slots.acquire()  # behind schedule when the server is slower than the rate: waits here
-            tasks.append(asyncio.create_task(one(session)))
-            i += 1
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    return {"latencies": latencies, "statuses": statuses, "sent": i, "elapsed": elapsed}
-
-
+# The flooder: wrk (C, one thread: far cheaper per request than a Python client on 2 shared cores) from
+# 127.0.0.1, CONNECTIONS connections each pausing so that together they send about the flood's rate
+# (bench/flood.lua): at random moments, or in lockstep (all at once, every CONNECTIONS / rate s).
 CONNECTIONS = 32  # closed loop with a pause each: enough of them that slow answers still leave ~the rate
-
-
-def flooder(url: str, rate: float, seconds: float, body_file: Path, lockstep: bool) -> subprocess.Popen:
-    """wrk (C, one thread: far cheaper per request than a Python client on 2 shared cores) from
-    127.0.0.1: CONNECTIONS connections, each pausing so that together they send about `rate` a second:
-    at random moments, or in lockstep (all CONNECTIONS at once, every CONNECTIONS / rate s)."""
-    pause_ms = CONNECTIONS * 1000 / rate
-    command = [
-        "wrk",
-        "-t1",
-        f"-c{CONNECTIONS}",
-        f"-d{seconds:g}s",
-        "-s",
-        str(Path(__file__).with_name("flood.lua")),
-    ]
-    command += [url + "/predict", "--", str(body_file), f"{pause_ms:.2f}"]
-    command += ["lockstep"] if lockstep else []
-    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-
-
-def flood_result(process: subprocess.Popen) -> dict:
-    out, _ = process.communicate(timeout=120)
-    doc = json.loads(out.strip().splitlines()[-1])
-    statuses = {int(k): v for k, v in doc["statuses"].items()}
-    return {"statuses": statuses, "sent": doc["requests"], "elapsed": doc["duration_us"] / 1e6}
-
-
-def scaled_limit(stack: Stack, body: bytes) -> tuple[Limit, float]:
-    """This stack's /predict capacity (wrk, 16 connections, 5 s, the tests' raised limits) and the
-    defaults' rule applied to it."""
-    stack.start_web()
-    capacity = wrk(stack.web_url + "/predict", body, {}, 16, 5).rps
-    stack.stop_web()
-    rate = CAPACITY_SHARE * capacity
-    return Limit(rate, 2 * rate), capacity
-
-
-def percentiles(latencies: list[float]) -> tuple[float, float]:
-    if not latencies:
-        return float("nan"), float("nan")
-    return tuple(float(np.percentile(latencies, q)) * 1000 for q in (50, 99))
 
 
 def main() -> int:
@@ -127,37 +55,34 @@ def main() -> int:
     parser.add_argument("--lockstep", action="store_true", help="the flood in bursts of 32 at once")
     parser.add_argument("--shipped-limits", action="store_true", help="the shipped defaults, not scaled")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="flood-") as folder:
-        store = Path(folder) / "model_store"
-        archive(args.model_dir.resolve(), store, "1.0")
-        body_file = Path(folder) / "canvas.txt"
-        body_file.write_bytes(canvas_data_url(0))
-        stack = Stack(Path(folder) / "run", store)
-        stack.run_dir.mkdir()
-        stack.start_torchserve()
+    body = canvas_data_url(0)
+    with own_stack(args.model_dir, web=False) as stack:
+        body_file = stack.run_dir / "canvas.txt"
+        body_file.write_bytes(body)
         predict, capacity = DEFAULT_LIMITS["/predict"], None
-        if not args.shipped_limits:
-            predict, capacity = scaled_limit(stack, body_file.read_bytes())
+        if not args.shipped_limits:  # this stack's capacity (the tests' raised limits) and the rule on it
+            stack.start_web()
+            capacity = wrk(stack.web_url + "/predict", body, {}, 16, 5).rps
+            stack.stop_web()
+            predict = Limit(CAPACITY_SHARE * capacity, 2 * CAPACITY_SHARE * capacity)
         flood_rate = args.flood * predict.rate
         args.rate = args.rate or predict.rate / 2
         # The shipped defaults for every route; /predict's scaled unless --shipped-limits.
         stack.start_web(WEB_RATE_LIMITS=f"/predict={predict.rate:.1f}:{predict.burst:.1f}")
-        try:
-            results = {"idle": [], "flood": []}
-            floods = []
-            asyncio.run(steady(stack.web_url, "127.0.0.2", args.rate, 2, 8))  # warm-up
-            for _ in range(args.rounds):
-                results["idle"].append(
-                    asyncio.run(steady(stack.web_url, "127.0.0.2", args.rate, args.seconds, 64))
-                )
-                process = flooder(stack.web_url, flood_rate, args.seconds + 1, body_file, args.lockstep)
-                time.sleep(0.5)  # the flood is under way before B measures
-                results["flood"].append(
-                    asyncio.run(steady(stack.web_url, "127.0.0.2", args.rate, args.seconds, 64))
-                )
-                floods.append(flood_result(process))
-        finally:
-            stack.stop()
+        pause_ms = f"{CONNECTIONS * 1000 / flood_rate:.2f}"
+
+        def idle() -> dict:  # client B alone
+            return steady(stack.web_url, body, args.rate, args.seconds, 64, "127.0.0.2")
+
+        def flood() -> dict:  # client B beside the flooder, and what the flooder got
+            lockstep = ["lockstep"] if args.lockstep else []
+            url, seconds = stack.web_url + "/predict", args.seconds + 1
+            flooder = wrk_start(url, body_file, CONNECTIONS, seconds, "flood.lua", pause_ms, *lockstep)
+            time.sleep(0.5)  # the flood is under way before B measures
+            return {**idle(), "flooder": wrk_json(flooder)}
+
+        steady(stack.web_url, body, args.rate, 2, 8, "127.0.0.2")  # warm-up
+        results = alternate({"idle": idle, "flood": flood}, args.rounds)
     if capacity:
         print(f"this stack's capacity: {capacity:.0f} req/s (wrk, 16 connections): the limit is a tenth")
     print(
@@ -166,29 +91,21 @@ def main() -> int:
     print(
         f"the flooder from 127.0.0.1 at {flood_rate:.0f}/s ({args.flood:g}x the limit, {'in lockstep' if args.lockstep else 'at random moments'}); {args.rounds} x {args.seconds:g} s per phase"
     )
-    summary = {}
+    p99 = {}
     for phase, runs in results.items():
-        latencies = [x for run in runs for x in run["latencies"]]
-        statuses = {}
-        for run in runs:
-            for status, n in run["statuses"].items():
-                statuses[status] = statuses.get(status, 0) + n
-        p50, p99 = percentiles(latencies)
-        summary[phase] = p99
+        p50, p99[phase] = (ms * 1000 for ms in percentiles([x for r in runs for x in r["latencies"]], 50, 99))
+        statuses = sum((r["statuses"] for r in runs), Counter())
         print(
-            f"  B {phase:<6} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  statuses {dict(sorted(statuses.items()))}"
+            f"  B {phase:<6} p50 {p50:6.2f} ms  p99 {p99[phase]:6.2f} ms  statuses {dict(sorted(statuses.items()))}"
         )
-    statuses, sent, elapsed = {}, 0, 0.0
-    for run in floods:
-        sent += run["sent"]
-        elapsed += run["elapsed"]
-        for status, n in run["statuses"].items():
-            statuses[status] = statuses.get(status, 0) + n
+    floods = [r["flooder"] for r in results["flood"]]
+    sent, elapsed = sum(f["requests"] for f in floods), sum(f["duration_us"] / 1e6 for f in floods)
+    statuses = sum((Counter({int(k): v for k, v in f["statuses"].items()}) for f in floods), Counter())
     print(
         f"  flooder: sent {sent} ({sent / elapsed:.0f}/s), statuses {dict(sorted(statuses.items()))}, "
         f"let through {statuses.get(200, 0) / elapsed:.0f}/s"
     )
-    ratio = summary["flood"] / summary["idle"]
+    ratio = p99["flood"] / p99["idle"]
     print(
         f"B's p99 under the flood / idle: {ratio:.2f}x ({'within' if ratio <= 2 else 'OVER'} the 2x target)"
     )

@@ -8,16 +8,17 @@ Its own stack's web app has tests/stack.py's raised rate limits (/predict and /r
 own (WEB_RATE_LIMITS): the defaults refuse one client's load, and the 429s count as errors.
 
 Every request carries the page's body, a canvas data URL of a held-out pen digit (bench/canvas_body.py).
-Four targets, each at 1 and 16 clients (closed loop, one keep-alive connection each: bench/wrk.py):
+Four targets, each at 1 and 16 clients (closed loop, one keep-alive connection each: wrk, bench/toolkit.py):
   web     POST <web>/predict (text/plain), through the aiohttp proxy;
   read    POST <web>/read (text/plain), the same way, of a 4-digit number written apart on 560x280;
   direct  POST <inference>/predictions/mnist with the inference key, application/octet-stream;
   naive   POST /predict on bench/naive_server.py (same preprocessing, same model, no TorchServe).
-Server-side: TorchServe's counters, its handler times and each process's CPU (bench/stack_figures.py).
+Server-side: TorchServe's counters, its handler times and each process's CPU.
 Paired p50s alternate 1-client 1 s runs over the targets (all see the same moments of a noisy machine).
 At the end, every target in one table (docs/performance.md), with CPU per /read over CPU per /predict."""
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -26,18 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import psutil
 
+from bench import naive_server, toolkit
 from bench.canvas_body import canvas_data_url, number_data_url
-from bench.stack_figures import cpu_seconds, handler_times, prometheus
-from bench.wrk import require, wait_until_up, wrk
-from tests.stack import ROOT, Stack, archive, free_port_base
+from tests.stack import ROOT, post
 
-DEFAULT_MODEL_DIR = ROOT / "build" / "convnet"
 CPU_PARTS = ("client", "web", "frontend", "workers", "naive")
 STACK_PARTS = ("web", "frontend", "workers")  # what serving a prediction costs; not the load generator
 # The parser names every counter sample ..._total (TorchServe exposes these two without it).
@@ -56,21 +53,21 @@ for web and read an image is a drawing (read: one 4-digit number, all its digits
 def measure(target: str, url: str, headers: dict, body: bytes, clients: int, args, stack: dict) -> dict:
     """One wrk run, with the stack's CPU, TorchServe's counters and the handler's log around it."""
     served, log = target != "naive", stack["run_dir"] / "logs" / "ts_log.log"
-    before = prometheus(stack["metrics"]) if served else {}
+    before = toolkit.prometheus(stack["metrics"]) if served else {}
     via_web = target in ("web", "read")
-    web_before = prometheus(stack["web"]) if via_web else {}
-    offset, cpu = log.stat().st_size, cpu_seconds(stack["pids"])
-    run = wrk(url, body, headers, clients, args.duration)
-    used = {name: s - cpu[name] for name, s in cpu_seconds(stack["pids"]).items()}
+    web_before = toolkit.prometheus(stack["web"]) if via_web else {}
+    offset, cpu = log.stat().st_size, toolkit.cpu_seconds(stack["pids"])
+    run = toolkit.wrk(url, body, headers, clients, args.duration)
+    used = {name: s - cpu[name] for name, s in toolkit.cpu_seconds(stack["pids"]).items()}
     used["client"] = run.client_cpu
     row = {"target": target, "clients": clients, "run": run, "server": None}
     row["cpu"] = {name: s * 1000 / max(1, run.requests) for name, s in used.items()}
-    after = prometheus(stack["metrics"]) if served else {}
+    after = toolkit.prometheus(stack["metrics"]) if served else {}
     requests = after.get("ts_inference_requests_total", 0) - before.get("ts_inference_requests_total", 0)
     if requests:
-        handler_ms, batch = handler_times(log, offset)
+        handler_ms, batch = toolkit.handler_times(log, offset)
         if via_web:  # the web app packs drawings into requests (web/batching.py): per drawing
-            web_after = prometheus(stack["web"])
+            web_after = toolkit.prometheus(stack["web"])
             sent = web_after["digit_batch_size_count"] - web_before.get("digit_batch_size_count", 0)
             drawings = web_after["digit_batch_size_sum"] - web_before.get("digit_batch_size_sum", 0)
             if sent:
@@ -93,25 +90,17 @@ def print_row(row: dict) -> None:
 
 def paired(urls: dict, rounds: int) -> dict:
     """p50 per target, ms: the median over `rounds` rounds of 1-client, 1 s runs, the targets in turn."""
-    p50s = {name: [] for name in urls}
-    for round_ in range(rounds):
-        for name in list(urls) if round_ % 2 == 0 else list(urls)[::-1]:
-            url, headers, body = urls[name]
-            p50s[name].append(wrk(url, body, headers, 1, 1).p50)
-    p50 = {name: statistics.median(values) for name, values in p50s.items()}
+    runs = {name: lambda u=urls[name]: toolkit.wrk(u[0], u[2], u[1], 1, 1).p50 for name in urls}
+    p50 = {name: statistics.median(values) for name, values in toolkit.alternate(runs, rounds).items()}
     figures = ", ".join(f"{name} {ms:.2f} ms" for name, ms in p50.items())
     print(f"paired, 1 client, {rounds} rounds of 1 s runs in turn: median p50 {figures}")
     return p50
 
 
 def handler_ms(model_dir: Path, body: bytes) -> float:
-    """handle() in this process, ms per image at batch 4, one thread as in the workers."""
-    import torch
-
-    from bench.handler_speed import handle_ms, handler
-
-    torch.set_num_threads(1)
-    return handle_ms(handler(model_dir), body, 4, 200)
+    """handle() in this process, ms per image at batch 4 (median of 200), one thread as in the workers."""
+    seconds = toolkit.handle_seconds(toolkit.handler(model_dir), [{"data": body}] * 4, 200)
+    return statistics.median(seconds) * 1000 / 4
 
 
 def stack_cpu(row: dict) -> float:
@@ -129,19 +118,14 @@ def targets_table(rows: dict, p50: dict, handler: float, cold_start: float | Non
             ("web errors", web16["run"].errors, 0, ""),
         ]
     if web16 and read16:  # issue 27: a 4-digit /read costs at most 4 single /predicts
+        read_over_predict = stack_cpu(read16) / stack_cpu(web16)
         table += [
-            (
-                "CPU per /read (4 digits) / CPU per /predict, 16 clients",
-                stack_cpu(read16) / stack_cpu(web16),
-                4,
-                "x",
-            ),
+            ("CPU per /read (4 digits) / CPU per /predict, 16 clients", read_over_predict, 4, "x"),
             ("read errors", read16["run"].errors, 0, ""),
         ]
     if {"web", "naive"} <= p50.keys():
-        table.append(
-            ("architecture tax: web p50 - naive p50, 1 client, paired", p50["web"] - p50["naive"], 1.5, "ms")
-        )
+        tax = p50["web"] - p50["naive"]
+        table.append(("architecture tax: web p50 - naive p50, 1 client, paired", tax, 1.5, "ms"))
     table.append(("handle() in-process, batch 4, per image", handler, 0.5, "ms"))
     if cold_start is not None:
         table.append(("cold start: `tsctl start` to the first answer", cold_start, 5, "s"))
@@ -151,9 +135,8 @@ def targets_table(rows: dict, p50: dict, handler: float, cold_start: float | Non
             f"{what:<58}{figure:>8.2f} {unit:<2}{'<= ' + f'{limit:g}':>8} {unit:<2} {'yes' if figure <= limit else 'NO'}"
         )
     if {"web", "direct"} <= p50.keys():
-        print(
-            f"info  web app over direct TorchServe, 1 client, paired: +{p50['web'] - p50['direct']:.2f} ms p50"
-        )
+        over = p50["web"] - p50["direct"]
+        print(f"info  web app over direct TorchServe, 1 client, paired: +{over:.2f} ms p50")
     if (web1 := rows.get(("web", 1))) and (read1 := rows.get(("read", 1))):
         print(f"info  CPU per /read / CPU per /predict, 1 client: {stack_cpu(read1) / stack_cpu(web1):.2f}x")
     for name in ("direct", "naive"):
@@ -165,47 +148,34 @@ def targets_table(rows: dict, p50: dict, handler: float, cold_start: float | Non
 def check_answer(url: str, body: bytes, headers: dict, key: str = "digit", meant: str | None = None) -> None:
     """One request first: a target that does not answer (a digit; read: the number meant) is said so, not
     measured in silence."""
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=10) as response:
-            answer = response.read()
-    except urllib.error.HTTPError as e:
-        answer = e.read()
-    found = json.loads(answer or b"{}").get(key)
-    if found is None or meant not in (None, found):
-        print(f"  {url}: unexpected answer {answer[:200]!r}", file=sys.stderr)
+    status, answer = post(url, body, None, headers)
+    if answer.get(key) is None or meant not in (None, answer.get(key)):
+        print(f"  {url}: unexpected answer {status} {str(answer)[:200]}", file=sys.stderr)
 
 
-def start_stack(args, workdir: Path) -> tuple[Stack | None, dict, float | None]:
-    """Its own stack (or the running one): (the Stack to stop, its addresses and pids, cold start s)."""
-    if args.running:
-        run_dir = args.run_dir.resolve()
-        props = dict(re.findall(r"^(\w+)=(.*)$", (run_dir / "config.properties").read_text(), re.M))
-        port = int(os.environ.get("WEB_PORT", 5500))
-        listening = psutil.net_connections(kind="tcp")
-        web_pid = next((c.pid for c in listening if c.status == "LISTEN" and c.laddr.port == port), None)
-        urls = (f"http://127.0.0.1:{port}", props["inference_address"], props["metrics_address"])
-        return None, {"run_dir": run_dir, "urls": urls, "web_pid": web_pid}, None
-    archive(args.model_dir, workdir / "model_store", "1.0")
-    stack = Stack(workdir / "run", workdir / "model_store")
-    stack.run_dir.mkdir(parents=True)
-    started = time.monotonic()
-    stack.tsctl("start", "1.0")  # returns once a real drawing is answered
-    cold_start = time.monotonic() - started
-    stack.start_web()
-    urls = (stack.web_url, stack.inference_url, stack.metrics_url)
-    return stack, {"run_dir": stack.run_dir, "urls": urls, "web_pid": stack.web.pid}, cold_start
+@contextlib.contextmanager
+def stack_under_test(args, workdir: Path):
+    """Its own stack (or the running one): yields its (web, inference, metrics) URLs, run dir, the web
+    app's pid and the cold start in s (None for the running one)."""
+    if not args.running:
+        with toolkit.own_stack(args.model_dir, workdir=workdir) as stack:
+            urls = (stack.web_url, stack.inference_url, stack.metrics_url)
+            yield urls, stack.run_dir, stack.web.pid, stack.cold_start
+        return
+    run_dir = args.run_dir.resolve()
+    props = dict(re.findall(r"^(\w+)=(.*)$", (run_dir / "config.properties").read_text(), re.M))
+    port = int(os.environ.get("WEB_PORT", 5500))
+    listening = psutil.net_connections(kind="tcp")
+    web_pid = next((c.pid for c in listening if c.status == "LISTEN" and c.laddr.port == port), None)
+    urls = (f"http://127.0.0.1:{port}", props["inference_address"], props["metrics_address"])
+    yield urls, run_dir, web_pid, None
 
 
 def run(args, workdir: Path) -> int:
-    stack, found, cold_start = start_stack(args, workdir)
-    (web, inference, metrics), run_dir = found["urls"], found["run_dir"]
-    port = free_port_base(1)
-    command = [sys.executable, "-m", "bench.naive_server", "--model", str(args.model_dir / "model.pt")]
-    naive = subprocess.Popen(
-        [*command, "--port", str(port)], cwd=ROOT, stdout=open(workdir / "naive.log", "ab")
-    )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/predict", naive)
+    with (
+        stack_under_test(args, workdir) as ((web, inference, metrics), run_dir, web_pid, cold_start),
+        naive_server.serving(args.model_dir, workdir / "naive.log") as (naive, naive_pid),
+    ):
         key = json.loads((run_dir / "key_file.json").read_text())["inference"]["key"]
         plain, direct = {"Content-Type": "text/plain"}, {"Content-Type": "application/octet-stream"}
         auth = {**direct, "Authorization": f"Bearer {key}"}
@@ -213,11 +183,12 @@ def run(args, workdir: Path) -> int:
             "direct": (inference + "/predictions/mnist", auth, args.body),
             "web": (web + "/predict", plain, args.body),
             "read": (web + "/read", plain, args.number),
-            "naive": (f"http://127.0.0.1:{port}/predict", plain, args.body),
+            "naive": (naive, plain, args.body),
         }
         urls = {target: urls[target] for target in args.targets}
         frontend = int((run_dir / "tmp" / ".model_server.pid").read_text())
-        pids = {"web": found["web_pid"], "frontend": frontend, "naive": naive.pid}
+        pids = {"web": (web_pid, "self"), "frontend": (frontend, "self")}
+        pids |= {"workers": (frontend, "descendants"), "naive": (naive_pid, "self")}
         state = {"run_dir": run_dir, "metrics": metrics, "web": web, "pids": pids}
         version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
         print(
@@ -230,7 +201,7 @@ def run(args, workdir: Path) -> int:
         for target, (url, headers, body) in urls.items():
             check_answer(url, body, headers, *(("number", args.label) if target == "read" else ()))
             if args.settle:  # a fresh JVM compiles its hot paths in the first seconds: unmeasured load first
-                wrk(url, body, headers, max(args.clients), args.settle)
+                toolkit.wrk(url, body, headers, max(args.clients), args.settle)
         print(HEADER)
         rows = {}
         for clients in args.clients:
@@ -241,11 +212,6 @@ def run(args, workdir: Path) -> int:
         print(LEGEND)
         p50 = paired(urls, args.rounds)
         return targets_table(rows, p50, handler_ms(args.model_dir, args.body), cold_start)
-    finally:
-        naive.terminate()
-        naive.wait(10)
-        if stack:
-            stack.stop()
 
 
 def main() -> int:
@@ -253,7 +219,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = parser.add_argument
-    add("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR)))
+    add("--model-dir", type=Path, default=toolkit.DEFAULT_MODEL_DIR)
     add("--clients", type=int, nargs="+", default=[1, 16])
     targets = ["direct", "web", "read", "naive"]
     add("--targets", nargs="+", default=targets, choices=targets)
@@ -270,7 +236,7 @@ def main() -> int:
     if not (args.model_dir / "model.pt").exists():
         print(f"error: {args.model_dir}/model.pt not found: `make train` or --model-dir DIR", file=sys.stderr)
         return 2
-    require()
+    toolkit.require()
     args.body = canvas_data_url(args.digit)
     args.number, args.label = number_data_url(4)
     return run(args, Path(tempfile.mkdtemp(prefix="bench-", dir=args.workdir)))

@@ -3,14 +3,22 @@
     python -m bench.naive_server --model build/convnet/model.pt --port 5599
 
 POST /predict with the page's body (a canvas data URL) decodes and preprocesses it with the same
-handler/mnist_form.py, runs the same TorchScript model and answers the handler's JSON shape. Everything
+handler/mnist_form.py's preprocess(), runs the same TorchScript model and answers the handler's JSON shape. Everything
 runs inline on the event loop of one process: what a first prototype would be. bench/latency.py measures
-it beside the real stack, so the price (or gain) of browser -> aiohttp -> TorchServe -> worker is a ratio.
+it beside the real stack (serving() starts it), so the price (or gain) of browser -> aiohttp -> TorchServe
+-> worker is a ratio.
 """
 
 import argparse
 import base64
+import contextlib
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +26,7 @@ from aiohttp import web
 
 from handler.errors import InputError
 from handler.mnist_form import preprocess
-from handler.mnist_handler import for_inference
+from tests.stack import ROOT, free_port_base
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
 
@@ -42,6 +50,8 @@ async def predict(request: web.Request) -> web.Response:
 
 
 def init_app(model_path: str, threads: int) -> web.Application:
+    from handler.mnist_handler import for_inference  # here: bench/latency.py imports serving() alone
+
     torch.set_num_threads(threads)
     # The model as the handler runs it (frozen and optimized), so the two differ only in what serves them.
     model = for_inference(torch.jit.load(model_path, map_location="cpu"))
@@ -51,6 +61,32 @@ def init_app(model_path: str, threads: int) -> web.Application:
     app[MODEL] = model
     app.router.add_post("/predict", predict)
     return app
+
+
+@contextlib.contextmanager
+def serving(model_dir: Path, log: Path):
+    """This server in a process of its own serving model_dir on a free port, its output appended to log:
+    yields (its /predict URL, its pid) once it answers."""
+    port = free_port_base(1)
+    url = f"http://127.0.0.1:{port}/predict"
+    command = [sys.executable, "-m", "bench.naive_server", "--model", str(model_dir / "model.pt")]
+    naive = subprocess.Popen([*command, "--port", str(port)], cwd=ROOT, stdout=open(log, "ab"))
+    try:
+        deadline = time.monotonic() + 60
+        while naive.poll() is None and time.monotonic() < deadline:
+            try:  # up once it answers a POST at all (an empty body's 400 counts)
+                urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{url} did not come up in 60 s (exit status {naive.returncode})")
+        yield url, naive.pid
+    finally:
+        naive.terminate()
+        naive.wait(10)
 
 
 def main() -> None:

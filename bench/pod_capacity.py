@@ -1,5 +1,5 @@
-"""One pod's capacity: closed-loop load with wrk through the pod's published web port (bench/wrk.py, the
-page's canvas data URL), the CPU each container spends per request, and its memory.
+"""One pod's capacity: closed-loop load with wrk through the pod's published web port (bench/toolkit.py,
+the page's canvas data URL), the CPU each container spends per request, and its memory.
 
     make image && make deploy-local && python -m bench.pod_capacity     # the pod of `make deploy-local`
     python -m bench.pod_capacity --url http://127.0.0.1:5500 --pod digit-recognizer-pod-0 --clients 1 4 16
@@ -16,10 +16,8 @@ import os
 import subprocess
 import time
 
-import psutil
-
 from bench.canvas_body import canvas_data_url
-from bench.wrk import require, wrk
+from bench.toolkit import PLAIN, cpu_seconds, require, wrk
 
 CONTAINERS = ("torchserve", "web")
 
@@ -27,19 +25,6 @@ CONTAINERS = ("torchserve", "web")
 def container_pid(pod: str, container: str) -> int:
     command = ["podman", "inspect", "--format", "{{.State.Pid}}", f"{pod}-{container}"]
     return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live descendants (TorchServe's frontend and workers)."""
-    total = 0.0
-    root = psutil.Process(pid)
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def memory_mib(pod: str) -> dict:
@@ -59,12 +44,9 @@ def memory_mib(pod: str) -> dict:
 
 
 def measure(args) -> None:
-    pids = {c: container_pid(args.pod, c) for c in CONTAINERS}
-
-    def snapshot() -> dict:
-        return {c: cpu_seconds(pid) for c, pid in pids.items()}
-
-    body, headers = canvas_data_url(), {"Content-Type": "text/plain"}
+    # Each container's processes and their live descendants (TorchServe's frontend and workers).
+    pids = {c: (container_pid(args.pod, c), "tree") for c in CONTAINERS}
+    body, headers = canvas_data_url(), PLAIN
     url = args.url + "/predict"
     print(f"pod {args.pod} at {args.url}; {os.cpu_count()} cores shared with the load generator")
     print(f"memory before load (MiB): {memory_mib(args.pod)}")
@@ -74,9 +56,9 @@ def measure(args) -> None:
           f"{'torchserve':>10} {'web':>6} {'pod':>6}")  # fmt: skip
     rows = []
     for clients in args.clients:
-        before = snapshot()
+        before = cpu_seconds(pids)
         r = wrk(url, body, headers, clients, args.duration)
-        used = {c: (seconds - before[c]) * 1000 / max(1, r.requests) for c, seconds in snapshot().items()}
+        used = {c: (s - before[c]) * 1000 / max(1, r.requests) for c, s in cpu_seconds(pids).items()}
         cpu = sum(used.values())
         rows.append((clients, r.rps, r.p99, cpu))
         print(f"{clients:>7} {r.rps:7.0f} {r.p50:7.2f} {r.p99:7.2f} {r.errors:>6} | "

@@ -1,6 +1,6 @@
-"""Does the preprocessing (handler/decode.py, ink.py, mnist_form.py) still give the 28x28 images an older
-version gave? Prints, per set of drawings, the largest difference and how many images differ, and every
-changed decision (a digit now refused, a refusal now a digit, a different error).
+"""Does the preprocessing (handler/mnist_form.py and what it uses) still give the 28x28 images an older version gave? Prints, per set of
+drawings, the largest difference and how many images differ, and every changed decision (a digit
+now refused, a refusal now a digit, a different error).
 
     python -m bench.preprocess_equivalence                  # this tree against main, all sets
     python -m bench.preprocess_equivalence --against HEAD~1 --limit 500
@@ -17,16 +17,64 @@ Exit status 1 when a decision changed or an image differs by more than --toleran
 
 import argparse
 import base64
+import importlib.util
 import random
+import re
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from bench.canvas_body import canvas_png
-from bench.handler_speed import new, preprocess_at
+from handler import decode, errors, ink, mnist_form
+from tests.stack import ROOT
 from train import pendigits
 from train.canvases import with_stray_tap
+
+
+def pipeline(decode, errors, ink, mnist_form) -> SimpleNamespace:
+    """The preprocessing's modules as one, by the names handler/preprocess.py held them in before the
+    split: what outcome() and compare() use, for a revision of either layout."""
+    return SimpleNamespace(preprocess=mnist_form.preprocess, InputError=errors.InputError)
+
+
+new = pipeline(decode, errors, ink, mnist_form)
+
+
+def preprocess_at(rev: str):
+    """The preprocessing as it is at git revision `rev`, imported as modules of its own: handler/preprocess.py
+    where `rev` has it, else its handler/ package (relative imports) under another name."""
+
+    def show(path: str) -> bytes:
+        return subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+
+    listing = ["git", "ls-tree", "--name-only", f"{rev}:handler"]
+    files = subprocess.run(listing, cwd=ROOT, capture_output=True, check=True, text=True).stdout.split()
+    tag = re.sub(r"\W", "_", rev)
+    with tempfile.TemporaryDirectory(prefix="preprocess-") as folder:
+        if "preprocess.py" in files:
+            path = Path(folder) / f"preprocess_{tag}.py"
+            path.write_bytes(show("handler/preprocess.py"))
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+        package = Path(folder) / f"handler_{tag}"
+        package.mkdir()
+        for name in (f for f in files if f.endswith(".py")):
+            (package / name).write_bytes(show(f"handler/{name}"))
+        sys.path.insert(0, folder)
+        try:
+            names = ("decode", "errors", "ink", "mnist_form")
+            return pipeline(*(importlib.import_module(f"{package.name}.{name}") for name in names))
+        finally:
+            sys.path.remove(folder)
 
 
 def pen_sets(limit: int | None) -> dict[str, list[bytes]]:

@@ -24,17 +24,15 @@ would spoil their figure), or --writers trainable for segmentation alone (writer
 import argparse
 import base64
 import collections
-import contextlib
-import io
 import random
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.canvas_accuracy import evaluate_in_process, serving
-from tests.clients import read_of
+from bench.toolkit import DEFAULT_MODEL_DIR, web_app
 from tests.stack import post
 from train import numbers, pendigits
+from train.evaluation import in_process, read_of
 
 WRITERS = {"held-out": pendigits.held_out, "trainable": pendigits.trainable, "tuning": pendigits.tuning}
 WRITERS_NAMES = {
@@ -146,7 +144,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--url", help="a running web app (default: start a stack of its own)")
-    parser.add_argument("--model-dir", type=Path, default=Path("build/convnet"))
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--in-process", type=Path, metavar="MODEL_PT", help="no servers: read_number + model")
     parser.add_argument(
         "--per-class", type=int, default=1000, help="numbers per spacing class (both canvases)"
@@ -171,11 +169,10 @@ def main() -> None:
     singles_bodies, digits_alone = [body for _, body in items], alone(found)
     if args.in_process:
         answers, read = (numbers.read_all(b, args.in_process) for b in (bodies, singles_bodies))
-        with contextlib.redirect_stdout(io.StringIO()):  # its timing line is for 280x280 drawings only
-            results = [evaluate_in_process(args.in_process, x) if x else [] for x in (items, digits_alone)]
+        results = [in_process(args.in_process, x)[0] if x else [] for x in (items, digits_alone)]
         predicted, predicted_alone = ([digit for _, digit, _ in r] for r in results)
     else:
-        with serving(args) as url:
+        with web_app(args.url, args.model_dir) as url:
             answers, read = (ask(url + "/read", b) for b in (bodies, singles_bodies))
             predicted, predicted_alone = (
                 [read_of(*answer) for answer in ask(url + "/predict", [body for _, body in x])]

@@ -9,12 +9,12 @@ workers) at the start and the end.
 """
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+import psutil
 
+from bench.toolkit import DEFAULT_MODEL_DIR, own_stack, percentiles
 from tests.clients import Client, run_soak, soak_images
 
 
@@ -25,29 +25,24 @@ def time_when_down(url: str, tries: int = 50) -> dict:
         status, _ = client.predict(body)
         times.append((time.perf_counter() - started) * 1000)
         statuses.add(status)
-    return {"statuses": sorted(statuses), "p50": float(np.median(times)), "max": max(times)}
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return {"statuses": sorted(statuses), "p50": percentiles(times, 50)[0], "max": max(times)}
 
 
 def stack_memory(web_pid: int | None, run_dir: Path):
-    from scripts.tsctl import descendants
+    """A function giving the resident memory (MB) of TorchServe's frontend, its workers and the web app."""
+
+    def rss_mb(*processes: psutil.Process) -> float:
+        return round(sum(p.memory_info().rss for p in processes) / 2**20, 1)
 
     def watch() -> dict:
-        frontend = int((run_dir / "tmp" / ".model_server.pid").read_text())
-        workers = descendants(frontend)
+        frontend = psutil.Process(int((run_dir / "tmp" / ".model_server.pid").read_text()))
         memory = {
             "torchserve frontend": rss_mb(frontend),
-            "torchserve workers": sum(rss_mb(p) for p in workers),
+            "torchserve workers": rss_mb(*frontend.children(recursive=True)),
         }
         if web_pid:
-            memory["web app"] = rss_mb(web_pid)
-        return {name: round(mb, 1) for name, mb in memory.items()}
+            memory["web app"] = rss_mb(psutil.Process(web_pid))
+        return memory
 
     return watch
 
@@ -61,27 +56,17 @@ def main() -> None:
     parser.add_argument("--url", help="a running web app (default: start a stack of its own)")
     parser.add_argument("--run-dir", type=Path, default=Path("run"), help="with --url: TorchServe's run dir")
     parser.add_argument("--web-pid", type=int, help="with --url: the web app's pid, to watch its memory")
-    parser.add_argument("--model-dir", type=Path, default=Path("build/convnet"))
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     args = parser.parse_args()
 
-    stack = None
     if args.url:
-        url, watch = args.url, stack_memory(args.web_pid, args.run_dir)
+        report = run_soak(args.url, args.clients, args.duration, stack_memory(args.web_pid, args.run_dir))
     else:
-        from tests.stack import Stack, archive
-
-        work = Path(tempfile.mkdtemp(prefix="soak-"))
-        archive(args.model_dir.resolve(), work / "model_store", "1.0")
-        stack = Stack(work / "run", work / "model_store").start()
-        url, watch = stack.web_url, stack_memory(stack.web.pid, stack.run_dir)
-    try:
-        report = run_soak(url, args.clients, args.duration, watch)
-        if stack:  # then: how fast the web app says so when TorchServe is gone (target: 100 ms)
-            stack.stop_torchserve()
-            report["down_ms"] = time_when_down(url)
-    finally:
-        if stack:
-            stack.stop()
+        with own_stack(args.model_dir) as stack:
+            watch = stack_memory(stack.web.pid, stack.run_dir)
+            report = run_soak(stack.web_url, args.clients, args.duration, watch)
+            stack.stop_torchserve()  # then: how fast the web app says so when TorchServe is gone (100 ms)
+            report["down_ms"] = time_when_down(stack.web_url)
     print(f"{report['clients']} clients, {report['seconds']} s: {report['requests']} requests "
           f"({report['requests_per_second']}/s), {report['errors']} errors, {report['cross_talk']} cross-talk")  # fmt: skip
     for name, start in report["memory_start"].items():

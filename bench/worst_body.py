@@ -7,9 +7,9 @@ Each candidate is the largest image of its kind that passes every limit (handler
 MAX_PIXELS, the web app's 1 MiB body), a digit drawn on it so it goes the whole way to the model:
 PNG in each colour type (grey, RGB, RGBA opaque, RGBA with transparency, palette, 16-bit), JPEG,
 WebP, GIF and BMP, as raw bytes (a data URL of the same image is dearer to send, not to read: base64 is
-~1% of it). handle() (the real
-MnistHandler, TorchServe's MockContext, one drawing per request) is timed in this thread's CPU time,
-candidates and the canvas alternating round after round; the ratio "worst accepted body / canvas" is
+~1% of it). handle() (the real MnistHandler, TorchServe's MockContext, one drawing per request) is timed
+in this thread's CPU time, candidates and the canvas in turn round after round (bench/toolkit.py
+alternate); the ratio "worst accepted body / canvas" is
 the figure docs/limits.md holds to at most 10x. Then POST /read's (number-N parts): the same bodies and
 one-stroke zigzags across strips (the most cuts a number can ask for), against a one-digit canvas through
 /read and through /predict, and per token /read's rate limit charges for each (web/ratelimit.py
@@ -19,22 +19,19 @@ READ_PIECES_PER_TOKEN): what bounds a client's share of the CPU however dear its
 import argparse
 import base64
 import io
+import statistics
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from bench.canvas_body import canvas_data_url
-from bench.handler_speed import handler
+from bench.toolkit import DEFAULT_MODEL_DIR, alternate, handle_seconds, handler
 from handler import decode, mnist_form, segment
 from handler.errors import InputError
 from web.ratelimit import read_tokens
 
-warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
-DEFAULT_MODEL_DIR = Path("build/convnet")
 MAX_BODY = 1024 * 1024  # web/app.py Config.max_body
 TARGET = 10.0  # issue 28: the dearest accepted body at most 10x a canvas
 
@@ -130,14 +127,14 @@ def pieces(body: bytes) -> int:
         return 0  # refused before the model
 
 
-def cpu_ms(instance, body: bytes, rounds: int, part: str = "data") -> list[float]:
-    rows = [{part: body}]
-    out = []
-    for _ in range(rounds):
-        start = time.thread_time()
-        instance.handle(rows, instance.mock_context)
-        out.append((time.thread_time() - start) * 1000)
-    return out
+def cpu_ms(instance, bodies: dict, rounds: int, part: str = "data") -> dict[str, float]:
+    """Median handle() CPU ms (this thread's time) of each body, 5 timings a round, the bodies in turn."""
+
+    def timings(body: bytes):
+        return lambda: handle_seconds(instance, [{part: body}], 5, time.thread_time)
+
+    runs = alternate({name: timings(body) for name, body in bodies.items()}, rounds)
+    return {name: statistics.median(sum(timed, [])) * 1000 for name, timed in runs.items()}
 
 
 def main() -> int:
@@ -150,16 +147,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.max_pixels:
         decode.MAX_PIXELS = args.max_pixels
-    torch.set_num_threads(1)
     instance = handler(args.model_dir.resolve())
     canvas = canvas_data_url(0)
     bodies = candidates()
-    samples = {name: [] for name in ["canvas 280x280 data URL", *bodies]}
-    for _ in range(args.rounds):
-        samples["canvas 280x280 data URL"] += cpu_ms(instance, canvas, 5)
-        for name, body in bodies.items():
-            samples[name] += cpu_ms(instance, body, 5)
-    medians = {name: float(np.median(ms)) for name, ms in samples.items()}
+    medians = cpu_ms(instance, {"canvas 280x280 data URL": canvas, **bodies}, args.rounds)
     base = medians["canvas 280x280 data URL"]
     print(
         f"handle() CPU ms per request (thread time, median of {args.rounds * 5}), MAX_PIXELS {decode.MAX_PIXELS}"
@@ -173,11 +164,7 @@ def main() -> int:
         f"worst accepted body / canvas: {ratio:.1f}x ({worst}); {verdict} the target of at most {TARGET:g}x"
     )
     reads = {"canvas 280x280 data URL": canvas, **bodies, **zigzags()}
-    read_ms = {name: [] for name in reads}
-    for _ in range(args.rounds):
-        for name, body in reads.items():
-            read_ms[name] += cpu_ms(instance, body, 5, "number-0")
-    medians = {name: float(np.median(ms)) for name, ms in read_ms.items()}
+    medians = cpu_ms(instance, reads, args.rounds, "number-0")
     charged = {name: read_tokens(pieces(body)) for name, body in reads.items()}
     read_base = medians["canvas 280x280 data URL"]
     per_token = read_base / charged["canvas 280x280 data URL"]

@@ -184,7 +184,7 @@ def _loaded(image: Image.Image) -> Image.Image:
 
 def _plain_png(data: bytes) -> np.ndarray | None:
     """A plain PNG (_plain_png_size) decoded by libspng (pyspng), once its size is checked: the same
-    pixels as PIL's decoder in a fraction of the time (make bench-handler; docs/performance.md), and like it, it refuses a truncated or corrupt image stream. None for any other image."""
+    pixels as PIL's decoder in a fraction of the time (docs/performance.md, handler stages), and like it, it refuses a truncated or corrupt image stream. None for any other image."""
     size = _plain_png_size(data)
     if not size:
         return None

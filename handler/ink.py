@@ -11,7 +11,7 @@ from .decode import image_pixels
 
 # Canvases of twice this or more are shrunk first, by the largest whole factor that leaves at least this
 # on the longer side (the page's 280 px canvas by 2): a digit drawn 40 px tall still spans the 20 px of
-# MNIST's box, and every later step has a quarter of the pixels (make bench-handler; docs/performance.md).
+# MNIST's box, and every later step has a quarter of the pixels (docs/performance.md, handler stages).
 WORK_SIDE = 140
 INK_THRESHOLD = 0.25  # share of full contrast that counts as ink when finding the digit's box
 MIN_CONTRAST = 0.15  # below this the whole image is one colour: nothing drawn
@@ -23,7 +23,7 @@ def ink_map(picture: Image.Image | np.ndarray, side=max) -> np.ndarray:
     Takes a PIL image or decode()'s array. Stays in uint8 and maps pixels through a 256-entry table:
     float arithmetic on every pixel of the canvas cost more than all the rest of the preprocessing. The
     per-pixel work is OpenCV's (grey conversion, extrema, table): the same result as PIL's convert,
-    getextrema and point in less time (make bench-handler). `side` picks the side WORK_SIDE applies to:
+    getextrema and point in less time (docs/performance.md, handler stages). `side` picks the side WORK_SIDE applies to:
     the longer (one digit) or the shorter (a number, on a canvas much wider than tall)."""
     pixels = picture if isinstance(picture, np.ndarray) else image_pixels(picture)
     if pixels.ndim == 3 and pixels.shape[2] == 4:

@@ -117,7 +117,7 @@ def to_mnist(ink: np.ndarray, canvas_side: int = 0) -> np.ndarray:
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     """Scaled by `scale` (sides rounded, at least 1 px). Shrinking averages each output pixel's area of
     the input (OpenCV's INTER_AREA: antialiased, every input pixel counts), enlarging is bilinear. PIL's
-    antialiased bilinear and Lanczos did this before at several times the cost (make bench-handler)."""
+    antialiased bilinear and Lanczos did this before at several times the cost (docs/performance.md, handler stages)."""
     height, width = image.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)

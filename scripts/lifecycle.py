@@ -58,7 +58,6 @@ import sys
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from handler.answers import NOT_A_DIGIT
@@ -76,26 +75,14 @@ from scripts.tsctl import (
     set_default,
 )
 from train import numbers
-from train.calibration import answered_calibration_error
 from train.canvases import drawings, mnist_drawings, nondigit_drawings
+from train.evaluation import Result, Score, result, score
 from train.feedback_data import holdout_drawings
 
 Z_REFUSE = 3.0  # McNemar's z above which a candidate is worse than the default (see the docstring)
 P_REFUSE = 0.00135  # the one-sided normal tail at 3 sigma: the same level for the exact binomial test
 REJECT_BUDGET = 0.005  # share of real digits a version may answer "not a digit" (docs/not-a-digit.md)
-ECE_BINS = 15
 CLIENTS = 4  # concurrent requests: enough for TorchServe to batch, without swamping 2 cores
-
-
-@dataclass
-class Score:
-    n: int
-    accuracy: float
-    ece: float  # of the digits answered (train/calibration.py answered_calibration_error)
-    per_digit: dict  # digit -> accuracy
-    right: list  # per drawing: read right?
-    rejected: list  # per drawing: answered "not a digit"?
-    refused: int = 0  # drawings answered with no digit (4xx, "not a digit" too): outside the ECE
 
 
 def datasets(mnist: int, pen: int, seed: int, nondigits: int = 2) -> dict[str, list[tuple[int, bytes]]]:
@@ -123,39 +110,21 @@ def feedback_holdout(db_url: str) -> list[tuple[int, bytes]]:
     return rows
 
 
-def answers(ts: TorchServe, version: str, items: list[tuple[int, bytes]]) -> list[list[float] | str | None]:
-    """The probabilities `version` gives each drawing; "not_a_digit" where it says so; None where it
-    answers another 4xx (e.g. 'no digit drawn', counted as wrong). Anything else (5xx, unreachable)
-    stops the evaluation: that is not the model."""
+def answers(ts: TorchServe, version: str, items: list[tuple[int, bytes]]) -> list[Result]:
+    """What `version` reads of each drawing (train/evaluation.py: "not a digit" read as 10, another 4xx
+    such as 'no digit drawn' as None, counted as wrong). Anything else (5xx, unreachable) stops the
+    evaluation: that is not the model."""
 
-    def ask(item: tuple[int, bytes]) -> list[float] | str | None:
+    def ask(item: tuple[int, bytes]) -> Result:
         status, body = ts.call("inference", "POST", f"/predictions/{MODEL}/{version}", item[1])
-        if status == 200:
-            return json.loads(body)["probabilities"]
-        if status == 422 and json.loads(body).get("reason") == "not_a_digit":
-            return "not_a_digit"
+        if status in (200, 422):
+            return result(item[0], status, json.loads(body))
         if 400 <= status < 500 and status != 404:
-            return None
+            return result(item[0], status, {})
         raise Fail(f"version {version} answered {status}: {body[:200].decode(errors='replace')}")
 
     with ThreadPoolExecutor(CLIENTS) as pool:
         return list(pool.map(ask, items))
-
-
-def score(labels: list[int], probabilities: list[list[float] | str | None]) -> Score:
-    right, rejected = [], []
-    for label, p in zip(labels, probabilities, strict=True):
-        rejected.append(p == "not_a_digit")
-        read = NOT_A_DIGIT if rejected[-1] else max(range(10), key=p.__getitem__) if p else None
-        right.append(read == label)
-    per_digit = {}
-    for digit in range(10):
-        mine = [r for r, label in zip(right, labels, strict=True) if label == digit]
-        per_digit[digit] = sum(mine) / len(mine) if mine else float("nan")
-    accuracy = sum(right) / len(right)
-    given = [p if isinstance(p, list) else None for p in probabilities]
-    ece, refused = answered_calibration_error(given, labels, ECE_BINS)
-    return Score(len(right), accuracy, ece, per_digit, right, rejected, refused)
 
 
 def rejection_gate(default: Score, candidate: Score, real: list[bool]) -> tuple[float, float, bool]:
@@ -208,7 +177,7 @@ def evaluate(
     passed = True
     for name, items in sets.items():
         labels = [label for label, _ in items]
-        scores = {v: score(labels, answers(ts, v, items)) for v in versions}
+        scores = {v: score(answers(ts, v, items)) for v in versions}
         print(f"\n{name}: {len(items)} drawings")
         real = [label != NOT_A_DIGIT for label in labels]
         heading = (

@@ -1,5 +1,6 @@
 """Clients of the web app's /predict for tests and benchmarks: one keep-alive connection like a browser
-tab (Client), a data set read by several of them (evaluate), and many of them for a while (run_soak)."""
+tab (Client: the benchmarks' one Python client, bench/toolkit.py), a data set read by several of them
+(evaluate), and many of them for a while (run_soak)."""
 
 import base64
 import http.client
@@ -12,20 +13,22 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from handler.answers import NOT_A_DIGIT
 from train import pendigits
+from train.evaluation import Result, result
 
 SOAK_IMAGES = 24
-# label, digit read (None: refused as no digit; 10: answered "not a digit"), the guess's probabilities
-Result = tuple[int, int | None, list[float] | None]
 
 
 class Client:
     """One keep-alive connection, like a browser tab."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, local: str | None = None):
+        """local: the address to send from (127.0.0.2: another client to the web app's rate limiter)."""
         parts = urlsplit(url)
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        source = (local, 0) if local else None
+        self.connection = http.client.HTTPConnection(
+            parts.hostname, parts.port, timeout=30, source_address=source
+        )
 
     def predict(self, body: bytes) -> tuple[int, dict]:
         try:
@@ -37,21 +40,12 @@ class Client:
             return 0, {"error": repr(e)}
 
 
-def read_of(status: int, answer: dict) -> int | None:
-    if status == 422 and answer.get("reason") == "not_a_digit":
-        return NOT_A_DIGIT
-    return answer.get("digit") if status == 200 else None
-
-
 def evaluate(url: str, items: list[tuple[int, bytes]], clients: int = 4) -> list[Result]:
     """(label, digit read or None for an error, probabilities) per drawing, through the web app at url."""
 
     def run(chunk):
         client = Client(url)
-        return [
-            (label, read_of(status, answer), answer.get("probabilities"))
-            for label, (status, answer) in ((lbl, client.predict(b)) for lbl, b in chunk)
-        ]
+        return [result(label, *client.predict(body)) for label, body in chunk]
 
     chunks = [items[i::clients] for i in range(clients)]
     with ThreadPoolExecutor(clients) as pool:

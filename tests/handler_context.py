@@ -1,5 +1,5 @@
 """TorchServe's MockContext plus its real Context's per-item response setters: the handler in-process, with
-no Java and no frontend (tests/test_handler.py, bench/handler_speed.py)."""
+no Java and no frontend (tests/test_handler.py, bench/toolkit.py handler)."""
 
 import json
 from pathlib import Path

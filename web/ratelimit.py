@@ -57,7 +57,7 @@ DEFAULT_LIMITS = {
 }
 # /read's limit counts reads of a 4-digit number, and a read costs by the candidate pieces it is cut into
 # (each a to_mnist and a model input): a token is this many, the median over 4-digit numbers of writers
-# 1-20, every spacing (27, 28, 29 for three samples: bench/read_pieces.py, docs/limits.md). The token
+# 1-20, every spacing (27, 28, 29 for three samples: docs/limits.md; measured with bench/read_pieces.py, since removed). The token
 # taken at admission pays for a read of up to this many; the view charges the rest (web/app.py read): the
 # dearest body, 247 pieces (docs/limits.md), costs 8.8 tokens.
 READ_PIECES_PER_TOKEN = 28
