@@ -1,7 +1,9 @@
 """Rendered training images kept on disk, so a second `make train` does not render them again.
 
 A cache file's name holds a hash of what made it: the serving preprocessing (handler/preprocess.py),
-the rendering code and its parameters. Change any of them and the old file is simply not found.
+the rendering code and its parameters. Change any of them and the old file is simply not found. The
+rendering code is hashed whole, module by module: even a change that renders the same (a new parameter,
+a module split in two) renders anew once.
 """
 
 import hashlib
@@ -14,9 +16,7 @@ import numpy as np
 import handler.preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
-# Set by train/train.py from its CACHE_DIR knob. A module attribute rather than an argument because
-# train/mnist_canvas.py's source is part of its renders' cache key: passing it down would change that key.
-CACHE_DIR = ROOT / "build" / "cache"
+DEFAULT_DIR = ROOT / "build" / "cache"  # the default of train/train.py's CACHE_DIR knob
 
 
 def key(*modules, **params) -> str:
@@ -28,14 +28,14 @@ def key(*modules, **params) -> str:
     return digest.hexdigest()[:16]
 
 
-def cached(name: str, cache_key: str, compute) -> dict[str, np.ndarray]:
-    """compute() -> dict of arrays, saved as CACHE_DIR/name-key.npz and loaded from there next time."""
-    path = CACHE_DIR / f"{name}-{cache_key}.npz"
+def cached(directory: Path, name: str, cache_key: str, compute) -> dict[str, np.ndarray]:
+    """compute() -> dict of arrays, saved as directory/name-key.npz and loaded from there next time."""
+    path = Path(directory) / f"{name}-{cache_key}.npz"
     if path.exists():
         with np.load(path) as f:
             return dict(f)
     arrays = compute()
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.npz")  # a run stopped half-way leaves no half file
     np.savez(partial, **arrays)
     partial.replace(path)

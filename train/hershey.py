@@ -9,7 +9,9 @@ import os
 from functools import cache as memoised
 from pathlib import Path
 
-FONT_DIR = Path(os.environ.get("HERSHEY_FONTS", "/usr/share/hershey-fonts"))
+DEFAULT_FONT_DIR = Path("/usr/share/hershey-fonts")  # training's HERSHEY_FONTS knob (train/train.py)
+# Where the tests, benchmarks and `make evaluate` find the fonts; training is handed its knob instead.
+FONT_DIR = Path(os.environ.get("HERSHEY_FONTS", DEFAULT_FONT_DIR))
 
 # ---- EXCLUDED: every glyph that is, or a person would accept as, a digit ---------------------------
 # By the glyph's slot (its ASCII character). In every font: the digits, punctuation that is a stroke,
@@ -57,9 +59,9 @@ def parse_jhf(text: str) -> list[list[list[tuple[int, int]]]]:
 
 
 @memoised
-def glyphs(font: str) -> list[tuple[str, tuple]]:
+def glyphs(font: str, font_dir: Path = FONT_DIR) -> list[tuple[str, tuple]]:
     """(character, strokes with y up as the pen-digit file has them) of a font's usable glyphs."""
-    parsed = parse_jhf((FONT_DIR / f"{font}.jhf").read_text(encoding="latin-1"))
+    parsed = parse_jhf((Path(font_dir) / f"{font}.jhf").read_text(encoding="latin-1"))
     usable = []
     for index, strokes in enumerate(parsed):
         char = chr(32 + index)

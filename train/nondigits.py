@@ -17,6 +17,7 @@ import os
 import random
 import sys
 from multiprocessing import Pool
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,14 +82,14 @@ RENDERING = (sys.modules[__name__], hershey, shapes, outlines, pendigits)
 
 
 def drawings(
-    fonts: list[str], kinds: list[str], copies: int, seed: int
+    fonts: list[str], kinds: list[str], copies: int, seed: int, font_dir: Path = hershey.FONT_DIR
 ) -> list[tuple[str, pendigits.Drawing]]:
     """(family member, drawing laid out on the canvas): every usable glyph `copies` times, and
     100 x copies of each shape kind; each with its own random brush, size and place."""
     rng = random.Random(seed)
     out = []
     for font in fonts:
-        for _, strokes in hershey.glyphs(font):
+        for _, strokes in hershey.glyphs(font, font_dir):
             for _ in range(copies):
                 out.append((font, _laid_out(strokes, rng)))
     for kind in kinds:
@@ -111,9 +112,9 @@ def _to_28x28(drawing):
         return np.zeros((28, 28), np.uint8), False
 
 
-def _rendered(name, fonts, kinds, copies, seed):
+def _rendered(name, fonts, kinds, copies, seed, font_dir, cache_dir):
     def compute():
-        laid = drawings(fonts, kinds, copies, seed)
+        laid = drawings(fonts, kinds, copies, seed, font_dir)
         with Pool(os.cpu_count()) as pool:
             out = pool.map(_to_28x28, [d for _, d in laid], chunksize=128)
         ok = np.array([o[1] for o in out])
@@ -123,7 +124,7 @@ def _rendered(name, fonts, kinds, copies, seed):
         }
 
     key = cache.key(*RENDERING, fonts=fonts, shapes=kinds, copies=copies, seed=seed)
-    return cache.cached(name, key, compute)
+    return cache.cached(cache_dir, name, key, compute)
 
 
 def _family_of(member: str) -> str:
@@ -134,27 +135,33 @@ def _family_of(member: str) -> str:
     return member  # a shape kind is its own family
 
 
-def nondigit_training_set(copies: int):
+def nondigit_training_set(
+    copies: int, font_dir: Path = hershey.FONT_DIR, cache_dir: Path = cache.DEFAULT_DIR
+):
     """(images uint8 N x 28 x 28, labels all NOT_A_DIGIT) from the training families, or None."""
     if copies <= 0:
         return None
-    if not hershey.FONT_DIR.exists():
+    if not Path(font_dir).exists():
         sys.exit(
-            f"error: no Hershey fonts in {hershey.FONT_DIR} (apt-get install hershey-fonts-data, or HERSHEY_FONTS=dir); "
+            f"error: no Hershey fonts in {font_dir} (apt-get install hershey-fonts-data, or HERSHEY_FONTS=dir); "
             "NONDIGIT_COPIES=0 trains a model of ten outputs that never says 'not a digit'"
         )
     fonts = [f for family in TRAIN_FONTS.values() for f in family]
-    arrays = _rendered("nondigit-train", fonts, TRAIN_SHAPES, copies, RENDER_SEED)
+    arrays = _rendered("nondigit-train", fonts, TRAIN_SHAPES, copies, RENDER_SEED, font_dir, cache_dir)
     images = torch.from_numpy(arrays["images"])
     return images, torch.full((len(images),), NOT_A_DIGIT, dtype=torch.long)
 
 
-def nondigit_held_out_sets(copies: int = 4) -> dict[str, torch.Tensor]:
+def nondigit_held_out_sets(
+    copies: int = 4, font_dir: Path = hershey.FONT_DIR, cache_dir: Path = cache.DEFAULT_DIR
+) -> dict[str, torch.Tensor]:
     """Per held-out family, its rendered drawings (uint8 N x 28 x 28): only ever measured on."""
-    if not hershey.FONT_DIR.exists():
+    if not Path(font_dir).exists():
         return {}
     fonts = [f for family in HELD_OUT_FONTS.values() for f in family]
-    arrays = _rendered("nondigit-held-out", fonts, HELD_OUT_SHAPES, copies, RENDER_SEED + 1)
+    arrays = _rendered(
+        "nondigit-held-out", fonts, HELD_OUT_SHAPES, copies, RENDER_SEED + 1, font_dir, cache_dir
+    )
     families = np.array([_family_of(m) for m in arrays["families"]])
     return {f: torch.from_numpy(arrays["images"][families == f]) for f in sorted(set(families))}
 
