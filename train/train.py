@@ -36,13 +36,12 @@ from model import build_model, count_flops
 from train import cache, hershey, pen_download, pendigits
 from train.augment import augment
 from train.calibration import Temperature, expected_calibration_error, fit_temperature
-from train.feedback_data import feedback_training_set
+from train.feedback_data import feedback_training_set, masked
 from train.mnist_canvas import through_pipeline
 from train.nondigits import nondigit_held_out_sets, nondigit_training_set
 from train.number_pieces import number_piece_set
 from train.pen_data import pen_held_out_set, pen_training_set
 from train.rejection import NotADigitShift, choose_threshold, digit_probabilities, scores
-from web.feedback_store import masked
 
 # ---- configuration: every knob of a run, env var overrides ------------------------------------------
 # CONFIG_FROM=build/x/metrics.json re-runs the recipe written there ("config"); env vars still win over it.
