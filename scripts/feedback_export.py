@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from train.feedback_data import feedback_rows, held_out
-from web.feedback_store import DEFAULT_DB, masked
+from train.feedback_data import feedback_rows, held_out, masked
+from web.feedback_store import DEFAULT_DB
 
 FIELDS = ["file", "label", "predicted", "version", "created_utc", "split", "png_sha256"]
 

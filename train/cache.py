@@ -3,7 +3,8 @@
 A cache file's name holds a hash of what made it: the serving preprocessing (every module of handler/
 that handler/segment.py imports, directly or not: decoding, the ink map, the MNIST form, a number's
 groups and cuts), the rendering code and its parameters. Change any of them and the old file is simply
-not found.
+not found. The rendering code is hashed whole, module by module: even a change that renders the same (a
+new parameter, a module split in two) renders anew once.
 """
 
 import ast
@@ -16,9 +17,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-# Set by train/train.py from its CACHE_DIR knob. A module attribute rather than an argument because
-# train/mnist_canvas.py's source is part of its renders' cache key: passing it down would change that key.
-CACHE_DIR = ROOT / "build" / "cache"
+DEFAULT_DIR = ROOT / "build" / "cache"  # the default of train/train.py's CACHE_DIR knob
 
 
 def preprocessing(root: str = "handler.segment") -> list:
@@ -46,14 +45,14 @@ def key(*modules, **params) -> str:
     return digest.hexdigest()[:16]
 
 
-def cached(name: str, cache_key: str, compute) -> dict[str, np.ndarray]:
-    """compute() -> dict of arrays, saved as CACHE_DIR/name-key.npz and loaded from there next time."""
-    path = CACHE_DIR / f"{name}-{cache_key}.npz"
+def cached(directory: Path, name: str, cache_key: str, compute) -> dict[str, np.ndarray]:
+    """compute() -> dict of arrays, saved as directory/name-key.npz and loaded from there next time."""
+    path = Path(directory) / f"{name}-{cache_key}.npz"
     if path.exists():
         with np.load(path) as f:
             return dict(f)
     arrays = compute()
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.npz")  # a run stopped half-way leaves no half file
     np.savez(partial, **arrays)
     partial.replace(path)

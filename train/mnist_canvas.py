@@ -14,6 +14,7 @@ import os
 import random
 import sys
 from multiprocessing import Pool
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -65,8 +66,10 @@ def _through_pipeline(job):
         return np.zeros((28, 28), np.uint8), False
 
 
-def through_pipeline(images: np.ndarray, indices: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(28x28 uint8 images as serving would feed them, ok flags) of images[indices], cached on disk."""
+def through_pipeline(
+    images: np.ndarray, indices: np.ndarray, split: str, cache_dir: Path = cache.DEFAULT_DIR
+) -> tuple[np.ndarray, np.ndarray]:
+    """(28x28 uint8 images as serving would feed them, ok flags) of images[indices], cached in cache_dir."""
 
     def compute():
         jobs = [(images[i], render_seed(split, int(i))) for i in indices]
@@ -77,5 +80,5 @@ def through_pipeline(images: np.ndarray, indices: np.ndarray, split: str) -> tup
     key = cache.key(
         sys.modules[__name__], split=split, indices=hashlib.sha256(np.asarray(indices).tobytes()).hexdigest()
     )
-    arrays = cache.cached(f"mnist-{split}", key, compute)
+    arrays = cache.cached(cache_dir, f"mnist-{split}", key, compute)
     return arrays["images"], arrays["ok"]

@@ -16,6 +16,7 @@ Cached in CACHE_DIR like the other renders (train/cache.py).
 import random
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,14 +59,15 @@ def _pieces(number: numbers.Number) -> tuple[list, list]:
     return images, labels
 
 
-def number_piece_set(count: int, tune: bool = False):
-    """(images uint8 N x 28 x 28, labels 0-10) of the pieces of `count` training numbers, or None; tune:
-    without writers 17-20 (TUNE=1 measures on them, so their digits must not be trained on here either)."""
+def number_piece_set(path: Path, count: int, tune: bool = False, cache_dir: Path = cache.DEFAULT_DIR):
+    """(images uint8 N x 28 x 28, labels 0-10) of the pieces of `count` numbers of the training writers'
+    digits in the pen-digit file at path, or None; tune: without writers 17-20 (TUNE=1 measures on them,
+    so their digits must not be trained on here either)."""
     if count <= 0:
         return None
 
     def compute():
-        digits = pendigits.trainable(pendigits.load(), tune)
+        digits = pendigits.trainable(pendigits.load(path), tune)
         made = numbers.numbers(digits, count, random.Random(RENDER_SEED))
         with ProcessPoolExecutor() as pool:
             found = list(pool.map(_pieces, made, chunksize=64))
@@ -80,8 +82,8 @@ def number_piece_set(count: int, tune: bool = False):
         numbers,
         pendigits,
         count=count,
-        file=pendigits.PATH.stat().st_size,
+        file=path.stat().st_size,
         tune=sorted(pendigits.TUNE_WRITERS) if tune else [],
     )
-    arrays = cache.cached("number-pieces", key, compute)
+    arrays = cache.cached(cache_dir, "number-pieces", key, compute)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])

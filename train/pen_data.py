@@ -39,20 +39,29 @@ def _render_all(drawings, supersample):
         return np.stack(pool.map(_to_28x28, [(d, supersample) for d in drawings], chunksize=128))
 
 
-def available(path: Path, may_download: bool) -> bool:
-    """The pen-digit file is there, or (may_download: path is data/'s) has just been downloaded there."""
+def available(path: Path, may_download: bool, url: str | None = None) -> bool:
+    """The pen-digit file is there, or (may_download: path is data/'s) has just been downloaded there
+    (from url, by default train/pen_download.py's)."""
     if path.exists():
         return True
     if not may_download:
         print(f"pen digits: PEN_DIGITS={path} does not exist: training on MNIST alone")
         return False
-    return pen_download.download(path) is not None
+    return pen_download.download(path, url) is not None
 
 
-def pen_training_set(path: Path, copies: int, tune: bool, may_download: bool = False):
+def pen_training_set(
+    path: Path,
+    copies: int,
+    tune: bool,
+    may_download: bool = False,
+    cache_dir: Path = cache.DEFAULT_DIR,
+    url: str | None = None,
+):
     """(images uint8 N x 28 x 28, labels) of the trainable pen digits in path, each rendered `copies`
-    times (writers 17-20 left out when tune), or None without the file."""
-    if copies <= 0 or not available(path, may_download):
+    times (writers 17-20 left out when tune), or None without the file (downloaded from url first when
+    may_download)."""
+    if copies <= 0 or not available(path, may_download, url):
         return None
     digits = pendigits.trainable(pendigits.load(path), tune) * copies
 
@@ -70,11 +79,11 @@ def pen_training_set(path: Path, copies: int, tune: bool, may_download: bool = F
         file=path.stat().st_size,
         tune=sorted(pendigits.TUNE_WRITERS) if tune else [],
     )
-    arrays = cache.cached("pen-train", key, compute)
+    arrays = cache.cached(cache_dir, "pen-train", key, compute)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
 
 
-def pen_held_out_set(path: Path, writers=pendigits.held_out):
+def pen_held_out_set(path: Path, writers=pendigits.held_out, cache_dir: Path = cache.DEFAULT_DIR):
     """Writers 21-30 (writers=pendigits.held_out) as train/canvases.py draws them (layouts from one
     Random(0), 4x supersampled), to measure only (or, with pendigits.tuning, writers 17-20 under TUNE=1; with pendigits.validation, the
     training writers' digits kept out of training); None without them."""
@@ -93,5 +102,5 @@ def pen_held_out_set(path: Path, writers=pendigits.held_out):
         }
 
     key = cache.key(sys.modules[__name__], pendigits, file=path.stat().st_size)
-    arrays = cache.cached(f"pen-{writers.__name__.replace('_', '-')}", key, compute)
+    arrays = cache.cached(cache_dir, f"pen-{writers.__name__.replace('_', '-')}", key, compute)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import unlzw3
 
-URL = os.environ.get(
-    "PEN_DIGITS_URL",
-    "https://archive.ics.uci.edu/static/public/81/pen+based+recognition+of+handwritten+digits.zip",
-)
+# The default of train/train.py's PEN_DIGITS_URL knob.
+URL = "https://archive.ics.uci.edu/static/public/81/pen+based+recognition+of+handwritten+digits.zip"
 MEMBER = "pendigits-orig.tra.Z"
 SHA256 = "a66225d68d7d68591e62944df1ad33b3f5aa608e2df2505844b41f5568a80da4"
 TIMEOUT = 30  # seconds without an answer: treated as no network

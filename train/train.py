@@ -34,16 +34,15 @@ from tqdm import tqdm
 
 from handler.answers import NOT_A_DIGIT, not_a_digit_rows
 from model import build_model, count_flops
-from train import cache, pendigits
+from train import cache, hershey, pen_download, pendigits
 from train.augment import augment
 from train.calibration import Temperature, expected_calibration_error, fit_temperature
-from train.feedback_data import feedback_training_set
+from train.feedback_data import feedback_training_set, masked
 from train.mnist_canvas import through_pipeline
 from train.nondigits import nondigit_held_out_sets, nondigit_training_set
 from train.number_pieces import number_piece_set
 from train.pen_data import pen_held_out_set, pen_training_set
 from train.rejection import NotADigitShift, choose_threshold, digit_probabilities, scores
-from web.feedback_store import masked
 
 # ---- configuration: every knob of a run, env var overrides ------------------------------------------
 # CONFIG_FROM=build/x/metrics.json re-runs the recipe written there ("config"); env vars still win over it.
@@ -73,6 +72,7 @@ ELASTIC = knob("ELASTIC", 0.06)  # std of the elastic displacement field, of the
 # Pen digits (train/pen_data.py): the file (default: the team's shared copy, else data/, downloaded there),
 # renders per trainable digit (0: MNIST alone).
 PEN_DIGITS = knob("PEN_DIGITS", str(pendigits.PATH))
+PEN_DIGITS_URL = knob("PEN_DIGITS_URL", pen_download.URL)  # where data/'s copy is downloaded from
 PEN_COPIES = knob("PEN_COPIES", 4)
 # TUNE=1: pen writers 17-20 are held out of training and reported as pen_tune (train/pendigits.py).
 TUNE = knob("TUNE", 0)
@@ -89,6 +89,7 @@ THREADS = knob("THREADS", 0)  # CPU threads for training; 0: one per core
 # "Not a digit" (docs/not-a-digit.md): each usable glyph of the training fonts drawn NONDIGIT_COPIES times
 # and 100 x NONDIGIT_COPIES of each generated shape kind, as an 11th class; 0: ten classes, no rejection.
 NONDIGIT_COPIES = knob("NONDIGIT_COPIES", 8)
+HERSHEY_FONTS = knob("HERSHEY_FONTS", str(hershey.DEFAULT_FONT_DIR))  # the stroke fonts (train/hershey.py)
 # Reading numbers (train/number_pieces.py): the pieces POST /read cuts out of this many numbers built from
 # the training writers' digits, each labelled a digit or "not a digit"; 0: none. 4,000 (~163,000 pieces)
 # took touching numbers from 28% to 55-61% exact through the stack over three seeds (docs/reading.md),
@@ -96,7 +97,7 @@ NONDIGIT_COPIES = knob("NONDIGIT_COPIES", 8)
 NUMBERS = knob("NUMBERS", 4000)
 # At most this share of validation real digits may be answered "not a digit" (the threshold's choice).
 REJECT_TARGET = knob("REJECT_TARGET", 0.003)
-CACHE_DIR = knob("CACHE_DIR", str(cache.CACHE_DIR))  # rendered training images (train/cache.py)
+CACHE_DIR = knob("CACHE_DIR", str(cache.DEFAULT_DIR))  # rendered training images (train/cache.py)
 # Where the model goes: never the recipe's own directory, so a re-run does not overwrite what it re-runs.
 OUT_DIR = os.environ.get("OUT_DIR") or (
     os.path.dirname(os.environ["CONFIG_FROM"]) + "-rerun" if _recipe else f"build/{ARCH}"
@@ -106,7 +107,6 @@ CONFIG = {
     k: v for k, v in globals().items() if k.isupper() and isinstance(v, int | float | str) and k != "OUT_DIR"
 }
 CONFIG["FEEDBACK_DB"] = masked(FEEDBACK_DB)
-cache.CACHE_DIR = Path(CACHE_DIR)  # train/cache.py's renders (see there why not an argument)
 # -----------------------------------------------------------------------------------------------------
 
 # TorchScript is deprecated upstream (torch 2.14) and says so on script/save; we use it knowingly.
@@ -128,7 +128,7 @@ def load_mnist(device):
     print(
         f"MNIST through the serving preprocessing: {len(rendered)} training and {len(test.data)} test images"
     )
-    images, ok = through_pipeline(train.data.numpy(), rendered.numpy(), "train")
+    images, ok = through_pipeline(train.data.numpy(), rendered.numpy(), "train", Path(CACHE_DIR))
     x = torch.zeros_like(train.data)
     x[rendered] = torch.from_numpy(images)
     usable = torch.zeros(len(x), dtype=torch.bool)
@@ -142,16 +142,22 @@ def load_mnist(device):
         PEN_COPIES,
         TUNE == 1,
         may_download=Path(PEN_DIGITS) == pendigits.DATA_PATH,
+        cache_dir=Path(CACHE_DIR),
+        url=PEN_DIGITS_URL,
     )
     if pen is not None:
         fit_x, fit_y = torch.cat([fit_x, pen[0]]), torch.cat([fit_y, pen[1]])
         writers = "1-16" if TUNE == 1 else "1-20"
         print(f"training on {len(fit)} MNIST + {len(pen[0])} rendered pen digits (writers {writers})")
-    negatives = nondigit_training_set(NONDIGIT_COPIES)  # label 10 (train/nondigits.py)
+    negatives = nondigit_training_set(  # label 10 (train/nondigits.py)
+        NONDIGIT_COPIES, Path(HERSHEY_FONTS), Path(CACHE_DIR)
+    )
     if negatives is not None:
         fit_x, fit_y = torch.cat([fit_x, negatives[0]]), torch.cat([fit_y, negatives[1]])
         print(f"plus {len(negatives[0])} drawings that are not digits (label 10)")
-    pieces = number_piece_set(NUMBERS, TUNE == 1) if pen is not None else None  # train/number_pieces.py
+    pieces = (  # train/number_pieces.py
+        number_piece_set(Path(PEN_DIGITS), NUMBERS, TUNE == 1, Path(CACHE_DIR)) if pen is not None else None
+    )
     if pieces is not None:
         fit_x, fit_y = torch.cat([fit_x, pieces[0]]), torch.cat([fit_y, pieces[1]])
         print(f"plus {len(pieces[0])} pieces of {NUMBERS} numbers, as /read cuts them")
@@ -160,11 +166,13 @@ def load_mnist(device):
     feedback = feedback_training_set(FEEDBACK_DB, FEEDBACK_COPIES, FEEDBACK_IMAGES)
     if feedback is not None:
         fit_x, fit_y = torch.cat([fit_x, feedback[0]]), torch.cat([fit_y, feedback[1]])
-    test_images, test_ok = through_pipeline(test.data.numpy(), torch.arange(len(test.data)).numpy(), "test")
+    test_images, test_ok = through_pipeline(
+        test.data.numpy(), torch.arange(len(test.data)).numpy(), "test", Path(CACHE_DIR)
+    )
     # A test digit refused as 'no digit drawn' counts as wrong: its label becomes -1, never predicted.
     test_canvas_y = torch.where(torch.from_numpy(test_ok), test.targets, -1)
     pen_val = pen_held_out_set(  # training writers' digits kept out of training
-        Path(PEN_DIGITS), lambda digits: pendigits.validation(digits, TUNE == 1)
+        Path(PEN_DIGITS), lambda digits: pendigits.validation(digits, TUNE == 1), Path(CACHE_DIR)
     )
     return {
         "fit": (fit_x.to(device), fit_y.to(device)),
@@ -297,7 +305,7 @@ def main():
             "chosen_on_rejected": float((real_scores > threshold).float().mean()),
         }
     model = torch.nn.Sequential(*layers).to(device).eval()
-    pen = pen_held_out_set(Path(PEN_DIGITS))
+    pen = pen_held_out_set(Path(PEN_DIGITS), cache_dir=Path(CACHE_DIR))
     sets = {
         "val_raw": data["val_raw"],  # validation as MNIST's own 28x28: what raw accuracy is tuned on
         "test_raw": data["test_raw"],  # the one look at the test set
@@ -306,7 +314,7 @@ def main():
     if pen is not None:
         sets["pen_held_out"] = (pen[0].to(device), pen[1].to(device))
     # TUNE=1 only: writers 17-20, what recipes are chosen on
-    tune = pen_held_out_set(Path(PEN_DIGITS), pendigits.tuning) if TUNE == 1 else None
+    tune = pen_held_out_set(Path(PEN_DIGITS), pendigits.tuning, Path(CACHE_DIR)) if TUNE == 1 else None
     if tune is not None:
         sets["pen_tune"] = (tune[0].to(device), tune[1].to(device))
     if data["pen_val"] is not None:
@@ -323,7 +331,7 @@ def main():
             right = (probabilities.argmax(1) == labels) & ~rejected
             results[f"{name}_answered_right"] = right.float().mean().item()
     if classes == 11:
-        for family, images in nondigit_held_out_sets().items():
+        for family, images in nondigit_held_out_sets(4, Path(HERSHEY_FONTS), Path(CACHE_DIR)).items():
             outputs = logits_of(model, images.to(device), memory_format).cpu()
             rejected = not_a_digit_rows(torch.softmax(outputs, 1)).float().mean().item()
             results[f"nondigit_{family}_rejected"] = rejected

@@ -182,11 +182,6 @@ def database_url(value: str) -> str:
     )
 
 
-def masked(db: str) -> str:
-    """FEEDBACK_DB fit for a log line: a URL's password hidden."""
-    return make_url(db).render_as_string(hide_password=True) if "://" in db else db
-
-
 def make_engine(url: str, lock_timeout: float = LOCK_TIMEOUT) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return create_async_engine(
