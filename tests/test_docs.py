@@ -53,3 +53,18 @@ def test_make_help_lists_every_phony_target():
     ).stdout
     listed = {target for line in shown.splitlines() for target in line.split("  ")[1].split()}
     assert len(phony) > 20 and set(phony) <= listed, set(phony) - listed
+
+
+def test_where_to_start_reading_names_files_that_exist_at_about_their_size():
+    """README's reading path says each file's size; a file that moved or grew past it makes this fail."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Where to start reading", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`([\w/.]+\.(?:py|js))` \((\d+)", section)
+    assert len(named) >= 15, named
+    folder = ""
+    for name, size in named:  # a bare name is in the folder of the last path named before it
+        folder = name.rsplit("/", 1)[0] if "/" in name else folder
+        path = ROOT / (name if "/" in name else f"{folder}/{name}")
+        assert path.exists(), name
+        lines = len(path.read_text().splitlines())
+        assert abs(lines - int(size)) <= 0.25 * int(size) + 10, f"{name}: {lines} lines, README says {size}"
