@@ -35,6 +35,15 @@ async def stalled(client, path: str, declared: int, sent: int):
     return reader, writer
 
 
+async def reserved(bound, expected: int) -> int:
+    """The bytes the middleware holds, once they are `expected` (or after a second, whatever they are)."""
+    for _ in range(100):
+        if bound.in_flight() == expected:
+            break
+        await asyncio.sleep(0.01)
+    return bound.in_flight()
+
+
 async def status_of(reader) -> tuple[int, bytes]:
     response = await asyncio.wait_for(reader.read(4096), 5)
     return int(response.split(b" ", 2)[1]), response.partition(b"\r\n\r\n")[2]
@@ -60,11 +69,7 @@ async def test_uploads_past_the_bytes_in_flight_are_refused_before_being_read_an
     client = await aiohttp_client(app)
     bound = app.middlewares[-1]
     slow = [await stalled(client, "/predict", 100_000, 1000) for _ in range(3)]
-    for _ in range(100):
-        if bound.in_flight() == 300_000:
-            break
-        await asyncio.sleep(0.01)
-    assert bound.in_flight() == 300_000
+    assert await reserved(bound, 300_000) == 300_000
     refused = await client.post("/predict", data=canvas, headers={"Content-Type": "text/plain"})
     assert refused.status == 503 and refused.headers["Retry-After"] == "1"
     assert "error" in await refused.json()
@@ -72,11 +77,7 @@ async def test_uploads_past_the_bytes_in_flight_are_refused_before_being_read_an
     for reader, writer in slow:  # their deadline frees what they held
         assert (await status_of(reader))[0] == 408
         writer.close()
-    for _ in range(100):
-        if bound.in_flight() == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert bound.in_flight() == 0
+    assert await reserved(bound, 0) == 0
     answered = await client.post("/predict", data=canvas, headers={"Content-Type": "text/plain"})
     assert answered.status == 200, await answered.text()
 
