@@ -10,6 +10,7 @@ inference key when it expires); nothing here can register, unregister or scale m
 import gc
 import json
 import os
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,7 @@ from web.feedback_store import DEFAULT_DB, NOT_A_DIGIT, FeedbackStore
 from web.metrics import DIGITS_READ, READ_PIECES, metrics
 from web.ratelimit import CHARGE, CLIENT, LimitConfig, rate_limits, read_tokens
 from web.registry import VERSION_RE, model_versions
-from web.tickets import Tickets, drawing_hash
+from web.tickets import Tickets, UnsafeKey, drawing_hash
 from web.torchserve import KeyFile, TorchServeClient, error, relay
 from web.traffic import Traffic, TrafficConfig
 
@@ -312,7 +313,10 @@ def init_app(config: Config) -> web.Application:
 
 
 def main() -> None:
-    config = Config.from_env()
+    try:
+        config = Config.from_env()
+    except UnsafeKey as e:  # in a cluster, a placeholder or short key: refuse to start (web/tickets.py)
+        sys.exit(f"error: {e}")
     print(f"Digit recognizer: http://{config.host}:{config.port}", flush=True)
     # uvloop: a prediction here is event-loop work only (two HTTP exchanges), and uvloop makes it cheaper
     # than asyncio's own loop (docs/performance.md, "Settings, and why").
