@@ -61,8 +61,8 @@ def read_candidates(payload) -> Candidates:
     NoDigitError and the rest as preprocess() raises them)."""
     pixels = decode(payload_to_bytes(payload))
     # Shrunk by the shorter side: a 560x280 canvas keeps the same detail per digit as a 280x280 one.
-    ink = ink_map(pixels, side=_number_side)
-    scale = reduction(pixels.shape, _number_side)
+    ink = ink_map(pixels, side=number_side)
+    scale = reduction(pixels.shape, number_side)
     groups = digit_groups(ink)
     if len(groups) > MAX_DIGITS:
         raise TooManyDigitsError(
@@ -110,7 +110,7 @@ def read_candidates(payload) -> Candidates:
     return found
 
 
-def _number_side(shape) -> int:
+def number_side(shape) -> int:
     """The side WORK_SIDE applies to for a number: the shorter, but a strip longer than MAX_STRIP times
     it is shrunk as if its shorter side were that much longer (the work stays bounded: docs/limits.md)."""
     return max(min(shape), max(shape) // MAX_STRIP)

@@ -2,10 +2,12 @@
 
     python -m scripts.feedback_export [--db data/feedback.sqlite3] [--out build/feedback-export]
 
-OUT/images/<id>.png     the drawing as the page sent it to /predict
+OUT/images/<id>.png     the drawing as a row keeps it: its ink, dark on white, grayscale (web/feedback.py
+                        stored_drawing; rows from before that: the bytes the page sent to /predict)
 OUT/inputs/<id>.png     the 28x28 the model saw then (white ink on black, as MNIST)
 OUT/labels.csv          file,label,predicted,version,created_utc,split,png_sha256  (split: train | holdout,
-                        the same split training uses: train/feedback_data.py)
+                        the same split training uses: train/feedback_data.py; png_sha256 is of the
+                        drawing as sent)
 """
 
 import argparse

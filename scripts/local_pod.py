@@ -17,8 +17,11 @@ The changes from deploy/base/:
   is published nowhere: the pods join a podman network of the database's own, <database>-network, on
   which podman's DNS answers `postgres` (the Service's name in a cluster) with the database pod's
   address, wherever a restart put it;
-- Secrets and $(VAR) references are filled in here (deploy/base/secrets.yaml's placeholders): podman 4.3
-  keeps `$(VAR)` as it is and fails on secretKeyRef ("secret ... is not valid JSON");
+- Secrets and $(VAR) references are filled in here: podman 4.3 keeps `$(VAR)` as it is and fails on
+  secretKeyRef ("secret ... is not valid JSON"). A value comes from the env file the kustomization's
+  secretGenerator reads (deploy/base/secrets/, git-ignored) when there is one, else from
+  build/deploy-local/secrets/, made once with a random value and kept: the database takes its password
+  at its first start only, so a rollout's web pod must get the same one;
 - the StatefulSet becomes a Deployment of one pod (podman 4.3 plays no StatefulSet), its claim template
   the volume above, without its containerPort (which podman 4.3 would publish on all host addresses);
   its image is deploy/local/'s substitute (kustomize `images:`) unless given;
@@ -32,10 +35,11 @@ Restart policy, volumes, resources and securityContext are kept: podman applies 
 """
 
 import argparse
-import base64
 import copy
 import json
+import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -49,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "deploy" / "base"
 LOCAL_OVERLAY = ROOT / "deploy" / "local" / "kustomization.yaml"
 OUT_DIR = ROOT / "build" / "deploy-local"
+LOCAL_SECRETS = OUT_DIR / "secrets"  # <secret>.<key>: values made here for want of deploy/base/secrets/
 DATABASE_HOST = "postgres"  # the Service's name in deploy/base/postgres.yaml, and FEEDBACK_DB's host
 
 
@@ -60,11 +65,39 @@ def manifests(kind: str) -> list[dict]:
     return [doc for doc in docs if doc["kind"] == kind]
 
 
+def env_file(path: Path) -> dict:
+    """A kustomize env file: key=value lines; blank lines and # comments skipped."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
 def secret_value(name: str, key: str) -> str:
-    secret = next(doc for doc in manifests("Secret") if doc["metadata"]["name"] == name)
-    if key in secret.get("stringData", {}):
-        return secret["stringData"][key]
-    return base64.b64decode(secret["data"][key]).decode()
+    """A key of a Secret the kustomization's secretGenerator makes: from its env file when there is
+    one (the cluster's), else a random value made once for local plays and kept."""
+    generators = yaml.safe_load((BASE / "kustomization.yaml").read_text())["secretGenerator"]
+    generator = next(g for g in generators if g["name"] == name)
+    for path in (BASE / f for f in generator["envs"]):
+        if path.exists() and key in (values := env_file(path)):
+            return values[key]
+    return local_secret(f"{name}.{key}")
+
+
+def local_secret(name: str) -> str:
+    """LOCAL_SECRETS/name's value, made (64 random hex digits, fit for a URL) if there is none yet; two
+    plays at once agree on one (the file appears whole, by a link, or not at all)."""
+    path = LOCAL_SECRETS / name
+    if not path.exists():
+        LOCAL_SECRETS.mkdir(mode=0o700, parents=True, exist_ok=True)
+        draft = LOCAL_SECRETS / f".{name}.{os.getpid()}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another play made it first: theirs it is
+        finally:
+            draft.unlink()
+    return path.read_text()
 
 
 def resolved_env(env: list[dict]) -> list[dict]:

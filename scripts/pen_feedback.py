@@ -12,6 +12,7 @@ meant and the digit --model read (what the page would have shown them before the
 
 import argparse
 import asyncio
+import hashlib
 import random
 import warnings
 from pathlib import Path
@@ -35,9 +36,8 @@ async def store_earlier_halves(db: str, model_path: Path) -> int:
     try:
         digits = pendigits.earlier(pendigits.load())
         for digit in digits:
-            png, seen = drawing_and_input(
-                data_url(pendigits.png_bytes(pendigits.render(pendigits.layout(digit, rng))))
-            )
+            sent = pendigits.png_bytes(pendigits.render(pendigits.layout(digit, rng)))
+            png, seen = drawing_and_input(data_url(sent))
             with torch.no_grad():
                 image = torch.from_numpy(
                     np.frombuffer(seen, np.uint8).reshape(1, 1, 28, 28).astype(np.float32) / 255
@@ -45,7 +45,10 @@ async def store_earlier_halves(db: str, model_path: Path) -> int:
                 predicted = int(model(image).argmax())
             # Straight into the store, as the operator writing the database: no ticket (that guards
             # /api/feedback against strangers); ticket_id stays NULL, which UNIQUE allows any number of.
-            await store.add(version="1.0", label=digit.label, predicted=predicted, png=png, input_28x28=seen)
+            # The hash of the drawing as sent, as the page's feedback stores it: the same hold-out.
+            sha256 = hashlib.sha256(sent).hexdigest()
+            values = {"label": digit.label, "predicted": predicted, "input_28x28": seen, "png_sha256": sha256}
+            await store.add(version="1.0", png=png, **values)
         return len(digits)
     finally:
         await store.close()

@@ -19,8 +19,9 @@ from pathlib import Path
 from scripts.tsctl import TorchServe
 
 ROOT = Path(__file__).resolve().parent.parent
-# The key the tests\' web apps sign feedback tickets with (web/tickets.py): tests can mint valid ones.
-TICKET_KEY = "the tests' ticket key"
+# The key the tests\' web apps sign feedback tickets with (web/tickets.py): tests can mint valid ones. As
+# long as a cluster's must be (web/tickets.py MIN_KEY_LENGTH): tests run the web app on PostgreSQL too.
+TICKET_KEY = "the-tests-ticket-key-0123456789abcdef0123456789abcdef"
 # Every test sends from 127.0.0.1: limits far above any test's rate (the limiter has tests of its own).
 RATE_LIMITS = "/predict=100000:100000 /read=100000:100000 /api/feedback=100000:100000 *=100000:100000"
 PYTHON = sys.executable

@@ -2,9 +2,13 @@
 what a row holds, what is refused and stores nothing, the counters, and the schema's version."""
 
 import base64
+import hashlib
 import io
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -13,12 +17,17 @@ import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
 
+from handler.decode import decode
 from handler.errors import InputError
+from handler.ink import ink_map
 from handler.mnist_form import preprocess
 from tests.drawings import animated_gif, data_url, drawing, png
+from tests.stack import ROOT
+from train.feedback_data import to_28x28
 from web.app import Config, init_app
+from web.feedback import STORED_BYTES, STORED_SIDE, stored_drawing
 from web.feedback_store import NOT_A_DIGIT, SCHEMA_VERSION
-from web.tickets import TicketError, Tickets, drawing_hash
+from web.tickets import MIN_KEY_LENGTH, TicketError, Tickets, drawing_hash
 
 COLUMNS = {
     "id",
@@ -102,9 +111,13 @@ async def test_feedback_is_stored_with_the_drawing_and_what_the_model_saw(client
     [row] = stored(db)
     assert set(row) == COLUMNS  # no address, cookie or header column
     png_bytes = base64.b64decode(image.split(b",", 1)[1])
-    assert row["png"] == png_bytes
+    # Not the bytes sent: the ink preprocessing read, a grayscale PNG (web/feedback.py stored_drawing), from
+    # which training gets the very 28x28 the model saw; the hash is of the bytes sent.
+    assert row["png"] == stored_drawing(ink_map(decode(png_bytes)))
+    assert Image.open(io.BytesIO(row["png"])).mode == "L"
+    assert row["png_sha256"] == hashlib.sha256(png_bytes).hexdigest()
     seen = (preprocess(png_bytes) * 255).round().astype(np.uint8)
-    assert row["input_28x28"] == seen.tobytes()
+    assert row["input_28x28"] == seen.tobytes() == to_28x28(row["png"]).tobytes()
     assert (row["label"], row["predicted"], row["version"]) == (4, 9, "2.0")
     created = datetime.fromisoformat(row["created_utc"])
     assert before <= created <= datetime.now(UTC).replace(tzinfo=None)
@@ -375,3 +388,63 @@ async def test_a_database_of_schema_1_is_migrated_and_keeps_its_rows(aiohttp_cli
         assert conn.execute("SELECT count(*) FROM label_names").fetchone() == (11,)
         # ...and migration 4's table for feedback on numbers (tests/test_feedback_numbers.py), empty.
         assert conn.execute("SELECT count(*) FROM number_feedback").fetchone() == (0,)
+
+
+async def test_a_750_kb_body_is_stored_within_the_bound(client, db):
+    """A drawing as large as a client may send (a digit on an 800x800 canvas, MAX_PIXELS, under grey noise
+    no PNG compresses: a ~560 KB PNG, a ~750 KB body) is kept as its ink within STORED_BYTES; plain
+    noise, the worst case for a PNG, is halved until it fits too."""
+    rng = np.random.default_rng(0)
+    digit = Image.open(io.BytesIO(base64.b64decode(drawing(4).split(b",", 1)[1]))).convert("L")
+    canvas = (
+        np.asarray(digit.resize((800, 800))).astype(np.int16) // 2 + 64 + rng.integers(-44, 45, (800, 800))
+    )
+    big = png(Image.fromarray(canvas.astype(np.uint8)))
+    request = body(data_url(big), label=4, predicted=4)
+    assert 700_000 < len(request) < 1024 * 1024
+    response = await client.post("/api/feedback", data=request, headers=JSON)
+    assert response.status == 201, await response.text()
+    [row] = stored(db)
+    assert len(row["png"]) <= STORED_BYTES and max(Image.open(io.BytesIO(row["png"])).size) <= STORED_SIDE
+    assert row["png_sha256"] == hashlib.sha256(big).hexdigest()
+    print(f"\n{len(request)} byte body -> {len(row['png'])} byte drawing kept")
+    noise = rng.integers(0, 256, (800, 800), dtype=np.uint8)
+    assert len(stored_drawing(noise)) <= STORED_BYTES
+    assert len(stored_drawing(np.zeros((1, 4000), np.uint8))) <= STORED_BYTES  # a strip past STORED_SIDE
+
+
+@pytest.mark.parametrize(
+    "key, says",
+    [
+        ("replace-me-with-a-long-random-hex-string", "placeholder"),  # what deploy/ once shipped
+        ("0123456789abcdef", "too short"),
+        ("", "unset"),
+    ],
+)
+def test_in_cluster_mode_the_web_app_refuses_to_start_on_a_placeholder_or_short_key(key, says):
+    """Cluster mode: FEEDBACK_DB names a database server. The real web app process exits at once, non-zero,
+    saying why; with a SQLite file (one process, local) the same key is its own business."""
+    env = {
+        **os.environ,
+        "FEEDBACK_DB": "postgresql://feedback:x@127.0.0.1:9/feedback",
+        "FEEDBACK_TICKET_KEY": key,
+        "WEB_PORT": "9",  # never reached: it must not start
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "web.app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode != 0
+    assert "error: FEEDBACK_TICKET_KEY" in started.stderr and says in started.stderr, started.stderr
+    assert "openssl rand -hex 32" in started.stderr and "Traceback" not in started.stderr
+    assert "Digit recognizer:" not in started.stdout
+    assert len("0123456789abcdef") < MIN_KEY_LENGTH
+
+
+def test_outside_cluster_mode_any_key_or_none_will_do(monkeypatch):
+    for db in ("data/feedback.sqlite3", "sqlite+aiosqlite:///data/x.sqlite3"):
+        monkeypatch.setenv("FEEDBACK_DB", db)
+        monkeypatch.setenv("FEEDBACK_TICKET_KEY", "short")
+        assert Tickets.from_env().key == b"short"
+    monkeypatch.setenv("FEEDBACK_DB", "postgresql://feedback:x@postgres:5432/feedback")
+    monkeypatch.setenv("FEEDBACK_TICKET_KEY", "f" * MIN_KEY_LENGTH)
+    assert Tickets.from_env().key == b"f" * MIN_KEY_LENGTH

@@ -18,6 +18,7 @@ from tests.page import (
     settled,
 )
 from train import nondigits, numbers, pendigits
+from web.feedback import drawing_and_input
 
 pytestmark = pytest.mark.browser
 
@@ -40,6 +41,10 @@ def rows(stack) -> list[dict]:
         conn.row_factory = sqlite3.Row
         query = "SELECT id, number, predicted, version, png, ticket_id FROM number_feedback ORDER BY id"
         return [dict(r) for r in conn.execute(query)]
+
+
+def stored_number(png: bytes) -> bytes:
+    return drawing_and_input("data:image/png;base64," + base64.b64encode(png).decode(), number=True)[0]
 
 
 def sent_png(request) -> bytes:
@@ -137,7 +142,8 @@ def test_a_typed_number_and_right_store_the_drawing_that_was_sent(stack, visit):
             answer_right["ticket"].split(".")[1],
         ),
     ]
-    assert [r["png"] for r in new] == [wrong_png, right_png]  # exactly the bytes /read was sent
+    # The ink of exactly the bytes /read was sent, as a row keeps it (web/feedback.py stored_drawing).
+    assert [r["png"] for r in new] == [stored_number(wrong_png), stored_number(right_png)]
 
 
 def test_a_number_that_is_not_digits_is_refused_on_the_page(stack, visit):

@@ -8,19 +8,24 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from tests.drawings import data_url, feedback_body
 from tests.old_schemas import at_schema_3
-from tests.stack import TICKET_KEY, Stack, post_feedback
+from tests.stack import TICKET_KEY, Stack, get_json, post_feedback
 from train import numbers, pendigits
 from train.feedback_data import feedback_split, held_out, holdout_drawings
 from web.feedback_store import (
+    FEEDBACK_DEADLINE,
     SCHEMA_VERSION,
     FeedbackStore,
     TicketReused,
@@ -65,6 +70,13 @@ def postgres():
         run(f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "feedback", name)
         return f"postgresql://feedback@127.0.0.1:{port}/{name}"
 
+    def pids() -> list[int]:
+        """The server's processes: the postmaster and every process it forked (backends included)."""
+        postmaster = int(Path(data, "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        return [postmaster, *map(int, children)]
+
+    database.pids = pids
     try:
         yield database
     finally:
@@ -75,7 +87,8 @@ def postgres():
 
 async def test_the_store_on_postgresql_loses_nothing_under_concurrency(postgres):
     url = postgres("concurrency")
-    store = FeedbackStore(url)
+    # Without the web app's deadline: 200 writes at once queue for a pool sized for a web pod.
+    store = FeedbackStore(url, deadline=False)
     await store.open()
     assert store.engine.dialect.name == "postgresql"
     png = bytes(range(256)) * 40  # binary with every byte value: bytea round trip
@@ -149,7 +162,9 @@ async def test_number_feedback_on_postgresql_migrates_keeps_digits_and_takes_a_t
     async with old.engine.begin() as conn:
         await conn.run_sync(at_schema_3)
     await old.close()
-    store = FeedbackStore(url)
+    store = FeedbackStore(
+        url, deadline=False
+    )  # 100 writes at once: more than a web pod's pool serves in time
     await store.open()
     png = bytes(range(256)) * 8
 
@@ -178,3 +193,49 @@ async def test_number_feedback_on_postgresql_migrates_keeps_digits_and_takes_a_t
     assert [r.predicted for r in rows][:11] == [None, *(f"{i:04d}" for i in range(1, 10)), None]
     assert sum(r.ticket_id is None for r in rows) == 4 and all(r.png == png for r in rows)
     assert [(r.label, r.ticket_id) for r in digit_rows] == [(3, "old"), (1, "ticket-1")]
+
+
+@pytest.mark.stack
+def test_feedback_answers_503_in_time_while_postgresql_does_not_answer_and_recovers(postgres, tmp_path):
+    """Every process of the server stopped (SIGSTOP): the kernel still accepts connections, nothing answers
+    on them nor on the pooled one. A feedback request gets its 503 JSON within FEEDBACK_DEADLINE (2 s; the
+    bound here leaves the busy machine half a second), one at a time and twelve at once (more than a web
+    pod's pool); /healthz answers meanwhile; once the server runs again feedback is stored, no restart."""
+    url = postgres("stopped")
+    stack = Stack(tmp_path / "run", tmp_path / "model_store")
+    stack.run_dir.mkdir()
+    stack.start_web(FEEDBACK_DB=url)
+
+    bodies = [feedback_body(i, label=i % 10) for i in range(16)]  # made before the clock starts
+
+    def timed(i: int) -> tuple[int, dict, float]:
+        body = bodies[i] if i < len(bodies) else feedback_body(i, label=i % 10)
+        started = time.monotonic()
+        status, answer = post_feedback(stack.web_url, body)
+        return status, answer, time.monotonic() - started
+
+    stopped = []
+    try:
+        assert timed(0)[0] == 201  # the pool holds a connection now
+        stopped = postgres.pids()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        alone = [timed(i) for i in range(1, 4)]  # the pooled connection's ping, then new connections
+        with ThreadPoolExecutor(12) as pool:
+            together = list(pool.map(timed, range(4, 16)))
+        print(f"\n503 after {', '.join(f'{took:.2f}' for *_, took in alone + together)} s")
+        for status, answer, took in alone + together:
+            assert status == 503 and "try again" in answer["error"], answer
+            assert took < FEEDBACK_DEADLINE + 0.5
+        assert get_json(stack.web_url + "/healthz") == (200, {"status": "alive"})
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    try:
+        deadline = time.monotonic() + 30
+        while (status := timed(16)[0]) != 201 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 201
+    finally:
+        stack.stop_web()
+    assert [row.label for row in read_rows(url)] == [0, 6]  # what was refused stored nothing

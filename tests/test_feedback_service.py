@@ -3,7 +3,6 @@ for 30 s lose nothing, and a locked or broken database is a 503 for feedback whi
 TorchServe behind it) goes on answering."""
 
 import asyncio
-import base64
 import contextlib
 import random
 import sqlite3
@@ -15,6 +14,7 @@ import pytest
 
 from tests.drawings import drawing, feedback_body
 from tests.stack import Stack, post, post_feedback
+from web.feedback import drawing_and_input
 
 pytestmark = pytest.mark.stack
 
@@ -63,7 +63,8 @@ def test_feedback_survives_a_restart(web_only, tmp_path):
     expected = [*sent, (5, 9, 9)]
     assert [(r[0], r[1], r[2]) for r in rows] == [(i + 1, label, p) for i, label, p in expected]
     assert [r[3] for r in rows] == ["1.0"] * 5 + ["2.0"]
-    assert [r[4] for r in rows] == [base64.b64decode(drawing(i).split(b",", 1)[1]) for i, _, _ in expected]
+    # Each drawing as a row keeps it (its ink, web/feedback.py stored_drawing).
+    assert [r[4] for r in rows] == [drawing_and_input(drawing(i).decode())[0] for i, _, _ in expected]
 
 
 async def test_sixteen_clients_for_thirty_seconds_lose_nothing(web_only, tmp_path):

@@ -1,16 +1,20 @@
 """deploy/: every manifest validated against the Kubernetes API schemas (kubernetes-validate ships them,
 no cluster and no network needed), and the properties the deployment relies on checked one by one."""
 
+import base64
 import copy
 import re
+import shutil
+import subprocess
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from scripts.local_pod import local_database, local_deployment, local_image
+import scripts.local_pod
+from scripts.local_pod import local_database, local_deployment, local_image, secret_value
 from tests.stack import ROOT
-from web.feedback_store import database_url
+from web.feedback_store import MAX_OVERFLOW, POOL_SIZE, database_url, make_engine
 from web.registry import read_properties
 
 DEPLOY = ROOT / "deploy"
@@ -21,6 +25,17 @@ DATABASE = {"app.kubernetes.io/name": "postgres"}
 BACKUP = {"app.kubernetes.io/name": "postgres-backup"}
 # The newest schemas kubernetes-validate ships, and an older release still widely run.
 KUBERNETES_VERSIONS = [kubernetes_validate.latest_version(), "1.30"]
+
+
+@pytest.fixture(autouse=True)
+def local_secrets(tmp_path, monkeypatch):
+    """scripts/local_pod.py's Secrets made here, never from or into the checkout: deploy/base/ without
+    secrets/ (a copy of its files), and the values it makes for want of them in tmp_path/local."""
+    base = tmp_path / "base"
+    shutil.copytree(BASE, base, ignore=shutil.ignore_patterns("secrets"))
+    monkeypatch.setattr(scripts.local_pod, "BASE", base)
+    monkeypatch.setattr(scripts.local_pod, "LOCAL_SECRETS", tmp_path / "local")
+    return base
 
 
 def documents(path):
@@ -72,7 +87,6 @@ def test_every_manifest_is_valid_kubernetes(version):
         ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
         + ["Service", "StatefulSet", "PersistentVolumeClaim", "CronJob"]
         + ["NetworkPolicy"] * 2
-        + ["Secret"] * 2
     )
     # Every file of deploy/base/ is in its kustomization: none is left out of `kubectl apply -k`.
     assert {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"} == set(
@@ -222,15 +236,104 @@ def test_the_web_pods_feedback_db_is_the_one_database_with_the_secrets_password(
     assert "feedback" not in {v["name"] for v in by_kind("Deployment")["spec"]["template"]["spec"]["volumes"]}
 
 
-def test_the_secrets_are_placeholders_said_to_be_replaced():
-    text = (BASE / "secrets.yaml").read_text()
-    secrets = {doc["metadata"]["name"]: doc for doc in documents(BASE / "secrets.yaml")}
-    assert set(secrets) == {"postgres-credentials", "web-secrets"}
-    values = [v for doc in secrets.values() for v in doc["stringData"].values()]
-    assert values and all(v.startswith("replace-me") for v in values)
-    assert text.count("# PLACEHOLDER, replace it") == len(values)  # a comment at each value
-    # The password goes into a URL as it is: the placeholder shows what is safe there.
-    assert re.fullmatch(r"[a-z0-9-]+", secrets["postgres-credentials"]["stringData"]["password"])
+KUSTOMIZATION = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+
+
+def secret_refs() -> set[tuple[str, str]]:
+    """(Secret, key) of every secretKeyRef in deploy/base/."""
+    text = "\n".join((BASE / name).read_text() for name in KUSTOMIZATION["resources"])
+    return set(re.findall(r"secretKeyRef:\s+name: (\S+)\s+key: (\S+)", text))
+
+
+def test_the_secrets_are_made_from_git_ignored_files_never_shipped():
+    """No Secret in the manifests (a placeholder would overwrite the real one at every `kubectl apply -k`):
+    the kustomization generates each from an env file under deploy/base/secrets/, which git ignores, and
+    docs/deployment.md says how to make each key every secretKeyRef reads."""
+    assert all(doc["kind"] != "Secret" for doc in base_documents())
+    generators = {g["name"]: g for g in KUSTOMIZATION["secretGenerator"]}
+    assert set(generators) == {name for name, _ in secret_refs()} == {"postgres-credentials", "web-secrets"}
+    # Names as the secretKeyRefs give them: no hash suffix.
+    assert KUSTOMIZATION["generatorOptions"] == {"disableNameSuffixHash": True}
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    for name, generator in generators.items():
+        (env_file,) = generator["envs"]
+        assert env_file.startswith("secrets/") and env_file.endswith(".env")
+        ignored = subprocess.run(["git", "check-ignore", "-q", f"deploy/base/{env_file}"], cwd=ROOT)
+        assert ignored.returncode == 0, f"deploy/base/{env_file} is not git-ignored"
+        labels = generator["options"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "digit-recognizer" and set(labels) == set(LABELS)
+        for key in sorted(k for n, k in secret_refs() if n == name):
+            assert f'"{key}=$(openssl rand -hex' in guide and f"> deploy/base/{env_file}" in guide, key
+    assert not list(ROOT.glob("deploy/**/secrets.yaml"))
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (its kustomize) is not installed")
+def test_kustomize_refuses_to_build_without_the_secrets_and_makes_them_from_the_files(tmp_path):
+    """The real kustomize (kubectl's): with no secret files the build stops; with them, two Secrets of
+    the names and labels the manifests expect, their values the files' exactly (no newline), and the
+    rest of the build deploy/base/'s documents unchanged."""
+    deploy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, deploy, ignore=shutil.ignore_patterns("secrets"))
+    build = ["kubectl", "kustomize", str(deploy / "base")]
+    refused = subprocess.run(build, capture_output=True, text=True)
+    assert refused.returncode != 0 and "secrets/postgres.env" in refused.stderr
+    (deploy / "base" / "secrets").mkdir()
+    values = {"password": "0123abcd" * 6, "ticket-key": "fedc9876" * 8}
+    (deploy / "base" / "secrets" / "postgres.env").write_text(f"password={values['password']}\n")
+    (deploy / "base" / "secrets" / "web.env").write_text(f"ticket-key={values['ticket-key']}\n")
+    built = list(yaml.safe_load_all(subprocess.run(build, capture_output=True, text=True, check=True).stdout))
+    made = {doc["metadata"]["name"]: doc for doc in built if doc["kind"] == "Secret"}
+    assert set(made) == {name for name, _ in secret_refs()}
+    for name, key in secret_refs():
+        assert base64.b64decode(made[name]["data"][key]).decode() == values[key]
+    assert made["web-secrets"]["metadata"]["labels"] == LABELS
+    assert made["postgres-credentials"]["metadata"]["labels"]["app.kubernetes.io/name"] == "postgres"
+    for doc in made.values():
+        kubernetes_validate.validate(doc, KUBERNETES_VERSIONS[0], strict=True)
+    rest = sorted(
+        (doc for doc in built if doc["kind"] != "Secret"), key=lambda d: (d["kind"], d["metadata"]["name"])
+    )
+    assert rest == sorted(base_documents(), key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+def test_local_plays_take_the_secret_files_when_there_are_any_else_values_made_once(local_secrets):
+    """scripts/local_pod.py (podman 4.3 reads no Secret): the cluster's env files when present; else random
+    values made once and kept, so a rollout's web pod gets the password the database was made with."""
+    made = {ref: secret_value(*ref) for ref in sorted(secret_refs())}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", value) for value in made.values())  # fit for a URL as it is
+    assert len(set(made.values())) == len(made)
+    assert {ref: secret_value(*ref) for ref in made} == made  # the same at the next play
+    assert (scripts.local_pod.LOCAL_SECRETS.stat().st_mode & 0o777) == 0o700
+    (local_secrets / "secrets").mkdir()
+    (local_secrets / "secrets" / "postgres.env").write_text("# the cluster's\npassword=fromthefile0123\n")
+    assert secret_value("postgres-credentials", "password") == "fromthefile0123"
+    assert secret_value("web-secrets", "ticket-key") == made[("web-secrets", "ticket-key")]
+
+
+POSTGRES_MAX_CONNECTIONS = 100  # PostgreSQL's default, unless the server's args set max_connections
+SUPERUSER_RESERVED = 3  # superuser_reserved_connections' default: not for the web pods
+HEADROOM = 10  # connections left for psql sessions, a pod still terminating, restores
+
+
+def test_the_web_pods_connections_fit_the_database_at_the_autoscalers_maximum():
+    """docs/database.md, "Connections": every web pod the HPA may run, plus the one a rollout adds, each with
+    its whole pool (web/feedback_store.py), and the backup's pg_dump fit max_connections with room left."""
+    pods = by_kind("HorizontalPodAutoscaler")["spec"]["maxReplicas"]
+    pods += by_kind("Deployment")["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    server = containers(by_kind("StatefulSet"))["postgres"]
+    setting = re.search(
+        r"max_connections=(\d+)", " ".join(server.get("command", []) + server.get("args", []))
+    )
+    max_connections = int(setting[1]) if setting else POSTGRES_MAX_CONNECTIONS
+    assert by_kind("CronJob")["spec"]["concurrencyPolicy"] == "Forbid"  # one backup, one connection
+    web = pods * (POOL_SIZE + MAX_OVERFLOW)
+    assert web + 1 + SUPERUSER_RESERVED + HEADROOM <= max_connections, (web, max_connections)
+    # The engine the web app makes is so sized.
+    pool = make_engine(database_url("postgresql://feedback:x@postgres:5432/feedback")).sync_engine.pool
+    assert (pool.size(), pool._max_overflow) == (POOL_SIZE, MAX_OVERFLOW)
+    # docs/database.md's arithmetic is this one.
+    doc = (ROOT / "docs" / "database.md").read_text()
+    assert f"({pods} pods x {POOL_SIZE + MAX_OVERFLOW} = {web})" in doc
 
 
 def test_the_database_keeps_its_data_on_a_claim_and_is_found_through_a_headless_service():
@@ -340,7 +443,7 @@ def test_the_local_variants_substitute_the_image_fill_in_secrets_and_keep_the_re
     }
     web_volumes = local_deployment("x", "dr-web", 5599)["spec"]["template"]["spec"]["volumes"]
     assert {v["name"] for v in web_volumes} == {"dr-web-run", "dr-web-tmp"}
-    password = documents(BASE / "secrets.yaml")[0]["stringData"]["password"]
+    password = secret_value("postgres-credentials", "password")
     assert {"name": "POSTGRES_PASSWORD", "value": password} in postgres["env"]
     assert "ports" not in postgres  # podman would publish a containerPort on every host address
     assert postgres["securityContext"] == containers(statefulset)["postgres"]["securityContext"]
@@ -348,4 +451,4 @@ def test_the_local_variants_substitute_the_image_fill_in_secrets_and_keep_the_re
     web = containers(local_deployment("x", "x", 5599))["web"]
     env = {var["name"]: var["value"] for var in web["env"]}  # every value filled in, none from a Secret
     assert env["FEEDBACK_DB"] == f"postgresql://feedback:{password}@postgres:5432/feedback"
-    assert env["FEEDBACK_TICKET_KEY"] == documents(BASE / "secrets.yaml")[1]["stringData"]["ticket-key"]
+    assert env["FEEDBACK_TICKET_KEY"] == secret_value("web-secrets", "ticket-key")

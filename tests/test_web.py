@@ -83,6 +83,19 @@ async def test_a_renewed_key_is_picked_up_and_never_the_management_key(client, f
     assert all(MANAGEMENT_KEY not in (auth or "") for auth in fake_torchserve["auth"])
 
 
+async def test_requests_refused_together_renew_the_key_once_and_all_are_answered(client, fake_torchserve):
+    """The key expires under requests in flight (each version its own request to TorchServe): all are
+    refused. Renewing in turn, each would make the key the one before it got invalid (as TorchServe's
+    /token does) and be refused again with it; they renew once, and every one is answered with the new key."""
+    fake_torchserve["valid"] = "expired-meanwhile"
+    fake_torchserve["delay"] = 0.2  # every request is in flight before the first refusal comes back
+    versions = [f"{i}.0" for i in range(1, 7)]
+    responses = await asyncio.gather(*(client.post(f"/predict?version={v}", data=GOOD) for v in versions))
+    assert [r.status for r in responses] == [200] * len(versions)
+    assert fake_torchserve["renewals"] == 1
+    assert fake_torchserve["auth"].count("Bearer inf-2") == len(versions)
+
+
 async def test_a_key_refused_even_after_renewal_is_a_502_not_the_clients_fault(client, fake_torchserve):
     fake_torchserve["refuse_every_key"] = True
     response = await client.post("/predict", data=GOOD)

@@ -12,6 +12,7 @@ settings are web/config.py's, errors web/errors.py's, counters web/metrics.py's.
 """
 
 import gc
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from web.feedback_store import FeedbackStore
 from web.metrics import DIGITS_READ, READ_PIECES, metrics
 from web.ratelimit import CHARGE, CLIENT, rate_limits, read_tokens
 from web.registry import model_versions
+from web.tickets import UnsafeKey
 from web.torchserve import KeyFile, TorchServeClient
 from web.traffic import PREDICT, READ, Traffic
 from web.uploads import bounded_uploads
@@ -190,7 +192,10 @@ def init_app(config: Config) -> web.Application:
 
 
 def main() -> None:
-    config = Config.from_env()
+    try:
+        config = Config.from_env()
+    except UnsafeKey as e:  # in a cluster, a placeholder or short key: refuse to start (web/tickets.py)
+        sys.exit(f"error: {e}")
     print(f"Digit recognizer: http://{config.host}:{config.port}", flush=True)
     # uvloop: a prediction here is event-loop work only (two HTTP exchanges), and uvloop makes it cheaper
     # than asyncio's own loop (docs/performance.md, "Settings, and why").

@@ -18,26 +18,26 @@ The ticket signs the answered number, or "null" (web/tickets.py number_answered)
 "not_a_digit": what was drawn is not a number at all ("right, not a digit" on a drawing /read judged so).
 
 201 {"id": n} once the row is committed; 4xx {"error": ...} for bad feedback (nothing stored); 503 when the
-database cannot be written (locked, broken): /predict never touches the database, so it is unaffected.
-No IP address, cookie or header is stored: only the drawing, what the model saw, the two digits, the
-version and the time.
+database cannot be written (locked, broken, not answering: within 2 s, web/feedback_store.py): /predict
+never touches the database, so it is unaffected. No IP address, cookie or header is stored: only the
+drawing's ink (a bounded PNG, stored_drawing), what the model saw, the two digits, the version and the time.
 """
 
 import asyncio
-import io
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from aiohttp import web
 
-from handler.decode import open_image, payload_to_bytes
+from handler.decode import decode, payload_to_bytes
 from handler.errors import InputError, UnsupportedMediaError
-from handler.ink import ink_map
+from handler.ink import WORK_SIDE, ink_map
 from handler.mnist_form import to_mnist
-from handler.segment import MAX_DIGITS
+from handler.segment import MAX_DIGITS, MAX_STRIP, number_side
 from web.errors import error
 from web.feedback_store import (
     NOT_A_DIGIT,
@@ -90,15 +90,15 @@ async def post_feedback(request: web.Request) -> web.Response:
         item = parse_feedback(body)
         number = "number" in item
         answered = item["predicted"] if not number or item["predicted"] is not None else NUMBER_NOT_READ
-        ticket_id = feedback.tickets.check(
-            item.get("ticket"), drawing_hash(item["image"]), item["version"], answered
-        )
+        sha256 = drawing_hash(item["image"])
+        ticket_id = feedback.tickets.check(item.get("ticket"), sha256, item["version"], answered)
         # Decoding and the 28x28 take a millisecond or more of CPU: off the event loop, /predict goes on.
-        png, input_28x28 = await asyncio.to_thread(drawing_and_input, item["image"])
+        png, input_28x28 = await asyncio.to_thread(drawing_and_input, item["image"], number)
     except InputError as e:
         FEEDBACK_REFUSED.labels("ticket" if isinstance(e, TicketError) else "bad_request").inc()
         return error(e.status, str(e))
     common = {"version": item["version"], "predicted": item["predicted"], "png": png, "ticket_id": ticket_id}
+    common["png_sha256"] = sha256  # of the bytes sent: the same drawing sent twice, the same hold-out side
     try:
         if number:  # the 28x28 of the whole drawing means nothing for a number: training cuts it again
             row_id = await feedback.store.add_number(number=item["number"], **common)
@@ -171,14 +171,34 @@ def _check_number(doc: dict) -> None:
         raise InputError("predicted must be the number /read answered (its digits as text), or null if none")
 
 
-def drawing_and_input(image: str) -> tuple[bytes, bytes]:
-    """The drawing as PNG bytes and the 28x28 the model saw (handler/mnist_form.py, the serving code), or
-    InputError if it is not a drawing (not an image, blank, only specks)."""
-    data = payload_to_bytes(image)
-    picture = open_image(data)
-    digit = to_mnist(ink_map(picture))
-    if picture.format != "PNG":  # the page sends PNG; anything else is kept as PNG too
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
-        data = buffer.getvalue()
-    return data, (digit * 255).round().astype(np.uint8).tobytes()
+def drawing_and_input(image: str, number: bool = False) -> tuple[bytes, bytes]:
+    """The drawing as a row keeps it (stored_drawing) and the 28x28 the model saw (handler/mnist_form.py,
+    the serving code), or InputError if it is not a drawing (not an image, blank, only specks). A
+    number's drawing is kept at the resolution /read cuts it at, a digit's at the one /predict reads."""
+    picture = decode(payload_to_bytes(image))
+    ink = ink_map(picture)
+    digit = to_mnist(ink)
+    kept = stored_drawing(ink_map(picture, side=number_side) if number else ink)
+    return kept, (digit * 255).round().astype(np.uint8).tobytes()
+
+
+# A row keeps the drawing's ink, not the client's bytes (up to ~750 KB of image in a 1 MiB body): a
+# grayscale PNG, dark ink on white, of the ink preprocessing worked from (under 2 x WORK_SIDE on the
+# side it shrinks by), so training cuts and reads it as it was served: the same ink, the same 28x28
+# (docs/database.md, "What a row keeps"). Past these bounds (only a drawing made to pass them, or noise)
+# it is halved until it fits.
+STORED_SIDE = MAX_STRIP * WORK_SIDE  # 1120: the longest side /read works at for a strip as tall as WORK_SIDE
+# A drawing's PNG at most: the page's canvas keeps ~0.7 KB (a digit), ~2.7 KB (a number).
+STORED_BYTES = 16 * 1024
+
+
+def stored_drawing(ink: np.ndarray) -> bytes:
+    """ink (uint8 HxW, 255 = ink) as a grayscale PNG of at most STORED_SIDE on its longer side and at most
+    STORED_BYTES, halved (2x2 means) until it is both."""
+    while True:
+        if max(ink.shape) <= STORED_SIDE:
+            png = cv2.imencode(".png", 255 - ink, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+            if len(png) <= STORED_BYTES:
+                return png
+        height, width = max(1, ink.shape[0] // 2), max(1, ink.shape[1] // 2)
+        ink = cv2.resize(ink[: 2 * height, : 2 * width], (width, height), interpolation=cv2.INTER_AREA)

@@ -42,6 +42,21 @@ DEFAULT_DB = "data/feedback.sqlite3"
 # How long a write waits for a lock another process holds before the client gets a 503: long enough to ride
 # out a checkpoint or a reader, short enough that the page is not left waiting.
 LOCK_TIMEOUT = 3.0
+# PostgreSQL: a write is stored or refused (503) within FEEDBACK_DEADLINE seconds, whatever the server does
+# (docs/database.md, "Timeouts"). Each step has a timeout of its own, and a server that stops answering
+# (hung, stopped, cut off) costs a write at most three in a row: a wait for a pooled connection, that
+# connection's ping, a new connection. STATEMENT_TIMEOUT is the server's own: it cancels a statement that
+# waits (a lock held by a restore) before the client gives up on it, and the connection stays usable.
+FEEDBACK_DEADLINE = 2.0
+POOL_TIMEOUT = 0.5
+CONNECT_TIMEOUT = 0.6  # TCP, startup and password exchange
+COMMAND_TIMEOUT = 0.6  # each statement, as the client waits for it
+STATEMENT_TIMEOUT = 0.5
+# Connections per web process, POOL_SIZE kept and MAX_OVERFLOW more under a burst: times the pods at the
+# HPA's maximum (and a rollout's surge) they must fit the server's max_connections with room to spare
+# (docs/database.md, "Connections"; tests/test_manifests.py checks the arithmetic).
+POOL_SIZE = 2
+MAX_OVERFLOW = 2
 
 metadata = MetaData()
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
@@ -54,8 +69,10 @@ def _v1_columns() -> list[Column]:
         Column("version", String(64), nullable=False),  # the model version that answered
         Column("label", SmallInteger, nullable=False),  # the digit the person drew; 10: not a digit
         Column("predicted", SmallInteger, nullable=False),  # the digit answered; 10: "not a digit"
-        Column("png", LargeBinary, nullable=False),  # the drawing as the page sent it to /predict
-        # hex; decides the hold-out (train/feedback_data.py)
+        # The drawing's ink, a grayscale PNG of bounded size (web/feedback.py stored_drawing); rows from
+        # before it hold the bytes the page sent to /predict.
+        Column("png", LargeBinary, nullable=False),
+        # hex, of the image bytes as sent; decides the hold-out (train/feedback_data.py)
         Column("png_sha256", String(64), nullable=False),
         # 784 bytes, row-major, 255 = ink: what the model saw
         Column("input_28x28", LargeBinary, nullable=False),
@@ -111,8 +128,8 @@ def _number_columns() -> list[Column]:
         Column("number", String(16), nullable=False),
         # The number /read answered; NULL when it read none (a piece did not look like a digit).
         Column("predicted", String(16), nullable=True),
-        Column("png", LargeBinary, nullable=False),  # the drawing as the page sent it to /read
-        Column("png_sha256", String(64), nullable=False),  # hex; decides the hold-out
+        Column("png", LargeBinary, nullable=False),  # the drawing's ink, as in `feedback`
+        Column("png_sha256", String(64), nullable=False),  # hex, of the bytes sent; decides the hold-out
         Column("ticket_id", String(64), nullable=True),  # the /read ticket's id: UNIQUE, as in `feedback`
     ]
 
@@ -182,10 +199,19 @@ def database_url(value: str) -> str:
     )
 
 
-def make_engine(url: str, lock_timeout: float = LOCK_TIMEOUT) -> AsyncEngine:
+def make_engine(url: str, lock_timeout: float = LOCK_TIMEOUT, deadline: bool = True) -> AsyncEngine:
+    """deadline: PostgreSQL's steps bounded as FEEDBACK_DEADLINE needs (the web app); False for readers of
+    every row (training, export), which take as long as the rows do."""
     if not url.startswith("sqlite"):
+        timeouts = {"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT}
+        timeouts["server_settings"] = {"statement_timeout": str(round(STATEMENT_TIMEOUT * 1000))}
         return create_async_engine(
-            url, pool_size=4, max_overflow=4, pool_timeout=lock_timeout, pool_pre_ping=True
+            url,
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT if deadline else 30.0,
+            pool_pre_ping=True,
+            connect_args=timeouts if deadline else {"timeout": 30.0},
         )
     # One connection: SQLite has one writer at a time anyway, and queueing in the pool is cheaper than
     # connections spinning on the file lock. A request queued longer than the lock timeout gets a 503.
@@ -236,9 +262,9 @@ def _migrate(conn) -> None:
 class FeedbackStore:
     """Async access to the feedback table. Every database failure surfaces as StoreUnavailable."""
 
-    def __init__(self, db: str = DEFAULT_DB, lock_timeout: float = LOCK_TIMEOUT):
+    def __init__(self, db: str = DEFAULT_DB, lock_timeout: float = LOCK_TIMEOUT, deadline: bool = True):
         self.url = database_url(db)
-        self.engine = make_engine(self.url, lock_timeout)
+        self.engine = make_engine(self.url, lock_timeout, deadline)
         path = make_url(self.url).database if self.url.startswith("sqlite") else None
         self.path = Path(path) if path and path != ":memory:" else None
         self._inode = None  # of the SQLite file when opened
@@ -288,26 +314,40 @@ class FeedbackStore:
         png: bytes,
         input_28x28: bytes,
         ticket_id: str | None = None,
+        png_sha256: str | None = None,
     ) -> int:
         """Store one row (committed before this returns) and give its id; TicketReused if a row has
-        this ticket id already."""
+        this ticket id already. png_sha256: of the drawing as sent (default: of png)."""
         values = {"label": label, "predicted": predicted, "input_28x28": input_28x28}
-        return await self._insert(feedback, version=version, png=png, ticket_id=ticket_id, **values)
+        return await self._insert(
+            feedback, version=version, png=png, ticket_id=ticket_id, png_sha256=png_sha256, **values
+        )
 
     async def add_number(
-        self, *, version: str, number: str, predicted: str | None, png: bytes, ticket_id: str | None = None
+        self,
+        *,
+        version: str,
+        number: str,
+        predicted: str | None,
+        png: bytes,
+        ticket_id: str | None = None,
+        png_sha256: str | None = None,
     ) -> int:
         """Store one number's feedback (committed before this returns) and give its id; TicketReused if a
         row of number_feedback has this ticket id already."""
         values = {"number": number, "predicted": predicted}
-        return await self._insert(number_feedback, version=version, png=png, ticket_id=ticket_id, **values)
+        return await self._insert(
+            number_feedback, version=version, png=png, ticket_id=ticket_id, png_sha256=png_sha256, **values
+        )
 
-    async def _insert(self, table: Table, *, png: bytes, ticket_id: str | None, **values) -> int:
+    async def _insert(
+        self, table: Table, *, png: bytes, ticket_id: str | None, png_sha256: str | None, **values
+    ) -> int:
         await self.open()  # a database that was broken at start-up may be fine now
         values.update(
             created_utc=datetime.now(UTC).replace(tzinfo=None),
             png=png,
-            png_sha256=hashlib.sha256(png).hexdigest(),
+            png_sha256=png_sha256 or hashlib.sha256(png).hexdigest(),
             ticket_id=ticket_id,
         )
         try:
@@ -357,7 +397,7 @@ def read_number_rows(db: str) -> list[NumberRow]:
 
 
 async def _read(db: str, rows):
-    store = FeedbackStore(db)
+    store = FeedbackStore(db, deadline=False)
     try:
         return await rows(store)
     finally:

@@ -15,7 +15,9 @@ data URL the page posts to /predict and then to /api/feedback hashes the same ho
 constraint (web/feedback_store.py), so a ticket is used once across every replica sharing the database.
 
 The key is FEEDBACK_TICKET_KEY (deploy: Secret web-secrets/ticket-key); unset, a random key per process,
-so tickets then neither survive a restart nor work on another replica (docs/limits.md).
+so tickets then neither survive a restart nor work on another replica (docs/limits.md). In cluster mode
+(FEEDBACK_DB names a database server, which replicas share) the web app refuses to start on a key that is
+unset, a placeholder or shorter than MIN_KEY_LENGTH (UnsafeKey).
 """
 
 import hashlib
@@ -35,6 +37,13 @@ from web.feedback_store import NOT_A_DIGIT
 MAX_AGE = 3600.0  # seconds a ticket is good for: a person presses Right or Wrong within moments
 CLOCK_SKEW = 60.0  # replicas' clocks may differ this much: a ticket "from the future" within it is fine
 NUMBER_NOT_READ = "null"  # what a /read ticket signs when no number was read (a piece is not a digit)
+MIN_KEY_LENGTH = 32  # characters: 128 bits as hex (`openssl rand -hex 32` gives 64)
+# Words of the placeholders manifests and examples ship ("replace-me-with-a-long-random-hex-string").
+PLACEHOLDER_WORDS = ("replace", "change", "placeholder", "example", "secret", "todo", "xxxx")
+
+
+class UnsafeKey(ValueError):
+    """The ticket key would let anyone who read the manifests forge tickets, or replicas disagree."""
 
 
 class TicketError(InputError):
@@ -50,6 +59,26 @@ def drawing_hash(body) -> str:
     return hashlib.sha256(payload_to_bytes(body)).hexdigest()
 
 
+def cluster_mode(feedback_db: str) -> bool:
+    """FEEDBACK_DB is a database server's URL (not a SQLite file): the replicas that share it must share
+    one key, the deployment's own."""
+    return "://" in feedback_db and not feedback_db.lower().startswith("sqlite")
+
+
+def check_key(key: str) -> None:
+    """UnsafeKey unless key will do for a cluster: set, no placeholder, at least MIN_KEY_LENGTH long."""
+    make = 'make one with `openssl rand -hex 32` (docs/deployment.md, "Secrets")'
+    if not key:
+        raise UnsafeKey(f"FEEDBACK_TICKET_KEY is unset: every replica needs the same key; {make}")
+    for word in PLACEHOLDER_WORDS:
+        if word in key.lower():
+            raise UnsafeKey(f'FEEDBACK_TICKET_KEY is a placeholder (it says "{word}"), not a key; {make}')
+    if len(key) < MIN_KEY_LENGTH:
+        raise UnsafeKey(
+            f"FEEDBACK_TICKET_KEY is {len(key)} characters, fewer than {MIN_KEY_LENGTH}: too short; {make}"
+        )
+
+
 @dataclass(frozen=True)
 class Tickets:
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
@@ -60,6 +89,8 @@ class Tickets:
     def from_env(cls) -> "Tickets":
         key = os.environ.get("FEEDBACK_TICKET_KEY", "")
         max_age = float(os.environ.get("FEEDBACK_TICKET_MAX_AGE", MAX_AGE))
+        if cluster_mode(os.environ.get("FEEDBACK_DB", "")):
+            check_key(key)
         return cls(key.encode(), max_age) if key else cls(max_age=max_age)
 
     def _mac(self, sha256: str, version: str, answer: int | str, issued: int, nonce: str) -> str:

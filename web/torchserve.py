@@ -6,11 +6,13 @@ TorchServe through this module.
 TorchServe (token authorization on, its default) writes key_file.json into its working directory with
 three keys: inference, management and an API key whose only use is to mint a new inference or
 management key when one expires (after token_expiration_min). Clients read the file, not a copy, so a
-renewed key is picked up at once.
+renewed key is picked up at once. Each renewal makes the key before it invalid, so the requests refused
+together when a key expires renew it once between them (TorchServeClient.renew_once), not once each.
 """
 
+import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -49,6 +51,10 @@ class KeyFile:
             self._mtime = mtime
         return self._keys.get(kind)
 
+    def forget(self) -> None:
+        """Read the file again at the next key(): a rewrite within the clock's tick keeps its mtime."""
+        self._mtime = None
+
     def headers(self, kind: str) -> dict:
         key = self.key(kind)
         return {"Authorization": f"Bearer {key}"} if key else {}
@@ -86,6 +92,9 @@ class TorchServeClient:
     management_url: str
     keys: KeyFile
     model: str = "mnist"
+    # Per kind of key: renewals asked for so far, and the lock one renewal at a time holds (renew_once).
+    _renewals: dict = field(default_factory=dict, init=False, repr=False)
+    _renewing: dict = field(default_factory=dict, init=False, repr=False)
 
     async def predict(
         self, body: bytes, version: str = "", content_type: str = "application/octet-stream", **options
@@ -108,6 +117,7 @@ class TorchServeClient:
         renewed once if it is refused."""
         url = (self.inference_url if api == "inference" else self.management_url) + path
         for attempt in range(2):
+            renewals = self._renewals.get(api, 0)  # before the key is read: a renewal after it is seen
             headers = self.keys.headers(api)
             if body is not None:
                 # Explicit: TorchServe decodes form and multipart bodies into fields (wanted for a batch's
@@ -116,7 +126,7 @@ class TorchServeClient:
             async with self.session.request(method, url, data=body, headers=headers, **options) as response:
                 payload = await response.read()
             if key_refused(response.status, payload) and attempt == 0:
-                await self.renew(api)
+                await self.renew_once(api, renewals)
                 continue
             break
         return response.status, payload
@@ -128,6 +138,19 @@ class TorchServeClient:
         except (TimeoutError, aiohttp.ClientError):
             return readiness(None)
         return readiness(status)
+
+    async def renew_once(self, kind: str, seen: int) -> None:
+        """Renew the key of this kind unless it was renewed since the refused request read it (`seen`
+        renewals then). Requests refused together so renew it once: renewing in turn, each would make
+        the key the one before it got invalid, and be refused again with that one."""
+        async with self._renewing.setdefault(kind, asyncio.Lock()):
+            if self._renewals.get(kind, 0) != seen:
+                return  # renewed meanwhile: the caller tries the new key
+            try:
+                await self.renew(kind)
+            finally:  # tried once for all of them, answered or not: no storm of renewals
+                self._renewals[kind] = seen + 1
+                self.keys.forget()
 
     async def renew(self, kind: str) -> bool:
         """Ask TorchServe for a new key of this kind ('inference' or 'management'); it rewrites the file."""
