@@ -162,6 +162,9 @@ async def test_the_page_script_is_es_modules_all_served_as_javascript(client):
         imports = re.findall(r'\bfrom "(\./[\w-]+\.js)";', await response.text())
         todo += [posixpath.normpath(posixpath.join(posixpath.dirname(path), name)) for name in imports]
     assert served == {f"/static/js/{p.name}" for p in (STATIC / "js").glob("*.js")}
+    # Every module main.js imports is preloaded with the page (one round trip, not two), and only those.
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)">', page))
+    assert preloaded == served - {"/static/js/main.js"}
 
 
 async def test_hung_backend_is_504_json(client, fake_torchserve):
