@@ -35,17 +35,21 @@ RENDER_SEED = 20_260_515
 SPLITS = {"train": 0, "test": 1}  # a digit's renders differ between MNIST's two files
 
 
-def draw(digit: np.ndarray, rng: random.Random, canvas: int = CANVAS) -> Image.Image:
-    """One MNIST digit (uint8 28x28, white on black) drawn on a white canvas in black ink."""
+def draw(
+    digit: np.ndarray, rng: random.Random, canvas: int = CANVAS, height=None, ink_cut=None
+) -> Image.Image:
+    """One MNIST digit (uint8 28x28, white on black) drawn on a white canvas in black ink; `height` (a
+    share of the canvas) and `ink_cut` fixed instead of drawn at random (train/presentations.py)."""
     rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
     crop = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = crop.shape
     room = canvas - 2 * MARGIN
-    scale = min(rng.uniform(*HEIGHT) * canvas / h, room / h, room / w)
+    drawn_height, drawn_cut = rng.uniform(*HEIGHT), rng.uniform(*INK_CUT)  # drawn either way: same layouts
+    scale = min((height or drawn_height) * canvas / h, room / h, room / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     big = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255
     # Upscaled, MNIST's 1-2 px grey edges become ramps `scale` px wide; a canvas stroke's edge is sharp.
-    ink = np.clip((big - rng.uniform(*INK_CUT)) / EDGE + 0.5, 0, 1)
+    ink = np.clip((big - (ink_cut or drawn_cut)) / EDGE + 0.5, 0, 1)
     page = np.zeros((canvas, canvas), dtype=np.float32)
     top = rng.randint(MARGIN, canvas - MARGIN - size[1])
     left = rng.randint(MARGIN, canvas - MARGIN - size[0])

@@ -11,6 +11,7 @@ Without the file (PEN_DIGITS, ../shared/pen-digits, data/pen-digits) it is downl
 (train/pen_download.py); with no network, training uses MNIST alone.
 """
 
+import hashlib
 import os
 import random
 import sys
@@ -83,10 +84,13 @@ def pen_training_set(
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
 
 
-def pen_held_out_set(path: Path, writers=pendigits.held_out, cache_dir: Path = cache.DEFAULT_DIR):
+def pen_held_out_set(
+    path: Path, writers=pendigits.held_out, cache_dir: Path = cache.DEFAULT_DIR, layouts: int = 1
+):
     """Writers 21-30 (writers=pendigits.held_out) as train/canvases.py draws them (layouts from one
-    Random(0), 4x supersampled), to measure only (or, with pendigits.tuning, writers 17-20 under TUNE=1; with pendigits.validation, the
-    training writers' digits kept out of training); None without them."""
+    Random(0), 4x supersampled), to measure only (or, with pendigits.tuning, writers 17-20 under TUNE=1;
+    with pendigits.validation, the training writers' digits kept out of training); each digit in
+    `layouts` layouts one after another; None without them."""
     if not path.exists():
         return None
     digits = writers(pendigits.load(path))
@@ -95,12 +99,14 @@ def pen_held_out_set(path: Path, writers=pendigits.held_out, cache_dir: Path = c
 
     def compute():
         rng = random.Random(0)
-        drawings = [pendigits.layout(d, rng) for d in digits]
+        drawings = [pendigits.layout(d, rng) for _ in range(layouts) for d in digits]
         return {
             "images": _render_all(drawings, pendigits.SUPERSAMPLE),
-            "labels": np.array([d.label for d in digits]),
+            "labels": np.array([d.label for _ in range(layouts) for d in digits]),
         }
 
-    key = cache.key(sys.modules[__name__], pendigits, file=path.stat().st_size)
-    arrays = cache.cached(cache_dir, f"pen-{writers.__name__.replace('_', '-')}", key, compute)
+    # Which digits, not the function's name: a lambda's name says nothing (TUNE=1 takes other writers).
+    which = hashlib.sha256(repr([(d.writer, d.label, d.strokes) for d in digits]).encode()).hexdigest()
+    key = cache.key(sys.modules[__name__], pendigits, file=path.stat().st_size, digits=which, layouts=layouts)
+    arrays = cache.cached(cache_dir, f"pen-{writers.__name__.replace('_', '-').strip('<>')}", key, compute)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
