@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # The key the tests\' web apps sign feedback tickets with (web/tickets.py): tests can mint valid ones.
 TICKET_KEY = "the tests' ticket key"
 # Every test sends from 127.0.0.1: limits far above any test's rate (the limiter has tests of its own).
-RATE_LIMITS = "/predict=100000:100000 /read=100000:100000 /api/feedback=100000:100000 *=100000:100000"
+RATE_LIMITS = (
+    "/predict=100000:100000 /read=100000:100000 /api/feedback=100000:100000 /readyz=100000:100000 "
+    "*=100000:100000"
+)
 PYTHON = sys.executable
 
 
