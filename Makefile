@@ -22,7 +22,7 @@ export ARCH MNIST_DIR WEB_PORT MODEL_STORE
 
 .PHONY: help install train archive serve web stop run test test-fast lint format register unregister set-default versions \
 	evaluate promote rollback shadow bench bench-canvas bench-canvas-mnist bench-soak \
-	bench-flood bench-equivalence clean image postgres-image deploy-local undeploy-local bench-pod \
+	bench-flood bench-faults bench-equivalence clean image postgres-image deploy-local undeploy-local bench-pod \
 	feedback-export
 
 install: $(VENV)/.installed  ## create .venv and install the pinned requirements
@@ -160,6 +160,10 @@ bench-pod: install  ## one local pod's capacity, CPU per request and memory (aft
 # One client at 4x its /predict limit, another from 127.0.0.2 beside it (bench/flood.py, docs/limits.md).
 bench-flood: install $(MODEL_DIR)/model.pt  ## one client at 4x its rate limit, another from 127.0.0.2 beside it
 	$(PY) -m bench.flood --model-dir $(MODEL_DIR)
+
+# Hostile bodies, a worker killed, a /readyz flood, slow uploads, each beside good traffic (bench/faults.py).
+bench-faults: install $(MODEL_DIR)/model.pt  ## good requests lost and p99 beside each fault, against idle
+	$(PY) -m bench.faults --model-dir $(MODEL_DIR)
 
 # No servers: main's 28x28 images and decisions against this tree's.
 bench-equivalence: install  ## 28x28 images and decisions of this tree against main's preprocessing

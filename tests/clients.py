@@ -17,6 +17,10 @@ from train import pendigits
 from train.evaluation import Result, result
 
 SOAK_IMAGES = 24
+# The head of a 1 MiB /predict upload, for clients that send its body slowly (bench/faults.py, the tests).
+SLOW_UPLOAD_HEAD = (
+    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1048576\r\n\r\n"
+)
 
 
 class Client:
@@ -30,9 +34,11 @@ class Client:
             parts.hostname, parts.port, timeout=30, source_address=source
         )
 
-    def predict(self, body: bytes) -> tuple[int, dict]:
+    def predict(self, body: bytes, path: str = "/predict") -> tuple[int, dict]:
+        """POST body to /predict (or `path`: /read): (status, JSON answer), (0, {"error": ...}) when the
+        connection failed (closed then: the next request opens a new one)."""
         try:
-            self.connection.request("POST", "/predict", body, {"Content-Type": "text/plain"})
+            self.connection.request("POST", path, body, {"Content-Type": "text/plain"})
             response = self.connection.getresponse()
             return response.status, json.loads(response.read())
         except (OSError, http.client.HTTPException, ValueError) as e:

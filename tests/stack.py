@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # long as a cluster's must be (web/tickets.py MIN_KEY_LENGTH): tests run the web app on PostgreSQL too.
 TICKET_KEY = "the-tests-ticket-key-0123456789abcdef0123456789abcdef"
 # Every test sends from 127.0.0.1: limits far above any test's rate (the limiter has tests of its own).
-RATE_LIMITS = "/predict=100000:100000 /read=100000:100000 /api/feedback=100000:100000 *=100000:100000"
+RATE_LIMITS = (
+    "/predict=100000:100000 /read=100000:100000 /api/feedback=100000:100000 /readyz=100000:100000 "
+    "*=100000:100000"
+)
 PYTHON = sys.executable
 
 

@@ -11,6 +11,8 @@ touched; the tests remove only what they made. One build and one deployment for 
 build takes minutes, later ones hit the cache); the tests run in file order and share that deployment.
 """
 
+import asyncio
+import collections
 import concurrent.futures
 import hashlib
 import http.client
@@ -19,6 +21,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,10 +30,11 @@ import pytest
 
 from handler.decode import payload_to_bytes
 from scripts.local_pod import local_database, local_deployment, manifests, resolved_env
-from tests.clients import evaluate
+from tests.clients import SLOW_UPLOAD_HEAD, evaluate
 from tests.stack import RATE_LIMITS, ROOT, free_port_base, get_json
 from train.canvases import drawings
 from web.feedback_store import SCHEMA_VERSION
+from web.readiness import Watch
 
 pytestmark = pytest.mark.container
 
@@ -167,6 +171,87 @@ def test_image_runs_as_a_non_root_user_and_installs_torch_before_our_code(image)
     # The image's Python and Java are Debian's 3.11 and 17.
     versions = run("podman", "run", "--rm", image, "sh", "-c", "python --version; java -version 2>&1")
     assert "Python 3.11" in versions and 'version "17' in versions
+
+
+async def slow_uploads(port: int, connections: int) -> collections.Counter:
+    """`connections` uploads of 1 MiB at once, each in 64 KiB every half second (8 s, just inside the
+    web app's 10 s deadline), sent on whatever it answers: (status, refused before it was read) each."""
+
+    async def one() -> tuple:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answer = asyncio.ensure_future(reader.readuntil(b"}"))  # the head and the JSON error
+        try:
+            writer.write(SLOW_UPLOAD_HEAD)
+            for _ in range(16):
+                writer.write(b"d" * 65536)
+                await asyncio.wait_for(writer.drain(), 5)  # a server no longer reading: stop sending
+                await asyncio.sleep(0.5)
+        except (OSError, TimeoutError):
+            pass
+        try:
+            response = await asyncio.wait_for(answer, 15)
+            return int(response.split()[1]), b"uploads in progress" in response
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, IndexError, ValueError):
+            return "no answer", None
+        finally:
+            writer.close()
+
+    return collections.Counter(await asyncio.gather(*(one() for _ in range(connections))))
+
+
+def test_the_web_container_at_its_memory_limit_stays_up_under_200_slow_1_mib_uploads(image):
+    """The web container alone, with the manifest's memory limit (no swap) and securityContext, under 200
+    concurrent slow 1 MiB uploads (web/uploads.py: large bodies hold half the bytes in flight, the rest
+    503 before they are read; those let in are read whole and answered 503: there is no TorchServe):
+    never OOM-killed, and meanwhile it answers /healthz and a small body's own 400 (a bad ?version=)."""
+    (deployment,) = manifests("Deployment")
+    (web,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "web"]
+    memory = web["resources"]["limits"]["memory"]
+    assert memory == "192Mi"  # the number the docs and this test's name give (docs/limits.md)
+    port, name = free_port_base(1), f"{NAME}-uploads"
+    env = {"FEEDBACK_DB": "/tmp/feedback.sqlite3", "WEB_RATE_LIMITS": RATE_LIMITS}
+    run(
+        "podman", "run", "-d", "--name", name, f"--memory={memory.removesuffix('Mi')}m",
+        f"--memory-swap={memory.removesuffix('Mi')}m", "--read-only", "--cap-drop=all",
+        "--security-opt=no-new-privileges", f"--publish=127.0.0.1:{port}:5500",
+        *(f"--env={k}={v}" for k, v in env.items()), image, "web",
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def alive() -> bool:
+        try:
+            return get_json(url + "/healthz") == (200, {"status": "alive"})
+        except OSError:  # not listening (yet)
+            return False
+
+    try:
+        wait_for(alive, 60, "the web container answers")
+        checks, done = collections.Counter(), threading.Event()
+
+        def check() -> None:
+            while not done.wait(0.5):
+                checks["healthz", alive()] += 1
+                checks["bad version", post(url, b"x", path="/predict?version=../x")[0]] += 1
+
+        checker = threading.Thread(target=check)
+        checker.start()
+        try:
+            uploads = asyncio.run(slow_uploads(port, 200))
+        finally:
+            done.set()
+            checker.join()
+        peak = run("podman", "exec", name, "sh", "-c", "cat /sys/fs/cgroup/memory.peak "
+                   "/sys/fs/cgroup/memory/memory.max_usage_in_bytes 2>/dev/null || true").split()  # fmt: skip
+        print(f"\nuploads {dict(uploads)}, checks {dict(checks)}, peak memory {peak} bytes of {memory}")
+        assert inspect(name, "{{.State.OOMKilled}}") == "false"
+        assert inspect(name, "{{.State.Status}}") == "running"
+        assert set(checks) == {("healthz", True), ("bad version", 400)} and checks["healthz", True] >= 10
+        assert {status for status, _ in uploads} <= {503, 408}, uploads  # every upload answered
+        refused = sum(n for (_, before), n in uploads.items() if before)
+        assert refused >= 100 and 200 - refused >= 8, uploads  # the large half's 8 MiB were let in
+        assert alive()
+    finally:
+        subprocess.run(["podman", "rm", "--force", name], capture_output=True)
 
 
 def test_pod_runs_as_the_manifest_says(pod):
@@ -334,7 +419,10 @@ def test_killed_torchserve_gives_503_and_the_pod_heals_without_restarting_the_we
         lambda: (r := post(pod["url"], body))[0] != 200 and r, 30, "a non-200 answer while TorchServe is down"
     )
     assert status == 503 and content_type.startswith("application/json") and answer["error"], answer
-    assert get_json(pod["url"] + "/readyz")[0] == 503
+    # /readyz answers from memory: not ready within its bound of the kill (web/readiness.py), a second
+    # of this machine's added.
+    wait_for(lambda: get_json(pod["url"] + "/readyz")[0] == 503, Watch(None).bound + 1, "the pod unready")
+    print(f"\nunready {time.monotonic() - killed:.1f} s after TorchServe was killed")
 
     wait_for(lambda: get_json(pod["url"] + "/readyz")[0] == 200, 120, "the pod ready again")
     print(f"\nready again {time.monotonic() - killed:.1f} s after TorchServe was killed")

@@ -10,7 +10,14 @@ import pytest
 from prometheus_client import REGISTRY
 
 from web.app import Config, init_app
-from web.ratelimit import READ_PIECES_PER_TOKEN, Buckets, Limit, LimitConfig, parse_limits
+from web.ratelimit import (
+    DEFAULT_LIMITS,
+    READ_PIECES_PER_TOKEN,
+    Buckets,
+    Limit,
+    LimitConfig,
+    parse_limits,
+)
 
 NO_TORCHSERVE = "http://127.0.0.1:9"  # refused at once: /predict answers 503 when the limit lets it through
 
@@ -65,11 +72,25 @@ async def test_each_route_has_its_own_bucket(aiohttp_client, tmp_path):
     assert (await client.get("/")).status == 429
 
 
-async def test_health_and_metrics_are_never_limited(aiohttp_client, tmp_path):
+async def test_health_and_metrics_are_never_limited_and_readyz_has_a_generous_bucket_of_its_own(
+    aiohttp_client, tmp_path
+):
     client = await aiohttp_client(app_with(tmp_path, "*=0.1:1"))
     assert set(await statuses(client, "/healthz", 20)) == {200}
     assert set(await statuses(client, "/metrics", 20)) == {200}
-    assert 429 not in await statuses(client, "/readyz", 5)  # 503 here (no TorchServe), never 429
+    # /readyz answers from memory (web/readiness.py) and is limited like any route: without a limit of
+    # its own it shares "*" (503 here: no TorchServe; then 429).
+    assert await statuses(client, "/readyz", 2) == [503, 429]
+    # The shipped default: a bucket of its own, 50x a kubelet's probe every 5 s, apart from "*".
+    assert DEFAULT_LIMITS["/readyz"] == Limit(10, 20)
+    defaults = LimitConfig(dict(DEFAULT_LIMITS) | parse_limits("*=0.1:1"))
+    client = await aiohttp_client(
+        init_app(Config(inference_url=NO_TORCHSERVE, run_dir=tmp_path, limits=defaults))
+    )
+    assert (await client.get("/")).status == 200 and (await client.get("/")).status == 429  # "*" spent
+    before = counted("/readyz")
+    assert await statuses(client, "/readyz", 21) == [503] * 20 + [429]
+    assert counted("/readyz") == before + 1
 
 
 async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(aiohttp_client, tmp_path):

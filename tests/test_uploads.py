@@ -7,7 +7,7 @@ import asyncio
 from tests.drawings import drawing
 from web.app import Config, init_app
 from web.ratelimit import LimitConfig, parse_limits
-from web.uploads import UploadLimits
+from web.uploads import SMALL_BODY, UploadLimits
 
 UNLIMITED = LimitConfig(parse_limits("*=1000000:1000000"))
 
@@ -64,7 +64,7 @@ async def test_uploads_past_the_bytes_in_flight_are_refused_before_being_read_an
     aiohttp_client, tmp_path, fake_torchserve
 ):
     canvas = drawing(7)  # drawn before the clock starts: it takes a while
-    limits = UploadLimits(bytes_in_flight=3 * 100_000, deadline=2.0)
+    limits = UploadLimits(bytes_in_flight=3 * 100_000, deadline=2.0, large_share=1)  # large: the whole bound
     app = app_with(tmp_path, fake_torchserve, limits)
     client = await aiohttp_client(app)
     bound = app.middlewares[-1]
@@ -80,6 +80,27 @@ async def test_uploads_past_the_bytes_in_flight_are_refused_before_being_read_an
     assert await reserved(bound, 0) == 0
     answered = await client.post("/predict", data=canvas, headers={"Content-Type": "text/plain"})
     assert answered.status == 200, await answered.text()
+
+
+async def test_slow_large_uploads_hold_only_their_share_and_canvases_are_still_answered(
+    aiohttp_client, tmp_path, fake_torchserve
+):
+    canvas = drawing(7)
+    assert len(canvas) <= SMALL_BODY
+    app = app_with(tmp_path, fake_torchserve, UploadLimits(bytes_in_flight=4 * 100_000, deadline=2.0))
+    client = await aiohttp_client(app)
+    bound = app.middlewares[-1]
+    slow = [await stalled(client, "/predict", 100_000, 1000) for _ in range(4)]  # 4 large: 2 fit the half
+    refused = [await status_of(reader) for reader, _ in slow[2:]]
+    assert [status for status, _ in refused] == [503, 503]
+    assert bound.in_flight() == 200_000
+    for _ in range(4):  # the other half: canvases, beside the stalled uploads
+        answered = await client.post("/predict", data=canvas, headers={"Content-Type": "text/plain"})
+        assert answered.status == 200, await answered.text()
+    for reader, _ in slow[:2]:
+        assert (await status_of(reader))[0] == 408
+    for _, writer in slow:
+        writer.close()
 
 
 async def test_an_unexpected_failure_is_a_500_json_in_our_words_and_the_next_request_is_served(

@@ -4,6 +4,7 @@ and /read send, and their shadow copies (web/traffic.py's Send).
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -12,7 +13,7 @@ import aiohttp
 from web.batching import Batcher
 from web.errors import error
 from web.tickets import Tickets, with_ticket
-from web.torchserve import relay
+from web.torchserve import readiness, relay
 from web.traffic import Answered, Send
 
 
@@ -21,6 +22,9 @@ class Answers:
     batcher: Batcher
     tickets: Tickets
     model: str
+    # Called on each answer of the default version that the readiness rule counts (200 or 422): the
+    # readiness watch's proof (web/readiness.py), so /readyz needs no probe of its own under traffic.
+    answered: Callable[[], None] = lambda: None
 
     def sender(self, body: bytes, kind: str, client: str) -> Send:
         """send(version) for a drawing: `kind` (web/batching.py), queued as `client`'s (the rate limiter's key)."""
@@ -34,6 +38,8 @@ class Answers:
             return Answered(error(504, "the model server did not answer in time"), {}, 0)
         except aiohttp.ClientConnectionError:
             return Answered(error(503, "the model server is down; try again in a moment"), {}, 0)
+        if not version and readiness(status).ready:
+            self.answered()
         response = relay(status, payload, self.model, version)
         if response.status not in (200, 422):
             return Answered(response, {}, pieces)

@@ -30,6 +30,7 @@ from web.feedback import FEEDBACK, Feedback, open_feedback_store, post_feedback
 from web.feedback_store import FeedbackStore
 from web.metrics import DIGITS_READ, READ_PIECES, metrics
 from web.ratelimit import CHARGE, CLIENT, rate_limits, read_tokens
+from web.readiness import Watch
 from web.registry import model_versions
 from web.tickets import UnsafeKey
 from web.torchserve import KeyFile, TorchServeClient
@@ -46,6 +47,7 @@ TRAFFIC = web.AppKey("traffic", Traffic)
 BATCHER = web.AppKey("batcher", Batcher)
 ANSWERS = web.AppKey("answers", Answers)
 TORCHSERVE_FRESH = web.AppKey("torchserve_fresh", TorchServeClient)  # a new connection per request
+READINESS = web.AppKey("readiness", Watch)
 
 
 async def client_session(app: web.Application):
@@ -66,6 +68,13 @@ async def client_session(app: web.Application):
             for s in (session, fresh_session)
         )
         yield
+
+
+async def readiness_probe(app: web.Application):
+    """The readiness watch's probe (web/readiness.py: started by the first /readyz), stopped before the
+    session it uses closes."""
+    yield
+    await app[READINESS].close()
 
 
 async def background_requests(app: web.Application):
@@ -121,9 +130,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: a worker of the default model answers the probe (web/torchserve.py, the one rule), asked
-    with the inference key: the only key held here."""
-    readiness = await request.app[TORCHSERVE].ready()
+    """Readiness: a worker of the default model answers (web/torchserve.py, the one rule), as last heard
+    (web/readiness.py): from the default version's answers to drawings, or the background probe. Never a
+    request to TorchServe of its own, however often it is asked."""
+    readiness = await request.app[READINESS].ready()
     return web.json_response({"status": "ready"}) if readiness.ready else error(503, readiness.reason)
 
 
@@ -164,6 +174,9 @@ def init_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[SPEC] = yaml.safe_load(OPENAPI.read_text())
     app.cleanup_ctx.append(client_session)
+    # A new connection per probe: never a pooled one TorchServe may have closed while it idled.
+    app[READINESS] = Watch(lambda: app[TORCHSERVE_FRESH].ready(), config.ready_interval)
+    app.cleanup_ctx.append(readiness_probe)
     versions = partial(model_versions, config.run_dir, config.model)
     app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions, config.tickets)
     app.cleanup_ctx.append(open_feedback_store)
@@ -175,7 +188,7 @@ def init_app(config: Config) -> web.Application:
         config.timeout,
         ask_again=partial(ask_model, app, fresh=True),
     )
-    app[ANSWERS] = Answers(app[BATCHER], config.tickets, config.model)
+    app[ANSWERS] = Answers(app[BATCHER], config.tickets, config.model, app[READINESS].answered)
     app.cleanup_ctx.append(background_requests)  # after the session: drained before it closes
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from web.feedback_store import DEFAULT_DB
 from web.ratelimit import LimitConfig
+from web.readiness import INTERVAL as READY_INTERVAL
 from web.tickets import Tickets
 from web.traffic import TrafficConfig
 from web.uploads import UploadLimits
@@ -20,7 +21,10 @@ class Config:
     run_dir: Path = Path("run")  # TorchServe's working directory: key_file.json and config snapshots
     model: str = "mnist"
     max_body: int = 1024 * 1024  # a 280x280 canvas data URL is 10-50 KB
-    timeout: float = 5.0  # a prediction takes milliseconds; this only bounds a hung backend
+    # A prediction takes milliseconds; this bounds a hung backend, and outlasts a worker's restart: the
+    # drawings a killed worker held are asked again and wait at TorchServe for its replacement (3.6-6.4 s
+    # on 2 busy cores, docs/limits.md "A worker killed under load"), as TorchServe's own responseTimeout does.
+    timeout: float = 10.0
     connect_timeout: float = 0.5
     pool_size: int = 64
     max_batch: int = 8  # drawings per request to TorchServe (web/batching.py)
@@ -32,6 +36,7 @@ class Config:
     limits: LimitConfig = LimitConfig()  # per client and route (web/ratelimit.py)
     tickets: Tickets = Tickets()  # signs answers for feedback (web/tickets.py)
     uploads: UploadLimits = UploadLimits()  # bodies' deadline and bytes in flight (web/uploads.py)
+    ready_interval: float = READY_INTERVAL  # seconds between /readyz's probes at most (web/readiness.py)
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -50,4 +55,5 @@ class Config:
             limits=LimitConfig.from_env(),
             tickets=Tickets.from_env(),
             uploads=UploadLimits.from_env(),
+            ready_interval=float(env.get("WEB_READY_INTERVAL", cls.ready_interval)),
         )

@@ -12,7 +12,7 @@ Why not the `limits` package (the library under Flask-Limiter and aiohttp-rateli
 are fixed and moving windows, not token buckets, and its memory storage has no bound on the number of
 keys. This is a dict and two floats per key. Figures and defaults: docs/limits.md.
 
-    WEB_RATE_LIMITS="/predict=150:300 /read=37.5:75 /api/feedback=2:20 *=50:200"   # route=rate:burst; * = every other
+    WEB_RATE_LIMITS="/predict=150:300 /read=37.5:75 /api/feedback=2:20 /readyz=10:20 *=50:200"   # route=rate:burst; * = every other
 """
 
 import ipaddress
@@ -28,9 +28,11 @@ from aiohttp import web
 
 from web.metrics import RATE_LIMITED
 
-# Probes and scrapes come from the kubelet and Prometheus: refusing them would mark a pod unready or
-# blind exactly when it is busy, and they cost next to nothing (readyz is one probe every few seconds).
-UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
+# The liveness probe and the scrape come from the kubelet and Prometheus: refusing them would restart a
+# busy pod or blind it exactly when it is busy, and they cost next to nothing. /readyz is limited like
+# any route (its own bucket, DEFAULT_LIMITS): it answers from memory (web/readiness.py), and its limit
+# is 50x what a kubelet asks.
+UNLIMITED = frozenset({"/healthz", "/metrics"})
 OTHER = "*"  # every limited route without a limit of its own: the page, static files, the API docs
 # The client a limited request is counted against, kept on the request: the batcher queues its drawings
 # by the same key (web/batching.py), so X-Forwarded-For is read in one place.
@@ -53,6 +55,7 @@ DEFAULT_LIMITS = {
     "/predict": Limit(150, 300),
     "/read": Limit(37.5, 75),
     "/api/feedback": Limit(2, 20),
+    "/readyz": Limit(10, 20),
     OTHER: Limit(50, 200),
 }
 # /read's limit counts reads of a 4-digit number, and a read costs by the candidate pieces it is cut into

@@ -6,7 +6,7 @@ import { knownReason, showError, showReading } from "./render.js";
 import { chosenVersion } from "./versions.js";
 
 const DEBOUNCE_MS = 250; // a pause this long after a stroke means "done for now": ask the model
-const TIMEOUT_MS = 15000; // the server gives up after 5 s; this only catches a hung connection
+const TIMEOUT_MS = 15000; // the server gives up after 10 s; this only catches a hung connection
 
 const answerBox = document.getElementById("answer");
 
