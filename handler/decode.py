@@ -1,7 +1,8 @@
 """A request's body -> the image bytes it carries -> their pixels, within size limits.
 
 Bodies: raw image bytes, a data URL as canvas.toDataURL() gives it, bare base64, JSON {"image": ...}
-(payload_to_bytes). Images: known formats only, one frame, bounded pixels, fully read (open_image,
+(payload_to_bytes), which may also carry the pen's "strokes" (payload_to_drawing; handler/strokes.py
+checks them). Images: known formats only, one frame, bounded pixels, fully read (open_image,
 decode); a plain PNG, what a canvas sends, is decoded by libspng. Whatever is wrong is an InputError
 (handler/errors.py) that says what.
 """
@@ -32,18 +33,27 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*
 _IMAGE_MIME = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif", "image/bmp"}
 
 
+NO_STROKES = object()  # payload_to_drawing's strokes when the body has none (JSON null is not "none")
+
+
 def payload_to_bytes(payload) -> bytes:
     """Image bytes from any accepted request body.
 
     Accepted: raw PNG/JPEG/... bytes; a data URL as canvas.toDataURL() gives it; bare base64; JSON
     {"image": "<data URL or base64>"} (as text, or already parsed into a dict by TorchServe).
     """
+    return payload_to_drawing(payload)[0]
+
+
+def payload_to_drawing(payload) -> tuple[bytes, object]:
+    """payload_to_bytes' image bytes, and the JSON body's "strokes" as parsed, unchecked (NO_STROKES when
+    the body has none)."""
     if isinstance(payload, dict):
-        return _image_field(payload)
+        return _fields(payload)
     if isinstance(payload, (bytes, bytearray)):
         payload = bytes(payload)
-        if _looks_like_image(payload):
-            return payload
+        if looks_like_image(payload):
+            return payload, NO_STROKES
         try:
             payload = payload.decode("ascii")
         except UnicodeDecodeError:
@@ -60,17 +70,19 @@ def payload_to_bytes(payload) -> bytes:
             raise InputError(f"the body looks like JSON but does not parse: {e.msg}")
         except RecursionError:
             raise InputError("the body looks like JSON but nests deeper than any drawing does") from None
+        except ValueError:  # an integer of more digits than Python converts (4,300)
+            raise InputError("the body looks like JSON but holds a number too long to read") from None
         if not isinstance(doc, dict):
             raise InputError('JSON body must be an object like {"image": "<data URL>"}')
-        return _image_field(doc)
-    return _text_to_bytes(text)
+        return _fields(doc)
+    return _text_to_bytes(text), NO_STROKES
 
 
-def _image_field(doc: dict) -> bytes:
+def _fields(doc: dict) -> tuple[bytes, object]:
     image = doc.get("image")
     if not isinstance(image, str):
         raise InputError('JSON body must be {"image": "<data URL or base64 string>"}')
-    return _text_to_bytes(image.strip())
+    return _text_to_bytes(image.strip()), doc.get("strokes", NO_STROKES)
 
 
 def _text_to_bytes(text: str) -> bytes:
@@ -109,7 +121,7 @@ def _lenient_b64decode(text: str) -> bytes | None:
         return None
 
 
-def _looks_like_image(data: bytes) -> bool:
+def looks_like_image(data: bytes) -> bool:
     return data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff" or data[:4] in (b"GIF8", b"RIFF")
 
 

@@ -1,9 +1,9 @@
 """TorchServe handler: canvas drawing in, digit and probabilities out.
 
 preprocess turns each drawing into MNIST's 28x28 form (handler/mnist_form.py, the same code every
-evaluation uses), inference runs the TorchScript CNN on the device TorchServe assigned, postprocess
-answers JSON per request (handler/answers.py). Bad input in one drawing gets its own 4xx and does not
-fail the others.
+evaluation uses; the pen's strokes, when a body carries them, checked by handler/pen.py), inference
+runs the TorchScript CNN on the device TorchServe assigned, postprocess answers JSON per request
+(handler/answers.py). Bad input in one drawing gets its own 4xx and does not fail the others.
 
 A request carries one drawing as its body, or several as multipart/form-data parts named drawing-0,
 drawing-1, ... (the web app packs drawings that arrive together: web/batching.py). A part named
@@ -36,7 +36,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from handler.answers import digit_answer, error_answer, number_answer
 from handler.errors import DrawingFault, InputError
-from handler.mnist_form import preprocess
+from handler.pen import digit_image
 from handler.segment import Candidates, read_candidates
 
 # TorchScript is deprecated upstream and torch.jit.load, freeze and optimize_for_inference say so on every
@@ -145,7 +145,7 @@ def _body(row: dict):
 
 
 def _image(body):
-    return _read_alone(preprocess, body)
+    return _read_alone(digit_image, body)
 
 
 def _candidates(body):

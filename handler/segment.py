@@ -1,20 +1,24 @@
 """A drawing of a whole number cut into the pieces the model is to score (POST /read; docs/reading.md):
 its groups of ink (handler/groups.py), and where a group is wide enough to be digits that touch, the
-parts of it between candidate cuts, each a path from top to bottom. Every piece goes into MNIST's form
-as one digit does (handler/mnist_form.py); the model's scores choose the reading (handler/answers.py
+parts of it between candidate cuts, each a path from top to bottom; or, with the pen's strokes beside
+the image, the runs of strokes that may be one digit (handler/strokes.py). Every piece goes into MNIST's
+form as one digit does (handler/mnist_form.py); the model's scores choose the reading (handler/answers.py
 choose). The work is bounded (docs/limits.md): at most MAX_DIGITS groups and MAX_CANDIDATES pieces.
 """
 
 import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from .decode import decode, payload_to_bytes
+from .decode import NO_STROKES, decode, payload_to_drawing
 from .errors import NoDigitError, TooManyDigitsError
 from .groups import digit_groups
 from .ink import INK_THRESHOLD, bbox, ink_map, reduction
 from .mnist_form import to_mnist
+from .pen import checked, together
+from .strokes import stroke_groups
 
 MAX_DIGITS = 16
 # A number's canvas is worked at up to MAX_STRIP times WORK_SIDE (handler/ink.py) on its longer side.
@@ -58,56 +62,121 @@ class Candidates:
 
 def read_candidates(payload) -> Candidates:
     """Request body -> the candidate pieces of a number, or InputError (TwoLinesError, TooManyDigitsError,
-    NoDigitError and the rest as preprocess() raises them)."""
-    pixels = decode(payload_to_bytes(payload))
+    NoDigitError and the rest as preprocess() raises them). With the pen's strokes, their groups
+    (handler/strokes.py); without, the groups of the ink."""
+    image, strokes = payload_to_drawing(payload)
+    pixels = decode(image)
     # Shrunk by the shorter side: a 560x280 canvas keeps the same detail per digit as a 280x280 one.
     ink = ink_map(pixels, side=number_side)
     scale = reduction(pixels.shape, number_side)
+    drawing = _Drawing(pixels, ink, scale)
+    if strokes is not NO_STROKES:
+        groups = stroke_groups(checked(strokes, pixels.shape[1], pixels.shape[0]), ink, scale)
+        _check([group.whole.mask for group in groups])
+        return _finished(_from_strokes(groups, drawing))
     groups = digit_groups(ink)
-    if len(groups) > MAX_DIGITS:
-        raise TooManyDigitsError(
-            f"more than {MAX_DIGITS} pieces of writing: at most {MAX_DIGITS} digits are read"
-        )
-    for *_, mask in groups:
-        height, width = mask.shape
-        if width > MAX_GROUP_ASPECT * height:
-            raise TooManyDigitsError(
-                f"one stroke {width / height:.0f} times as wide as it is tall: not digits that can be told apart"
-            )
+    _check([mask for *_, mask in groups])
     wide = [m.shape[1] > SPLIT_ASPECT * m.shape[0] for *_, m in groups]
     wide_width = sum(m.shape[1] for (*_, m), w in zip(groups, wide, strict=True) if w)
     share = (MAX_CANDIDATES - wide.count(False)) / max(1, wide_width)  # candidates per column, wide groups
     found = Candidates([], [], [], [])
     for g, (top, bottom, left, right, mask) in enumerate(groups):
         piece = np.where(mask, ink[top:bottom, left:right], 0)
-        height, width = mask.shape
-        starts = _cuts(mask, share * width) if wide[g] else []
-        cuts = _paths(mask, starts) if starts else []
-        # Each cut a path from top to bottom: where touching digits overlap, no straight line parts them.
-        paths = [np.zeros(height, np.int64), *cuts, np.full(height, width)]
-        found.nodes.append(len(paths))
-        columns = np.arange(width)
-        for i, j in _parts([0, *starts, width], height):  # as _cuts counted them: within budget
-            whole = (i, j) == (0, len(paths) - 1)
-            lo, hi = int(paths[i].min()), int(paths[j].max())  # the part's columns, no more
-            window = columns[lo:hi]
-            between = (window >= paths[i][:, None]) & (window < paths[j][:, None])
-            part = np.where(between, piece[:, lo:hi], 0)
-            try:  # one digit drawn alone: exactly the image /predict makes (its resolution, its strays)
-                alone = whole and len(groups) == 1
-                image = to_mnist(ink_map(pixels)) if alone else to_mnist(part, min(ink.shape))
-            except NoDigitError:
-                continue  # only specks between these cuts: never a digit
-            y0, y1, x0, x1 = bbox(part > INK_THRESHOLD * 255)
-            found.images.append(image)
-            found.boxes.append(_box(top + y0, top + y1, left + lo + x0, left + lo + x1, scale))
-            found.spans.append((g, i, j))
-        if len(found.images) > MAX_CANDIDATES:
-            raise TooManyDigitsError("too much writing in one piece to cut into digits")
+        budget = share * mask.shape[1] if wide[g] else 0
+        found.nodes.append(_cut(found, (g, 0), (top, left, piece, mask), budget, drawing, len(groups) == 1))
+    return _finished(found)
+
+
+class _Drawing(NamedTuple):
+    pixels: np.ndarray  # as decoded
+    ink: np.ndarray  # its ink map, for a number
+    scale: int  # pixels per ink map pixel
+
+
+def _from_strokes(groups: list, drawing: _Drawing) -> Candidates:
+    """The candidates of the strokes' groups: per group, every run of units that may be one digit (its
+    share of the group's ink only, so a touching neighbour is not in its picture), and the cuts of a unit
+    that may be two digits, their nodes between the unit's. The budget shared as for groups of ink."""
+    wide = [u for g in groups for u, w in zip(g.units, g.wide, strict=True) if w]
+    runs = sum(len(g.runs) for g in groups)
+    share = (MAX_CANDIDATES - runs) / max(1, sum(u.right - u.left for u in wide))
+    found = Candidates([], [], [], [])
+    for g, group in enumerate(groups):
+        nodes, alone = [0], len(groups) == 1 and len(group.units) == 1
+        for unit, cut in zip(group.units, group.wide, strict=True):
+            if cut:  # one stroke through two digits: cut as a group of ink is, between its nodes
+                piece = np.where(unit.mask, drawing.ink[unit.top : unit.bottom, unit.left : unit.right], 0)
+                where, budget = (unit.top, unit.left, piece, unit.mask), share * piece.shape[1]
+                nodes.append(nodes[-1] + _cut(found, (g, nodes[-1]), where, budget, drawing, alone) - 1)
+            else:
+                nodes.append(nodes[-1] + 1)
+        found.nodes.append(nodes[-1] + 1)
+        for a, b in group.runs:
+            if b == a + 1 and group.wide[a]:
+                continue  # its whole is among its cuts
+            run = group.whole if (a, b) == (0, len(group.units)) else together(group.units[a:b])
+            part = np.where(run.mask, drawing.ink[run.top : run.bottom, run.left : run.right], 0)
+            whole = len(groups) == 1 and (a, b) == (0, len(group.units))
+            _add(found, (g, nodes[a], nodes[b]), (run.top, run.left, part), drawing, whole)
+    return found
+
+
+def _cut(found: Candidates, at: tuple, where: tuple, budget: float, drawing: _Drawing, alone: bool) -> int:
+    """Adds the candidate parts of a group of ink (`where`: its top, left, its ink and its mask), cut
+    into up to `budget` candidates (0: the whole only), as spans of group g from node n on (`at`: g, n);
+    the nodes it used. `alone`: the group is all that is drawn (one digit drawn alone)."""
+    (g, node), (top, left, piece, mask) = at, where
+    height, width = mask.shape
+    starts = _cuts(mask, budget) if budget else []
+    cuts = _paths(mask, starts) if starts else []
+    # Each cut a path from top to bottom: where touching digits overlap, no straight line parts them.
+    paths = [np.zeros(height, np.int64), *cuts, np.full(height, width)]
+    columns = np.arange(width)
+    for i, j in _parts([0, *starts, width], height):  # as _cuts counted them: within budget
+        whole = (i, j) == (0, len(paths) - 1)
+        lo, hi = int(paths[i].min()), int(paths[j].max())  # the part's columns, no more
+        window = columns[lo:hi]
+        between = (window >= paths[i][:, None]) & (window < paths[j][:, None])
+        part = np.where(between, piece[:, lo:hi], 0)
+        _add(found, (g, node + i, node + j), (top, left + lo, part), drawing, alone and whole)
+    return len(paths)
+
+
+def _add(found: Candidates, span: tuple, where: tuple, drawing: _Drawing, alone: bool) -> None:
+    """A candidate: the part (`where`: its top and left in the ink map, its ink) in MNIST's form, or, for
+    one digit drawn alone, exactly the image /predict makes of the drawing (its resolution, its strays).
+    A part of only specks is never a digit: no candidate."""
+    top, left, part = where
+    try:
+        image = to_mnist(ink_map(drawing.pixels)) if alone else to_mnist(part, min(drawing.ink.shape))
+    except NoDigitError:
+        return
+    y0, y1, x0, x1 = bbox(part > INK_THRESHOLD * 255)
+    found.images.append(image)
+    found.boxes.append(_box(top + y0, top + y1, left + x0, left + x1, drawing.scale))
+    found.spans.append(span)
+
+
+def _finished(found: Candidates) -> Candidates:
+    if len(found.images) > MAX_CANDIDATES:
+        raise TooManyDigitsError("too much writing in one piece to cut into digits")
     if not found.images:
         raise NoDigitError("no digit drawn: only specks on the canvas")
     found.images = np.stack(found.images)
     return found
+
+
+def _check(masks: list) -> None:
+    """TooManyDigitsError for more groups of ink than digits read, or one too wide to tell digits apart."""
+    if len(masks) > MAX_DIGITS:
+        raise TooManyDigitsError(
+            f"more than {MAX_DIGITS} pieces of writing: at most {MAX_DIGITS} digits are read"
+        )
+    for height, width in (mask.shape for mask in masks):
+        if width > MAX_GROUP_ASPECT * height:
+            raise TooManyDigitsError(
+                f"one stroke {width / height:.0f} times as wide as it is tall: not digits that can be told apart"
+            )
 
 
 def number_side(shape) -> int:

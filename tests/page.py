@@ -3,6 +3,7 @@ finger along real pen strokes, read its answer. The fixtures that launch Chromiu
 
 import base64
 import io
+import json
 import os
 import random
 import re
@@ -156,9 +157,19 @@ def shown_text(answer: dict) -> str:
     return "".join("✗" if d["digit"] is None else str(d["digit"]) for d in answer["digits"])
 
 
+def sent_drawing(request) -> tuple[str, list | None]:
+    """What a /read request carried: the image's data URL (canvas.toDataURL()) and the strokes beside it,
+    as JSON {"image", "strokes"}; None for strokes when it went as the data URL alone, as text."""
+    if request.post_data.startswith("{"):
+        assert request.headers["content-type"] == "application/json"
+        sent = json.loads(request.post_data)
+        return sent["image"], sent["strokes"]
+    return request.post_data, None
+
+
 def sent_image(request) -> Image.Image:
-    """The PNG a /read request carried (the page sends canvas.toDataURL() as text)."""
-    header, encoded = request.post_data.split(",", 1)
+    """The PNG a /read request carried."""
+    header, encoded = sent_drawing(request)[0].split(",", 1)
     assert header == "data:image/png;base64", header
     return Image.open(io.BytesIO(base64.b64decode(encoded)))
 

@@ -15,6 +15,7 @@ from tests.page import (
     draw_with_mouse,
     pen_drawings,
     read_requests,
+    sent_drawing,
     settled,
 )
 from train import nondigits, numbers, pendigits
@@ -48,7 +49,7 @@ def stored_number(png: bytes) -> bytes:
 
 
 def sent_png(request) -> bytes:
-    header, encoded = request.post_data.split(",", 1)
+    header, encoded = sent_drawing(request)[0].split(",", 1)
     assert header == "data:image/png;base64"
     return base64.b64decode(encoded)
 

@@ -99,14 +99,14 @@ def test_a_fault_reading_one_drawing_is_that_drawings_500_and_the_others_are_ans
     """A bug one drawing's bytes find (here: a deliberate one) fails that drawing alone: an exception out
     of the handler would fail the whole batch."""
     handler, context = handler_and_context
-    real = mnist_handler.preprocess
+    real = mnist_handler.digit_image
 
     def faulty(body):
         if body == b"poison":
             raise IndexError("a bug only this drawing finds")
         return real(body)
 
-    monkeypatch.setattr(mnist_handler, "preprocess", faulty)
+    monkeypatch.setattr(mnist_handler, "digit_image", faulty)
     alone = handle(handler, context, [{"data": drawing(0)}])[0]
     answers = handle(handler, context, [{"data": drawing(0)}, {"data": b"poison"}, {"data": b"[" * 5000}])
     assert answers[0] == alone and "digit" in alone

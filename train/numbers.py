@@ -36,6 +36,11 @@ MARGIN = 4  # px between the ink and the canvas's edge
 CLOSE_PX = 2  # the least gap of "close", px
 EDGE_PX = 2  # apart: this many px more than the share of H, for the antialiased edges
 TOUCH = 0.8  # strokes touch when their centre lines come within this many brush widths
+# The pen's times (page_strokes): its speed in digit heights a second, its pauses in ms between the
+# strokes of a digit and between digits.
+PEN_SPEED = (3.0, 8.0)
+LIFT = (80.0, 300.0)
+NEXT = (150.0, 700.0)
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,26 @@ def read_all(bodies: list, model) -> list[tuple[int, dict]]:
                 (getattr(e, "status", 400), {"error": str(e), "reason": getattr(e, "reason", None)})
             )
     return answers
+
+
+def page_strokes(drawings: list, rng: random.Random) -> list:
+    """The strokes of these drawings (canvas pixels) as the page sends them beside the image (docs/api.md):
+    in drawing order, digit by digit, each point [x, y, t] with t in ms. Pen digits keep their points'
+    order but not their times: the pen moves at one speed per number (PEN_SPEED digit heights a second)
+    and lifts for a pause between the strokes of a digit (LIFT) and a longer one between digits (NEXT)."""
+    strokes = [s for d in drawings for s in d.strokes]
+    _, _, low, high = pendigits.extent(strokes)
+    speed = rng.uniform(*PEN_SPEED) * max(high - low, 1) / 1000  # px per ms
+    sent, t = [], rng.uniform(0, 1000)
+    for i, drawing in enumerate(drawings):
+        for j, stroke in enumerate(drawing.strokes):
+            t += rng.uniform(*(LIFT if j else NEXT)) if i or j else 0
+            points = np.asarray(stroke, dtype=float)
+            steps = np.hypot(*np.diff(points, axis=0).T) / speed
+            times = t + np.concatenate([[0], np.cumsum(steps)])
+            sent.append(np.round(np.column_stack([points, times]), 1).tolist())
+            t = times[-1]
+    return sent
 
 
 def box(drawing: pendigits.Drawing) -> tuple[int, int, int, int]:

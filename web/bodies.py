@@ -2,17 +2,24 @@
 TorchServe (asked); BodyError, answered 400, when either is not what the API takes.
 
 Accepted: the data URL as text with any Content-Type (the page), raw image bytes, JSON {"image": ...}
-(passed through: the handler reads JSON), a form field image=... (jQuery's $.post(url, {image})), and
-multipart/form-data with a file or text field named image (curl -F, requests' files=, HTML upload forms).
-Forms are decoded by aiohttp's own request.post(): the charset the client declares (UTF-8 by default),
-percent-escapes decoded in it, the body size capped by client_max_size (413) while it is read. A field
-is forwarded as UTF-8: a data URL is ASCII, anything else the handler refuses with a 4xx.
+(passed through: the handler reads JSON, "strokes" and all), a form field image=... (jQuery's
+$.post(url, {image})), and multipart/form-data with a file or text field named image (curl -F, requests'
+files=, HTML upload forms). Forms are decoded by aiohttp's own request.post(): the charset the client
+declares (UTF-8 by default), percent-escapes decoded in it, the body size capped by client_max_size (413)
+while it is read. A field is forwarded as UTF-8: a data URL is ASCII, anything else the handler refuses
+with a 4xx. A form's field `strokes` (the pen's strokes, JSON) goes with its image as the JSON body the
+handler reads, {"image", "strokes"}: the handler checks the strokes (handler/pen.py), here only that they
+are JSON at all.
 """
+
+import base64
+import json
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import FileField
 
+from handler.decode import looks_like_image
 from web.registry import VERSION_RE
 from web.uploads import body_deadline
 
@@ -54,24 +61,50 @@ async def _drawing(request: web.Request) -> bytes:
 
 
 async def _form_field(request: web.Request) -> bytes | None:
-    """The image field of a urlencoded form; None if there is none, or the body is no text in its charset:
-    `curl --data-binary @digit.png` labels the raw image as a form, and the raw body is what was meant."""
+    """The image field of a urlencoded form (with its strokes); None if there is none, or the body is no
+    text in its charset: `curl --data-binary @digit.png` labels the raw image as a form, and the raw body
+    is what was meant."""
     try:
         fields = await request.post()
     except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError; LookupError: unknown charset
         return None
-    return _as_bytes(fields["image"]) if "image" in fields else None
+    return _with_strokes(_field(fields["image"]), fields.get("strokes")) if "image" in fields else None
 
 
 async def _multipart_field(request: web.Request) -> bytes:
     fields = await _post(request)
     if "image" not in fields:
         raise BodyError("multipart body has no field named image: send -F image=@digit.png")
-    value = fields["image"]
+    return _with_strokes(_field(fields["image"]), fields.get("strokes"))
+
+
+def _field(value) -> bytes:
     if isinstance(value, FileField):
         with value.file:  # a spooled temporary file: closed (and removed) once read
             return value.file.read()
     return _as_bytes(value)
+
+
+def _with_strokes(image: bytes, strokes) -> bytes:
+    """The image as it came, or with a strokes field beside it the JSON body {"image", "strokes"}: the
+    image as its text (a data URL or base64), or base64 of its bytes; the strokes' JSON as it came, once
+    it parses (a JSON text parsed whole can stand as a value: nothing in it reaches past its end)."""
+    if strokes is None:
+        return image
+    try:
+        text = _field(strokes).decode()
+        json.loads(text)
+    except UnicodeDecodeError:
+        raise BodyError("strokes must be UTF-8 text: JSON [[[x, y, t], ...], ...]") from None
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        raise BodyError(
+            "strokes is not JSON: send [[[x, y, t], ...], ...], the strokes in drawing order"
+        ) from None
+    if image.isascii() and not looks_like_image(image):
+        shown = image.decode()
+    else:
+        shown = base64.b64encode(image).decode()
+    return b'{"image":' + json.dumps(shown).encode() + b',"strokes":' + text.encode() + b"}"
 
 
 async def _post(request: web.Request):

@@ -8,18 +8,44 @@ export const HEIGHT = 280;
 // zoomed-in page or a dense screen could otherwise pass; past it the canvas is a little less crisp.
 const MAX_PIXELS = 800 * 800;
 const BRUSH = 18; // brush width in drawing-space pixels: a marker-like digit, as MNIST's were
+// What /read takes beside the image (handler/pen.py MAX_STROKES, MAX_POINTS): more strokes than that, and
+// the drawing goes as its image alone; more points, and the points sent are thinned further apart.
+const MAX_STROKES = 64;
+const MAX_POINTS = 4096;
+const STEP = 2; // drawing-space pixels between the points sent, at least: closer ones add nothing
 
 const canvas = document.getElementById("canvas");
 const ctx = canvas.getContext("2d");
 
-const strokes = []; // finished and current strokes: arrays of {x, y, w} in drawing space
+const strokes = []; // finished and current strokes: arrays of {x, y, w, t} in drawing space
 let current = null; // the stroke being drawn, and the pointer drawing it
 let activePointer = null;
 
-// The strokes drawn so far (the one being drawn included), oldest first: a copy, arrays of {x, y, w} in
-// drawing space (WIDTH x HEIGHT; w is the line's width there).
+// The strokes drawn so far, oldest first, as /read takes them beside the image (docs/api.md): each a list
+// of [x, y, t], x and y in the sent image's pixels (the drawing space: the image is drawn at WIDTH x
+// HEIGHT), t in ms since the first point. Points closer than STEP to the last one sent are left out (the
+// first and last of a stroke stay), further apart while there would be more than MAX_POINTS. null when
+// there are more than MAX_STROKES: the drawing then goes as its image alone.
 export function drawnStrokes() {
-  return strokes.map((stroke) => stroke.map((point) => ({ ...point })));
+  if (!strokes.length || strokes.length > MAX_STROKES) return null;
+  const start = strokes[0][0].t;
+  const round = (value) => Math.round(value * 10) / 10;
+  for (let step = STEP; ; step *= 2) {
+    const sent = strokes.map((stroke) =>
+      thinned(stroke, step).map((p) => [round(p.x), round(p.y), round(p.t - start)]),
+    );
+    if (sent.reduce((total, stroke) => total + stroke.length, 0) <= MAX_POINTS) return sent;
+  }
+}
+
+function thinned(stroke, step) {
+  const kept = [stroke[0]];
+  for (let i = 1; i < stroke.length; i++) {
+    const last = kept[kept.length - 1];
+    const far = Math.hypot(stroke[i].x - last.x, stroke[i].y - last.y) >= step;
+    if (far || i === stroke.length - 1) kept.push(stroke[i]);
+  }
+  return kept;
 }
 
 export const hasStrokes = () => strokes.length > 0;
@@ -91,7 +117,9 @@ function toDrawingSpace(event, previous) {
   let w = BRUSH;
   if (event.pointerType === "pen" && event.pressure > 0) w = BRUSH * (0.6 + 0.8 * event.pressure);
   if (previous) w = 0.7 * previous.w + 0.3 * w; // no sudden jumps in width
-  return { x, y, w };
+  // When the pointer was there (performance.now()'s clock), never before the point drawn before it.
+  const t = Math.max(event.timeStamp || performance.now(), previous ? previous.t : 0);
+  return { x, y, w, t };
 }
 
 // Draw with mouse, touch or pen: started() when a stroke begins (the drawing changes), ended() when it ends.

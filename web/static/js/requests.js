@@ -1,7 +1,7 @@
 // Asking the model: a pause after a stroke asks /read for the drawing; a newer drawing cancels the
 // question still on its way. This module owns the pending timer and request.
 
-import { drawingAsDataURL } from "./drawing.js";
+import { drawingAsDataURL, drawnStrokes } from "./drawing.js";
 import { knownReason, showError, showReading } from "./render.js";
 import { chosenVersion } from "./versions.js";
 
@@ -26,7 +26,8 @@ export function cancelPrediction() {
   setBusy(false);
 }
 
-// Everything goes to /read: one digit is answered as /predict would, a number digit by digit.
+// Everything goes to /read: one digit is answered as /predict would, a number digit by digit. The strokes
+// go beside the image: they say which ink is which digit where digits touch (docs/reading.md).
 export async function predict() {
   cancelPrediction();
   const controller = new AbortController();
@@ -36,11 +37,12 @@ export async function predict() {
   const version = chosenVersion();
   const url = "/read" + (version ? "?version=" + encodeURIComponent(version) : "");
   const image = drawingAsDataURL();
+  const strokes = drawnStrokes();
   try {
     const response = await fetch(url, {
       method: "POST",
-      headers: { "Content-Type": "text/plain" },
-      body: image,
+      headers: { "Content-Type": strokes ? "application/json" : "text/plain" },
+      body: strokes ? JSON.stringify({ image, strokes }) : image,
       signal: controller.signal,
     });
     const answer = await response.json().catch(() => null);

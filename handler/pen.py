@@ -1,0 +1,165 @@
+"""The pen's strokes as a request sends them beside its image (docs/api.md), and each stroke's ink.
+
+checked() is the API's rule: a non-empty list of strokes in drawing order, each a non-empty list of
+[x, y, t] (x, y in the image's own pixels, t in ms from any origin, never decreasing within a stroke),
+at most MAX_STROKES strokes and MAX_POINTS points, every number finite; a point outside the image is
+clipped to it (the pen may leave the canvas mid-stroke). Anything else is an InputError that names
+it: a 400, never a reading that quietly leaves the strokes out.
+
+units() finds each stroke's ink: its path drawn at the ink's own stroke width and a little more
+(MARGIN), over the ink. The strokes must cover the ink (MAX_UNCOVERED): strokes of another image, or of
+this one in other pixels, would otherwise read part of it silently. /predict checks strokes so too
+(digit_image) and reads one digit from all its ink as ever; /read groups them (handler/strokes.py).
+"""
+
+import itertools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .decode import NO_STROKES, decode, payload_to_drawing
+from .errors import InputError
+from .ink import INK_THRESHOLD, area_and_outline, bbox, ink_map, is_speck, reduction, stroke_width
+from .mnist_form import to_mnist
+
+# Bounded work (docs/limits.md): 16 digits of 4 strokes, their points 2 px apart on the page's 560x280
+# (the page thins what it sends to that: web/static/js/drawing.js), with room to spare.
+MAX_STROKES = 64
+MAX_POINTS = 4096
+# A stroke's mask reaches this many ink-map pixels past the ink's mean half width: antialiasing, a pen's
+# pressure, the page's curves between the points it sends.
+MARGIN = 1.5
+MAX_UNCOVERED = 0.1  # share of the ink no stroke's mask covers, above which the strokes are not its own
+_NUMBERS = {int, float}  # the types JSON's numbers parse to (bool, JSON's true and false, is not one)
+
+
+@dataclass
+class Unit:
+    """Ink of one stroke (or of a few together): its box in the ink map (top, bottom, left, right), its
+    mask there, and the strokes' paths (in quarter pixels of the ink map: cv2's shift=2)."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+    mask: np.ndarray
+    paths: list
+
+
+def checked(raw, width: int, height: int) -> list[np.ndarray]:
+    """The strokes as sent (JSON, parsed), as float arrays (n, 3) of x, y, t with the points clipped to
+    an image of width x height; InputError naming what is wrong."""
+    if not isinstance(raw, list) or not raw:
+        raise InputError("strokes must be a non-empty list of strokes, each a list of [x, y, t] points")
+    if len(raw) > MAX_STROKES:
+        raise InputError(f"{len(raw)} strokes: at most {MAX_STROKES} are read")
+    for i, stroke in enumerate(raw):
+        if not isinstance(stroke, list) or not stroke:
+            raise InputError(f"strokes[{i}] must be a non-empty list of [x, y, t] points")
+    points = sum(map(len, raw))
+    if points > MAX_POINTS:
+        raise InputError(f"{points} points in the strokes: at most {MAX_POINTS} are read")
+    found = []
+    for i, stroke in enumerate(raw):
+        # Sets of types and lengths: passes in C over the whole stroke; the loop only says where.
+        values = {type(v) for v in itertools.chain.from_iterable(p for p in stroke if type(p) is list)}
+        if {type(p) for p in stroke} != {list} or {len(p) for p in stroke} != {3} or values - _NUMBERS:
+            at = next(j for j, p in enumerate(stroke) if not _point(p))
+            raise InputError(f"strokes[{i}][{at}] must be [x, y, t]: three numbers")
+        try:
+            points = np.array(stroke, dtype=np.float64)
+        except OverflowError:  # an integer past a float's range
+            points = np.full((1, 3), np.inf)
+        if not np.isfinite(points).all():
+            raise InputError(f"strokes[{i}] holds a number that is not finite (NaN, Infinity or too large)")
+        if (np.diff(points[:, 2]) < 0).any():
+            raise InputError(f"strokes[{i}]: t decreases; a stroke's times never go back")
+        points[:, 0] = points[:, 0].clip(0, width)
+        points[:, 1] = points[:, 1].clip(0, height)
+        found.append(points)
+    return found
+
+
+def _point(p) -> bool:
+    return type(p) is list and len(p) == 3 and all(type(v) in _NUMBERS for v in p)
+
+
+def digit_image(payload) -> np.ndarray:
+    """/predict's image of a request body, handler/mnist_form.py preprocess()'s: strokes beside the image
+    are checked as /read checks them and change nothing, one digit being read from all its ink."""
+    image, strokes = payload_to_drawing(payload)
+    pixels = decode(image)
+    ink = ink_map(pixels)
+    if strokes is not NO_STROKES:
+        units(checked(strokes, pixels.shape[1], pixels.shape[0]), ink, reduction(pixels.shape))
+    return to_mnist(ink)
+
+
+def units(strokes: list, ink: np.ndarray, scale: int) -> list[Unit]:
+    """Each stroke's unit of ink (checked() strokes; `ink` the ink map, `scale` image pixels a pixel). A
+    stroke whose ink is a speck joins the unit it overlaps (a short stroke of a digit is one piece of ink
+    with it), or goes (a tap on its own, as to_mnist() leaves it out); InputError when the strokes leave
+    more than MAX_UNCOVERED of the ink uncovered."""
+    mask = ink > INK_THRESHOLD * 255
+    if not mask.any():
+        return []  # nothing to cover: reading says "no digit drawn"
+    thickness = max(1, int(round(stroke_width(mask) + 2 * MARGIN)))
+    covered = np.zeros(ink.shape, np.uint8)
+    found, specks = [], []
+    for stroke in strokes:
+        path = np.round(stroke[:, :2] * (4 / scale)).astype(np.int32)
+        draw(covered, path, thickness)
+        unit = _unit(path, thickness, ink.shape)
+        own = unit.mask & mask[unit.top : unit.bottom, unit.left : unit.right]
+        if own.any():
+            (specks if is_speck(bbox(own), *area_and_outline(own), min(ink.shape)) else found).append(unit)
+    uncovered = np.count_nonzero(mask & (covered == 0)) / np.count_nonzero(mask)
+    if uncovered > MAX_UNCOVERED:
+        raise InputError(
+            f"the strokes leave {uncovered:.0%} of the drawing's ink uncovered: send the strokes of the "
+            "image sent, in its pixels"
+        )
+    for speck in specks:
+        overlaps = [_overlap(speck, unit) for unit in found]
+        if overlaps and max(overlaps):
+            best = overlaps.index(max(overlaps))
+            found[best] = together([found[best], speck])
+    return found
+
+
+def draw(canvas: np.ndarray, path: np.ndarray, thickness: int, value: int = 1) -> None:
+    """A path (quarter pixels) at this width, round at its ends, as the page's brush draws it."""
+    cv2.polylines(canvas, [path], False, value, thickness, cv2.LINE_8, shift=2)
+    cv2.circle(canvas, tuple(int(v) for v in path[0]), thickness * 2, value, -1, cv2.LINE_8, shift=2)
+
+
+def _unit(path: np.ndarray, thickness: int, shape) -> Unit:
+    reach = thickness // 2 + 1
+    left, top = np.maximum(path.min(axis=0) // 4 - reach, 0)
+    right, bottom = np.minimum(path.max(axis=0) // 4 + reach + 1, (shape[1], shape[0]))
+    canvas = np.zeros((bottom - top, right - left), np.uint8)
+    draw(canvas, path - 4 * np.array([left, top], np.int32), thickness)
+    return Unit(int(top), int(bottom), int(left), int(right), canvas.view(bool), [path])
+
+
+def together(units: list) -> Unit:
+    """The units as one: their masks together in the box of them all, and their paths."""
+    top, bottom = min(u.top for u in units), max(u.bottom for u in units)
+    left, right = min(u.left for u in units), max(u.right for u in units)
+    mask = np.zeros((bottom - top, right - left), bool)
+    for u in units:
+        mask[u.top - top : u.bottom - top, u.left - left : u.right - left] |= u.mask
+    return Unit(top, bottom, left, right, mask, [path for u in units for path in u.paths])
+
+
+def _overlap(a: Unit, b: Unit) -> int:
+    """The pixels two masks share."""
+    top, bottom = max(a.top, b.top), min(a.bottom, b.bottom)
+    left, right = max(a.left, b.left), min(a.right, b.right)
+    if top >= bottom or left >= right:
+        return 0
+    return np.count_nonzero(
+        a.mask[top - a.top : bottom - a.top, left - a.left : right - a.left]
+        & b.mask[top - b.top : bottom - b.top, left - b.left : right - b.left]
+    )

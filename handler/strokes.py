@@ -1,0 +1,136 @@
+"""A number's ink grouped into digits by the pen's strokes (POST /read with "strokes"; docs/reading.md).
+Touching digits are one piece of ink, where the picture alone leaves the cutter to guess (handler/
+segment.py); the page drew every stroke itself, and says which ink is whose. The image stays what is
+read: the strokes only say which of its pixels belong together.
+
+stroke_groups() takes the groups of ink as a number without strokes has them (handler/groups.py: pieces
+apart in columns are different digits, and so on), puts each stroke (handler/pen.py units) in the group
+that holds most of its ink, and then, per group:
+  - shares the group's own ink among its strokes, each pixel to the stroke whose path runs nearest: a
+    digit's picture keeps none of a touching neighbour's ink but where their strokes cross;
+  - orders the strokes left to right by their middles (a 7's bar drawn after the next digit sits with
+    its 7), and lists the runs of consecutive strokes that may be one digit (up to MAX_RUN stretches
+    between places a digit may end, never between a stroke and one in its columns: HELD; no wider than
+    MAX_RUN_ASPECT of their height): the model's scores choose among them, as among cuts;
+  - a group narrow for one digit is one digit, as without strokes, unless its strokes fall side by side
+    (a 1 touching an 8); one stroke alone is the group of ink itself, read as without strokes; a stroke
+    wider than WIDE_STROKE of the group's height may be two digits in one stroke, and is cut as a group
+    of ink is.
+The constants were chosen on writers 17-20 (bench/read_accuracy.py --writers tuning; docs/reading.md).
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .groups import digit_groups
+from .ink import bbox
+from .pen import Unit, draw, units
+
+MAX_RUN = 3  # strokes of one digit at most (pen digits have 1-3; 4 read the same, at more pieces)
+MAX_RUN_ASPECT = 1.4  # a run of strokes wider than this times its height is not one digit
+SPLIT_ASPECT = 0.9  # a group narrower than this times its height is one digit (handler/segment.py's)
+# ... unless its strokes fall into two sets whose columns overlap by less than this share of the narrower
+# set's: one digit's strokes overlap (a 4's two, a 5's flag, a 7's bar; 97% of writers 17-20's digits of
+# several strokes by half or more), a 1 touching an 8 does not.
+SIDE_BY_SIDE = 0.5
+HELD = 0.9  # a stroke this much in another's columns is of its digit (a slashed 0 split read "10")
+WIDE_STROKE = 1.3  # a stroke wider than this times its group's height may be two digits: it is cut
+
+
+@dataclass
+class Group:
+    """A group of ink (`whole`: its box and its own ink, handler/groups.py) and its strokes' units, left
+    to right: runs[i] = (a, b) says units a..b-1 may be one digit (every unit alone is a run; all of them
+    together is the whole); wide[k]: unit k may hold two digits, and is cut as a group of ink is."""
+
+    whole: Unit
+    units: list
+    runs: list
+    wide: list
+
+
+def stroke_groups(strokes: list, ink: np.ndarray, scale: int) -> list[Group]:
+    """The groups of ink, left to right, each with the units of the strokes drawn in it (handler/pen.py
+    checked() strokes; `ink` the ink map, `scale` image pixels a pixel). The errors of digit_groups (no
+    digit drawn, two lines) and of units (the strokes leave the ink uncovered)."""
+    pieces = digit_groups(ink)
+    labels = np.zeros(ink.shape, np.int32)  # the group (from 1) of each pixel of ink a group holds
+    for g, (top, bottom, left, right, own) in enumerate(pieces, 1):
+        labels[top:bottom, left:right][own] = g
+    members = [[] for _ in pieces]
+    for unit in units(strokes, ink, scale):
+        votes = np.bincount(
+            labels[unit.top : unit.bottom, unit.left : unit.right][unit.mask], minlength=len(pieces) + 1
+        )
+        if votes[1:].any():  # else ink that digit_groups left out as stray: so is the stroke
+            members[votes[1:].argmax()].append(unit)
+    return [_group(Unit(*piece, []), mine) for piece, mine in zip(pieces, members, strict=True)]
+
+
+def _group(whole: Unit, members: list) -> Group:
+    height, width = whole.mask.shape
+    if len(members) > 1:  # in order of place, not of drawing: the order they came in changes nothing
+        members = sorted(_shared(whole, sorted(members, key=_place)), key=_place)
+    if len(members) <= 1 or (width <= SPLIT_ASPECT * height and not _side_by_side(members)):
+        return Group(whole, [whole], [(0, 1)], [len(members) <= 1 and width > SPLIT_ASPECT * height])
+    # Where a digit may end: not between two strokes of which one lies in the other's columns (a slashed
+    # 0's slash, a 5's flag). Runs go from one such place to another, at most MAX_RUN places on.
+    ends = [0, *(k for k in range(1, len(members)) if not _held(members[:k], members[k:])), len(members)]
+    runs = [
+        (a, b)
+        for i, a in enumerate(ends)
+        for b in ends[i + 1 : i + 1 + MAX_RUN]
+        if b == ends[i + 1] or _fits(members[a:b])
+    ]
+    return Group(whole, members, runs, [u.right - u.left > WIDE_STROKE * height for u in members])
+
+
+def _held(left: list, right: list) -> bool:
+    """Whether a unit of one side lies (HELD of its width) in the columns of a unit of the other."""
+    return any(_shared_columns([a], [b]) >= HELD for a in left for b in right)
+
+
+def _place(unit: Unit) -> tuple:
+    return unit.left + unit.right, unit.top + unit.bottom, unit.right - unit.left
+
+
+def _shared(whole: Unit, members: list) -> list:
+    """The group's own ink shared among its units: each pixel to the unit whose path runs nearest (a
+    distance transform per unit). A unit left with no ink goes."""
+    height, width = whole.mask.shape
+    origin = 4 * np.array([whole.left, whole.top], np.int32)
+    distances = []
+    for unit in members:
+        canvas = np.ones((height, width), np.uint8)
+        for path in unit.paths:
+            draw(canvas, path - origin, 1, 0)
+        distances.append(cv2.distanceTransform(canvas, cv2.DIST_L2, 3))
+    nearest = np.argmin(distances, axis=0)
+    shared = []
+    for k, unit in enumerate(members):
+        mine = whole.mask & (nearest == k)
+        if mine.any():
+            top, bottom, left, right = bbox(mine)
+            box = (whole.top + top, whole.top + bottom, whole.left + left, whole.left + right)
+            shared.append(Unit(*box, mine[top:bottom, left:right], unit.paths))
+    return shared
+
+
+def _side_by_side(members: list) -> bool:
+    """Whether the units (left to right) fall into two sets whose columns overlap by under SIDE_BY_SIDE
+    of the narrower set's."""
+    return any(_shared_columns(members[:k], members[k:]) < SIDE_BY_SIDE for k in range(1, len(members)))
+
+
+def _shared_columns(these: list, those: list) -> float:
+    """The share of the narrower of two sets' column ranges that both cover."""
+    a0, a1 = min(u.left for u in these), max(u.right for u in these)
+    b0, b1 = min(u.left for u in those), max(u.right for u in those)
+    return max(0, min(a1, b1) - max(a0, b0)) / max(1, min(a1 - a0, b1 - b0))
+
+
+def _fits(members: list) -> bool:
+    top, bottom = min(u.top for u in members), max(u.bottom for u in members)
+    return max(u.right for u in members) - min(u.left for u in members) <= MAX_RUN_ASPECT * (bottom - top)
