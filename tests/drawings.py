@@ -9,6 +9,7 @@ import random
 import struct
 import zlib
 
+import numpy as np
 from PIL import Image
 
 from tests.stack import TICKET_KEY
@@ -84,3 +85,12 @@ def feedback_body(index: int, label: int, predicted: int = 1, version: str = "1.
     ticket = Tickets(TICKET_KEY.encode()).issue(drawing_hash(image), version, predicted)
     doc = {"image": image, "label": label, "predicted": predicted, "version": version, "ticket": ticket}
     return json.dumps(doc).encode()
+
+
+def same_reading(got: dict, want: dict) -> None:
+    """Two /read answers read the same: the number, each digit, its box and its probabilities."""
+    assert got["number"] == want["number"], (got["number"], want["number"])
+    assert [d["digit"] for d in got["digits"]] == [d["digit"] for d in want["digits"]]
+    assert [d["box"] for d in got["digits"]] == [list(d["box"]) for d in want["digits"]]
+    for g, w in zip(got["digits"], want["digits"], strict=True):
+        assert np.allclose(g["probabilities"], w["probabilities"], atol=1e-4)

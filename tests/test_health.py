@@ -104,6 +104,26 @@ async def test_answers_to_drawings_are_the_proof_and_no_probe_goes_while_they_co
     assert fake_torchserve["bodies"].count(READINESS_PROBE) <= 2  # the first, and one in flight at most
 
 
+async def test_a_drawing_that_finds_the_worker_gone_makes_readyz_say_so_at_once(
+    aiohttp_client, fake_torchserve
+):
+    """A 5xx to a drawing of the default version is word as much as a 200 is: /readyz says not ready from
+    that answer on, without waiting for the next probe; a drawing's own 4xx says nothing of the worker."""
+    client = await client_for(
+        aiohttp_client, fake_torchserve["url"], fake_torchserve["run_dir"], ready_interval=INTERVAL * 100
+    )
+    assert (await client.get("/readyz")).status == 200
+    fake_torchserve["status"] = 400  # the handler refusing one drawing
+    assert (await client.post("/predict", data=b"data:drawing")).status == 400
+    assert (await client.get("/readyz")).status == 200
+    fake_torchserve["status"] = 503  # no worker
+    assert (await client.post("/predict", data=b"data:drawing")).status >= 500
+    assert (await client.get("/readyz")).status == 503
+    fake_torchserve["status"] = 200
+    assert (await client.post("/predict", data=b"data:drawing")).status == 200
+    assert (await client.get("/readyz")).status == 200
+
+
 async def test_readyz_follows_torchserve_within_the_bound_both_ways(aiohttp_client, fake_torchserve):
     client = await client_for(
         aiohttp_client, fake_torchserve["url"], fake_torchserve["run_dir"], ready_interval=INTERVAL

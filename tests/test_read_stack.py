@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from handler.errors import InputError
 from handler.segment import read_candidates
-from tests.drawings import BAD_INPUTS, data_url, drawing, png
+from tests.drawings import BAD_INPUTS, data_url, drawing, png, same_reading
 from tests.stack import TICKET_KEY, post
 from train import numbers
 from web.tickets import Tickets, drawing_hash
@@ -31,14 +31,6 @@ def written():
 
 def expected(model_dir, bodies: list[bytes]) -> list[tuple[int, dict]]:
     return numbers.read_all(bodies, str(model_dir / "model.pt"))
-
-
-def same_reading(got: dict, want: dict) -> None:
-    assert got["number"] == want["number"], (got["number"], want["number"])
-    assert [d["digit"] for d in got["digits"]] == [d["digit"] for d in want["digits"]]
-    assert [d["box"] for d in got["digits"]] == [list(d["box"]) for d in want["digits"]]
-    for g, w in zip(got["digits"], want["digits"], strict=True):
-        assert np.allclose(g["probabilities"], w["probabilities"], atol=1e-4)
 
 
 def test_a_number_is_read_as_the_handler_reads_it_in_process_and_its_answer_is_signed(

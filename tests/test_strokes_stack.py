@@ -11,9 +11,8 @@ import re
 import pytest
 import requests
 
-from tests.drawings import data_url
+from tests.drawings import data_url, same_reading
 from tests.stack import TICKET_KEY
-from tests.test_read_stack import same_reading
 from train import numbers, pendigits
 from web.tickets import Tickets, drawing_hash
 

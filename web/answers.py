@@ -13,7 +13,7 @@ import aiohttp
 from web.batching import Batcher
 from web.errors import error
 from web.tickets import Tickets, with_ticket
-from web.torchserve import readiness, relay
+from web.torchserve import Readiness, readiness, relay
 from web.traffic import Answered, Send
 
 
@@ -22,9 +22,11 @@ class Answers:
     batcher: Batcher
     tickets: Tickets
     model: str
-    # Called on each answer of the default version that the readiness rule counts (200 or 422): the
-    # readiness watch's proof (web/readiness.py), so /readyz needs no probe of its own under traffic.
-    answered: Callable[[], None] = lambda: None
+    # Called with the readiness rule's word on each answer of the default version that says something of
+    # its worker: a 200 or 422 (ready), a 5xx or no answer at all (not ready); a drawing's own 4xx says
+    # nothing. The readiness watch's word (web/readiness.py): under traffic /readyz needs no probe, and a
+    # worker gone shows at the first drawing that finds it gone.
+    answered: Callable[[Readiness], None] = lambda word: None
 
     def sender(self, body: bytes, kind: str, client: str) -> Send:
         """send(version) for a drawing: `kind` (web/batching.py), queued as `client`'s (the rate limiter's key)."""
@@ -37,9 +39,11 @@ class Answers:
         except TimeoutError:
             return Answered(error(504, "the model server did not answer in time"), {}, 0)
         except aiohttp.ClientConnectionError:
+            if not version:
+                self.answered(readiness(None))
             return Answered(error(503, "the model server is down; try again in a moment"), {}, 0)
-        if not version and readiness(status).ready:
-            self.answered()
+        if not version and (status in (200, 422) or status >= 500):
+            self.answered(readiness(status))
         response = relay(status, payload, self.model, version)
         if response.status not in (200, 422):
             return Answered(response, {}, pieces)

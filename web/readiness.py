@@ -33,7 +33,8 @@ class Watch:
         self.probe = probe
         self.interval = interval
         self.clock = clock
-        self.answered_at = -math.inf  # the default version's last 200 or 422 to a drawing
+        self.answered_at = -math.inf  # when a drawing's answer of the default version last said something
+        self.answer_word = Readiness(True)
         self.probed_at = -math.inf  # when the last probe's word came
         self.probed = Readiness(False, "the model server has not been asked yet")
         self.probes = 0  # sent so far (tests)
@@ -50,9 +51,10 @@ class Watch:
         """Word older than this is no word: the bound, and an interval for a busy event loop."""
         return self.bound + self.interval
 
-    def answered(self) -> None:
-        """A drawing got the default version's 200 or 422 (web/answers.py)."""
-        self.answered_at = self.clock()
+    def answered(self, word: Readiness = Readiness(True)) -> None:  # noqa: B008 (a frozen tuple)
+        """A drawing's answer of the default version said this of its worker (web/answers.py): ready (200
+        or 422), or not (a 5xx, no answer)."""
+        self.answered_at, self.answer_word = self.clock(), word
 
     def now(self) -> Readiness:
         latest = max(self.answered_at, self.probed_at)
@@ -60,7 +62,7 @@ class Watch:
             if latest == -math.inf:
                 return Readiness(False, "the model server has not answered yet")
             return Readiness(False, f"no word from the model server for {self.clock() - latest:.0f} s")
-        return Readiness(True) if self.answered_at > self.probed_at else self.probed
+        return self.answer_word if self.answered_at > self.probed_at else self.probed
 
     async def ready(self) -> Readiness:
         """now(). The first call starts the background probe and waits for its word (PROBE_TIMEOUT and a
