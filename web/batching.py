@@ -180,8 +180,7 @@ class Batcher:
         dies fails what it held; a prediction is idempotent, so only a drawing that fails alone fails.
         A drawing still failing alone gets its own reply, or, when even that raises, the first one's."""
         todo = [i for i in range(len(batch)) if replies is None or failed(replies[i])]
-        if len(batch) > 1 or replies is None or failed(replies[0]):
-            RETRIED.inc(len(todo))
+        RETRIED.inc(len(todo))
 
         async def alone(i: int) -> Reply:
             kind, body, answered = batch[i]
