@@ -13,6 +13,7 @@ from web.app import Config, init_app
 from web.ratelimit import (
     DEFAULT_LIMITS,
     READ_PIECES_PER_TOKEN,
+    REFUSAL_PAUSE,
     Buckets,
     Limit,
     LimitConfig,
@@ -227,3 +228,20 @@ async def test_a_read_is_charged_after_its_answer_and_the_debt_is_paid_back(
 def test_bad_limits_are_refused_at_start(text):
     with pytest.raises(ValueError, match="WEB_RATE_LIMITS"):
         parse_limits(text)
+
+
+async def test_refusals_are_paused_so_a_flood_on_many_connections_is_paced(aiohttp_client, tmp_path):
+    # 16 connections asking as fast as they can for a second, the bucket empty after its burst: without
+    # the pause (REFUSAL_PAUSE) they draw thousands of 429s; with it, about 16 per 0.1 s.
+    client = await aiohttp_client(app_with(tmp_path, "/api/models=1:2"))
+    answered = []
+
+    async def asker(deadline: float):
+        while asyncio.get_running_loop().time() < deadline:
+            async with client.get("/api/models") as response:
+                answered.append(response.status)
+
+    deadline = asyncio.get_running_loop().time() + 1.0
+    await asyncio.gather(*(asker(deadline) for _ in range(16)))
+    assert answered.count(200) <= 3 and 429 in answered
+    assert len(answered) <= 16 * (1.0 / REFUSAL_PAUSE[0] + 2)
