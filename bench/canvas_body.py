@@ -3,6 +3,7 @@
 
 import base64
 import io
+import json
 import random
 
 from PIL import Image
@@ -25,14 +26,20 @@ def canvas_data_url(index: int = 0) -> bytes:
     return b"data:image/png;base64," + base64.b64encode(canvas_png(image))
 
 
-def number_data_url(length: int = 4, seed: int = 0) -> tuple[bytes, str]:
-    """(data URL, label): `length` digits of one held-out writer (21-30) written "apart" on the page's
-    560x280 canvas (train/numbers.py), as the page sends it for /read."""
+def number_data_url(length: int = 4, seed: int = 0, strokes: bool = False) -> tuple[bytes, str]:
+    """(body, label): `length` digits of one held-out writer (21-30) written "apart" on the page's
+    560x280 canvas (train/numbers.py), as the page sends it for /read: the data URL, or with `strokes` the
+    JSON {"image", "strokes"} of the same drawing (numbers.page_strokes gives the pen's times)."""
     rng = random.Random(seed)
     by_writer: dict[int, list] = {}
     for digit in pendigits.held_out(pendigits.load()):
         by_writer.setdefault(digit.writer, []).append(digit)
     digits = rng.sample(by_writer[rng.choice(sorted(by_writer))], length)
-    png, label, _ = numbers.compose(digits, rng, (560, 280), "apart")
-    image = Image.open(io.BytesIO(png))
-    return b"data:image/png;base64," + base64.b64encode(canvas_png(image)), label
+    drawings = numbers.place(digits, rng, (560, 280), "apart")
+    image = Image.open(io.BytesIO(numbers.drawn_png(drawings, (560, 280))))
+    url = b"data:image/png;base64," + base64.b64encode(canvas_png(image))
+    label = "".join(str(d.label) for d in digits)
+    if not strokes:
+        return url, label
+    body = {"image": url.decode(), "strokes": numbers.page_strokes(drawings, rng)}
+    return json.dumps(body, separators=(",", ":")).encode(), label

@@ -8,9 +8,10 @@ Its own stack's web app has tests/stack.py's raised rate limits (/predict and /r
 own (WEB_RATE_LIMITS): the defaults refuse one client's load, and the 429s count as errors.
 
 Every request carries the page's body, a canvas data URL of a held-out pen digit (bench/canvas_body.py).
-Four targets, each at 1 and 16 clients (closed loop, one keep-alive connection each: wrk, bench/toolkit.py):
+Five targets, each at 1 and 16 clients (closed loop, one keep-alive connection each: wrk, bench/toolkit.py):
   web     POST <web>/predict (text/plain), through the aiohttp proxy;
   read    POST <web>/read (text/plain), the same way, of a 4-digit number written apart on 560x280;
+  strokes POST <web>/read (application/json) of the same number with its strokes, as the page sends it;
   direct  POST <inference>/predictions/mnist with the inference key, application/octet-stream;
   naive   POST /predict on bench/naive_server.py (same preprocessing, same model, no TorchServe).
 Server-side: TorchServe's counters, its handler times and each process's CPU.
@@ -54,7 +55,7 @@ def measure(target: str, url: str, headers: dict, body: bytes, clients: int, arg
     """One wrk run, with the stack's CPU, TorchServe's counters and the handler's log around it."""
     served, log = target != "naive", stack["run_dir"] / "logs" / "ts_log.log"
     before = toolkit.prometheus(stack["metrics"]) if served else {}
-    via_web = target in ("web", "read")
+    via_web = target in ("web", "read", "strokes")
     web_before = toolkit.prometheus(stack["web"]) if via_web else {}
     offset, cpu = log.stat().st_size, toolkit.cpu_seconds(stack["pids"])
     run = toolkit.wrk(url, body, headers, clients, args.duration)
@@ -123,6 +124,16 @@ def targets_table(rows: dict, p50: dict, handler: float, cold_start: float | Non
             ("CPU per /read (4 digits) / CPU per /predict, 16 clients", read_over_predict, 4, "x"),
             ("read errors", read16["run"].errors, 0, ""),
         ]
+    if web16 and (strokes16 := rows.get(("strokes", 16))):  # issue 42: strokes cost no more than the picture
+        table += [
+            (
+                "CPU per /read with strokes / CPU per /predict, 16 clients",
+                stack_cpu(strokes16) / stack_cpu(web16),
+                4,
+                "x",
+            ),
+            ("read with strokes errors", strokes16["run"].errors, 0, ""),
+        ]
     if {"web", "naive"} <= p50.keys():
         tax = p50["web"] - p50["naive"]
         table.append(("architecture tax: web p50 - naive p50, 1 client, paired", tax, 1.5, "ms"))
@@ -183,6 +194,7 @@ def run(args, workdir: Path) -> int:
             "direct": (inference + "/predictions/mnist", auth, args.body),
             "web": (web + "/predict", plain, args.body),
             "read": (web + "/read", plain, args.number),
+            "strokes": (web + "/read", {"Content-Type": "application/json"}, args.strokes),
             "naive": (naive, plain, args.body),
         }
         urls = {target: urls[target] for target in args.targets}
@@ -199,7 +211,9 @@ def run(args, workdir: Path) -> int:
         if cold_start is not None:
             print(f"cold start: {cold_start:.1f} s from `tsctl start` to the first answer")
         for target, (url, headers, body) in urls.items():
-            check_answer(url, body, headers, *(("number", args.label) if target == "read" else ()))
+            check_answer(
+                url, body, headers, *(("number", args.label) if target in ("read", "strokes") else ())
+            )
             if args.settle:  # a fresh JVM compiles its hot paths in the first seconds: unmeasured load first
                 toolkit.wrk(url, body, headers, max(args.clients), args.settle)
         print(HEADER)
@@ -221,7 +235,7 @@ def main() -> int:
     add = parser.add_argument
     add("--model-dir", type=Path, default=toolkit.DEFAULT_MODEL_DIR)
     add("--clients", type=int, nargs="+", default=[1, 16])
-    targets = ["direct", "web", "read", "naive"]
+    targets = ["direct", "web", "read", "strokes", "naive"]
     add("--targets", nargs="+", default=targets, choices=targets)
     add("--duration", type=int, default=8, help="measured seconds per run (whole seconds: wrk's unit)")
     add("--settle", type=int, default=3, help="unmeasured seconds of load per target first")
@@ -239,6 +253,7 @@ def main() -> int:
     toolkit.require()
     args.body = canvas_data_url(args.digit)
     args.number, args.label = number_data_url(4)
+    args.strokes, _ = number_data_url(4, strokes=True)
     return run(args, Path(tempfile.mkdtemp(prefix="bench-", dir=args.workdir)))
 
 
