@@ -12,6 +12,7 @@ it beside the real stack (serving() starts it), so the price (or gain) of browse
 import argparse
 import base64
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -64,13 +65,16 @@ def init_app(model_path: str, threads: int) -> web.Application:
 
 
 @contextlib.contextmanager
-def serving(model_dir: Path, log: Path):
-    """This server in a process of its own serving model_dir on a free port, its output appended to log:
-    yields (its /predict URL, its pid) once it answers."""
+def serving(model_dir: Path, log: Path, module: str = "bench.naive_server"):
+    """This server (or `module`'s: bench/flask_baseline.py) in a process of its own serving model_dir on a
+    free port, in log's directory, its output appended to log: yields (its /predict URL, its pid) once it
+    answers."""
     port = free_port_base(1)
     url = f"http://127.0.0.1:{port}/predict"
-    command = [sys.executable, "-m", "bench.naive_server", "--model", str(model_dir / "model.pt")]
-    naive = subprocess.Popen([*command, "--port", str(port)], cwd=ROOT, stdout=open(log, "ab"))
+    command = [sys.executable, "-m", module, "--model", str(model_dir / "model.pt"), "--port", str(port)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = open(log, "ab")
+    naive = subprocess.Popen(command, cwd=log.parent, env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
         while naive.poll() is None and time.monotonic() < deadline:
