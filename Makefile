@@ -111,6 +111,7 @@ format: install  ## ruff --fix and ruff format
 # ones removed (their figures, and how to get them from git history): docs/performance.md.
 bench: install $(MODEL_DIR)/model.pt  ## latency, throughput and CPU per prediction against the targets
 	$(PY) -m bench.latency --model-dir $(MODEL_DIR)
+	$(PY) -m bench.handler_phases --model-dir $(MODEL_DIR)
 	$(PY) -m bench.worst_body --model-dir $(MODEL_DIR)
 
 bench-canvas: install $(MODEL_DIR)/model.pt  ## held-out pen digits drawn on canvases, through the real stack
