@@ -6,7 +6,7 @@
 Each candidate is the largest image of its kind that passes every limit (handler/decode.py's
 MAX_PIXELS, the web app's 1 MiB body), a digit drawn on it so it goes the whole way to the model:
 PNG in each colour type (grey, RGB, RGBA opaque, RGBA with transparency, palette, 16-bit), JPEG,
-WebP, GIF and BMP, as raw bytes (a data URL of the same image is dearer to send, not to read: base64 is
+WebP, GIF and BMP, as raw bytes, and the most strokes and points the API takes beside an image (JSON), (a data URL of the same image is dearer to send, not to read: base64 is
 ~1% of it). handle() (the real MnistHandler, TorchServe's MockContext, one drawing per request) is timed
 in this thread's CPU time, candidates and the canvas in turn round after round (bench/toolkit.py
 alternate); the ratio "worst accepted body / canvas" is
@@ -19,6 +19,7 @@ READ_PIECES_PER_TOKEN): what bounds a client's share of the CPU however dear its
 import argparse
 import base64
 import io
+import json
 import statistics
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from PIL import Image, ImageDraw
 
 from bench.canvas_body import canvas_data_url
 from bench.toolkit import DEFAULT_MODEL_DIR, alternate, handle_seconds, handler
-from handler import decode, mnist_form, segment
+from handler import decode, mnist_form, pen, segment
 from handler.errors import InputError
 from web.ratelimit import read_tokens
 
@@ -105,6 +106,34 @@ def accepted(raw: bytes, fmt: str) -> tuple[bytes, str]:
         return f"data:image/{fmt.lower()};base64,".encode() + base64.b64encode(raw), " data URL"
 
 
+def with_strokes() -> dict[str, bytes]:
+    """The most strokes and points handler/pen.py takes (MAX_STROKES of MAX_POINTS / MAX_STROKES points),
+    each a short zigzag in a cell of a grid over the page's canvases, drawn as the image they come with:
+    JSON {"image", "strokes"}, every stroke checked and its ink unit built (pen.units)."""
+    bodies = {}
+    per = pen.MAX_POINTS // pen.MAX_STROKES
+    for width, height in ((280, 280), (560, 280)):
+        image, strokes = Image.new("L", (width, height), 255), []
+        columns = 16 if width > height else 8
+        cell_w, cell_h = width / columns, height / (pen.MAX_STROKES // columns)
+        for k in range(pen.MAX_STROKES):
+            left, top = (k % columns) * cell_w, (k // columns) * cell_h
+            stroke = [
+                [
+                    left + cell_w * (0.2 + 0.6 * i / (per - 1)),
+                    top + cell_h * (0.2 if i % 2 else 0.8),
+                    10.0 * i,
+                ]
+                for i in range(per)
+            ]
+            ImageDraw.Draw(image).line([(x, y) for x, y, _ in stroke], fill=0, width=3)
+            strokes.append(stroke)
+        url = b"data:image/png;base64," + base64.b64encode(encoded(image, "PNG"))
+        body = json.dumps({"image": url.decode(), "strokes": strokes}).encode()
+        bodies[f"{pen.MAX_STROKES} strokes, {pen.MAX_POINTS} points {width}x{height}"] = body
+    return bodies
+
+
 def zigzags() -> dict[str, bytes]:
     """One stroke zigzagging across strips of a few shapes, at the largest size MAX_PIXELS takes."""
     bodies = {}
@@ -149,7 +178,7 @@ def main() -> int:
         decode.MAX_PIXELS = args.max_pixels
     instance = handler(args.model_dir.resolve())
     canvas = canvas_data_url(0)
-    bodies = candidates()
+    bodies = candidates() | with_strokes()
     medians = cpu_ms(instance, {"canvas 280x280 data URL": canvas, **bodies}, args.rounds)
     base = medians["canvas 280x280 data URL"]
     print(
