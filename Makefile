@@ -144,10 +144,14 @@ IMAGE ?= digit-recognizer
 CONTAINER_TOOL ?= $(shell command -v podman || command -v docker)
 LOCAL_NAME ?= digit-recognizer
 LOCAL_PORT ?= 5500
+# Where the image's torch comes from: unset, the Containerfile's default (PyPI, the CUDA build); e.g.
+# https://download.pytorch.org/whl/cpu for the CPU build (docs/deployment.md, "The image").
+TORCH_INDEX_URL ?=
 
 image: archive  ## build the container image IMAGE:VERSION (archives first)
 	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
-	$(CONTAINER_TOOL) build -f deploy/Containerfile --build-arg MODEL_VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+	$(CONTAINER_TOOL) build -f deploy/Containerfile --build-arg MODEL_VERSION=$(VERSION) \
+	  $(if $(TORCH_INDEX_URL),--build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL)) -t $(IMAGE):$(VERSION) .
 
 # The local stand-in for the official postgres image (docs/database.md); the name deploy/local/ substitutes.
 POSTGRES_IMAGE ?= localhost/digit-recognizer-postgres:15
