@@ -32,6 +32,8 @@ def metrics() -> dict:
 
 
 def test_the_shipped_model_reads_held_out_pen_digits_as_its_metrics_json_says():
+    # Required, as for every test on pen digits (tests/models.py): a missing file is an error, not a skip.
+    assert pendigits.PATH.exists(), f"{pendigits.PATH} not found: set PEN_DIGITS (CI: ../shared/pen-digits)"
     images, labels = pen_held_out_set(
         pendigits.PATH, cache_dir=Path(os.environ.get("CACHE_DIR", cache.DEFAULT_DIR))
     )
