@@ -1,5 +1,5 @@
-# Digit recognizer: `make run` does everything on a fresh clone, `make test` checks it.
-# Knobs (make VAR=value): ARCH, VERSION, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR,
+# Digit recognizer: `make run` serves the shipped model on a fresh clone, `make test` checks it.
+# Knobs (make VAR=value): ARCH, VERSION, MODEL_DIR, MNIST_DIR, WEB_PORT, SEED, EPOCHS, PORT_BASE, TS_RUN_DIR,
 # FEEDBACK_DB, EVAL_MNIST, EVAL_PEN (evaluation sizes), CONFIG_FROM (a run's metrics.json: its recipe again);
 # every training knob is in train/train.py's configuration block. All of them: docs/configuration.md.
 # `make help` lists the targets.
@@ -12,7 +12,13 @@ ARCH ?= convnet
 VERSION ?= 1.0
 MNIST_DIR ?= data
 WEB_PORT ?= 5500
-MODEL_DIR ?= build/$(ARCH)
+# The model that run, archive, image and the benchmarks serve: the one shipped in the repository
+# (model/default/README.md says what it is) unless you name another, e.g. MODEL_DIR=build/convnet.
+SHIPPED_MODEL := model/default
+MODEL_DIR ?= $(SHIPPED_MODEL)
+# Where `make train` writes: MODEL_DIR when you name one, else build/$(ARCH). Never the shipped model:
+# train refuses it (and train/train.py, train/shipped.py), so a run cannot replace it by accident.
+TRAIN_DIR = $(if $(filter file,$(origin MODEL_DIR)),build/$(ARCH),$(MODEL_DIR))
 MODEL_STORE ?= model_store
 MAR := $(MODEL_STORE)/mnist-$(VERSION).mar
 # FEEDBACK_DB has no default here: the web app stores to data/feedback.sqlite3 unless told otherwise, and
@@ -37,12 +43,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 # CONFIG_FROM=<dir>/metrics.json trains that run's recipe again (train/train.py), into <dir>-rerun unless
 # MODEL_DIR is given: this Makefile's own defaults (ARCH, MNIST_DIR, MODEL_DIR) stay out of it.
 RECIPE_ENV = $(if $(CONFIG_FROM),env $(foreach v,ARCH MNIST_DIR,$(if $(filter file,$(origin $(v))),-u $(v))))
-OUT_ENV = $(if $(and $(CONFIG_FROM),$(filter file,$(origin MODEL_DIR))),,OUT_DIR=$(MODEL_DIR))
+OUT_ENV = $(if $(and $(CONFIG_FROM),$(filter file,$(origin MODEL_DIR))),,OUT_DIR=$(TRAIN_DIR))
 
-train: install  ## train a model into MODEL_DIR (ARCH, SEED, EPOCHS, FEEDBACK_DB, CONFIG_FROM, ...)
+train: install  ## train a model into build/ARCH, or MODEL_DIR if named (ARCH, SEED, EPOCHS, FEEDBACK_DB, CONFIG_FROM, ...)
+	@case "$$(realpath -m $(TRAIN_DIR))/" in "$$(realpath -m $(SHIPPED_MODEL))"/*) \
+	  echo "error: $(TRAIN_DIR) is the shipped model ($(SHIPPED_MODEL)/README.md); name another MODEL_DIR" >&2; exit 2;; esac
 	$(OUT_ENV) $(RECIPE_ENV) $(PY) -m train.train
 
+# A named model that is not there yet is trained first; the shipped one is never trained here.
 $(MODEL_DIR)/model.pt:
+	@if [ "$(MODEL_DIR)" = "$(SHIPPED_MODEL)" ]; then \
+	  echo "error: $@ is missing: it comes with the repository (git checkout -- $(SHIPPED_MODEL))"; exit 2; fi
 	$(MAKE) train
 
 # In the .mar, --handler puts mnist_handler.py at the top of the model's directory, which TorchServe puts
@@ -74,7 +85,11 @@ stop:  ## stop TorchServe
 web: install  ## run the web app on 127.0.0.1:WEB_PORT (TorchServe must be running)
 	$(PY) -m web.app
 
-run: serve  ## install, train if needed, archive, start TorchServe and serve the page
+# run archives MODEL_DIR every time (a second or two), so the page serves the model just named, not the
+# archive some earlier MODEL_DIR left in model_store/; serve alone keeps an existing archive.
+run: archive  ## install, archive MODEL_DIR (the shipped model unless named), start TorchServe, serve the page
+	@$(PY) -m scripts.which_model $(MODEL_DIR) --shipped $(SHIPPED_MODEL) --arch $(ARCH)
+	$(PY) -m scripts.tsctl start $(VERSION)
 	$(PY) -m web.app
 
 # The page's feedback as PNG files + labels.csv (split column: train | holdout, as training splits it).
@@ -130,10 +145,14 @@ IMAGE ?= digit-recognizer
 CONTAINER_TOOL ?= $(shell command -v podman || command -v docker)
 LOCAL_NAME ?= digit-recognizer
 LOCAL_PORT ?= 5500
+# Where the image's torch comes from: unset, the Containerfile's default (PyPI, the CUDA build); e.g.
+# https://download.pytorch.org/whl/cpu for the CPU build (docs/deployment.md, "The image").
+TORCH_INDEX_URL ?=
 
 image: archive  ## build the container image IMAGE:VERSION (archives first)
 	@test -n "$(CONTAINER_TOOL)" || { echo "error: neither podman nor docker found"; exit 2; }
-	$(CONTAINER_TOOL) build -f deploy/Containerfile --build-arg MODEL_VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+	$(CONTAINER_TOOL) build -f deploy/Containerfile --build-arg MODEL_VERSION=$(VERSION) \
+	  $(if $(TORCH_INDEX_URL),--build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL)) -t $(IMAGE):$(VERSION) .
 
 # The local stand-in for the official postgres image (docs/database.md); the name deploy/local/ substitutes.
 POSTGRES_IMAGE ?= localhost/digit-recognizer-postgres:15

@@ -14,7 +14,18 @@ torchserve)
     # hand the web app keys that no longer work.
     rm -f key_file.json "$TS_RUN_DIR/tmp/.model_server.pid"
     # number_of_gpu: 0 (CPU) unless the pod says otherwise (the GPU variant sets TS_NUMBER_OF_GPU=1).
-    { cat /app/config.properties; echo "number_of_gpu=${TS_NUMBER_OF_GPU:-0}"; } > config.properties
+    # TS_LISTEN_ADDRESS: where the inference and management APIs listen instead of config.properties'
+    # 127.0.0.1. Unset in a pod, whose containers share one loopback; compose.yaml sets 0.0.0.0, as
+    # TorchServe has a container of its own there, on a network it shares with the web app alone. The
+    # metrics API stays on loopback. (Java properties: the last of two equal keys wins.)
+    {
+        cat /app/config.properties
+        echo "number_of_gpu=${TS_NUMBER_OF_GPU:-0}"
+        if [ -n "${TS_LISTEN_ADDRESS:-}" ]; then
+            echo "inference_address=http://$TS_LISTEN_ADDRESS:8080"
+            echo "management_address=http://$TS_LISTEN_ADDRESS:8081"
+        fi
+    } > config.properties
     export TMPDIR="$TS_RUN_DIR/tmp" TEMP="$TS_RUN_DIR/tmp" LOG_LOCATION="$TS_RUN_DIR/logs" \
         METRICS_LOCATION="$TS_RUN_DIR/logs"
     # --foreground: the launcher waits on the Java frontend, so the container lives and dies with it.

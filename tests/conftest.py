@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import containers
 from tests.fake_torchserve import fake_app
 from tests.models import QUICK_TRAINING, WEAK_TRAINING, train_model
 from tests.page import CHROMIUM, CHROMIUM_ARGS, DESKTOP, Visit
@@ -76,6 +77,16 @@ def weak_model_dir(tmp_path_factory) -> Path:
     if os.environ.get("TEST_WEAK_MODEL_DIR"):
         return Path(os.environ["TEST_WEAK_MODEL_DIR"]).resolve()
     return train_model(tmp_path_factory.mktemp("weak_model"), WEAK_TRAINING)
+
+
+@pytest.fixture(scope="session")
+def images(model_dir):
+    """The project image of the session's model and the local postgres image (tests/containers.py), built
+    once for every container test of the session; removed at its end."""
+    try:
+        yield containers.build(model_dir)
+    finally:
+        containers.remove()
 
 
 @pytest.fixture

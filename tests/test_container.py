@@ -7,8 +7,9 @@ undeploy-local`.
 
 Everything here has its own names (images, pods, the database's volume and network:
 digit-recognizer-test-<pid>...) and free loopback ports, so a `make deploy-local` of yours is never
-touched; the tests remove only what they made. One build and one deployment for the whole file (the first
-build takes minutes, later ones hit the cache); the tests run in file order and share that deployment.
+touched; the tests remove only what they made. One build for the session (tests/containers.py, shared with
+tests/test_compose.py; the first build takes minutes, later ones hit the cache) and one deployment for the
+whole file; the tests run in file order and share that deployment.
 """
 
 import asyncio
@@ -31,6 +32,7 @@ import pytest
 from handler.decode import payload_to_bytes
 from scripts.local_pod import local_database, local_deployment, manifests, resolved_env
 from tests.clients import SLOW_UPLOAD_HEAD, evaluate
+from tests.containers import IMAGE, NAME, POSTGRES_IMAGE, VERSIONS, run
 from tests.stack import RATE_LIMITS, ROOT, free_port_base, get_json
 from train.canvases import drawings
 from web.feedback_store import SCHEMA_VERSION
@@ -38,22 +40,11 @@ from web.readiness import Watch
 
 pytestmark = pytest.mark.container
 
-# Per test session: two sessions on one machine (two checkouts) never meet.
-IMAGE = NAME = f"digit-recognizer-test-{os.getpid()}"
+# Per test session (tests/containers.py): two sessions on one machine (two checkouts) never meet.
 POD = f"{NAME}-pod-0"
 SECOND = f"{NAME}-b"  # a second web Deployment on the same database
 DATABASE = f"{NAME}-postgres-pod-0-postgres"  # the database pod's container
-POSTGRES_IMAGE = f"localhost/{NAME}-postgres:15"
-VERSIONS = ("1.0-test", "2.0-test")
 TORCHSERVE_PORTS = (8080, 8081, 8082, 7070, 7071)
-
-
-def run(*command: str, timeout: float = 1800) -> str:
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, (
-        f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    )
-    return result.stdout
 
 
 def make(target: str, version: str, model_dir, port: int, name: str = NAME, *more: str) -> str:
@@ -125,19 +116,10 @@ def leftovers() -> str:
 
 
 @pytest.fixture(scope="module")
-def image(model_dir):
-    """`make image` for version 1.0-test of the session's model; the test images are removed at the end."""
-    port = free_port_base(1)
-    try:
-        started = time.monotonic()
-        make("image", VERSIONS[0], model_dir, port)
-        print(f"\nmake image: {time.monotonic() - started:.0f} s")
-        yield f"localhost/{IMAGE}:{VERSIONS[0]}"
-    finally:
-        for version in VERSIONS:
-            subprocess.run(["podman", "rmi", "--force", f"localhost/{IMAGE}:{version}"], capture_output=True)
-            (ROOT / "model_store" / f"mnist-{version}.mar").unlink(missing_ok=True)
-        subprocess.run(["podman", "rmi", "--force", POSTGRES_IMAGE], capture_output=True)
+def image(images):
+    """Version 1.0-test of the session's model (`make image`, tests/containers.py, shared with
+    tests/test_compose.py); removed at the session's end."""
+    return images["image"]
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +153,21 @@ def test_image_runs_as_a_non_root_user_and_installs_torch_before_our_code(image)
     # The image's Python and Java are Debian's 3.11 and 17.
     versions = run("podman", "run", "--rm", image, "sh", "-c", "python --version; java -version 2>&1")
     assert "Python 3.11" in versions and 'version "17' in versions
+    # Without TORCH_INDEX_URL, torch is PyPI's: the CUDA build, which deploy/gpu/ runs on GPU nodes.
+    cuda = run("podman", "run", "--rm", image, "python", "-c", "import torch; print(torch.version.cuda)")
+    assert cuda.strip() not in ("", "None"), cuda
+
+
+def test_make_image_hands_the_torch_index_to_the_build():
+    """`make image TORCH_INDEX_URL=...` reaches the Containerfile's ARG; unset, the Containerfile's default
+    (PyPI) stays. Only PyPI is reachable here, so the CPU index's build is not built (docs/deployment.md)."""
+    cpu = "https://download.pytorch.org/whl/cpu"
+    dry = ["make", "-n", "image", "MODEL_DIR=model/default", "IMAGE=x"]
+    assert f"--build-arg TORCH_INDEX_URL={cpu} " in run(*dry, f"TORCH_INDEX_URL={cpu}")
+    assert "TORCH_INDEX_URL" not in run(*dry)
+    containerfile = (ROOT / "deploy" / "Containerfile").read_text()
+    assert "ARG TORCH_INDEX_URL=https://pypi.org/simple\n" in containerfile
+    assert '--index-url "$TORCH_INDEX_URL"' in containerfile
 
 
 async def slow_uploads(port: int, connections: int) -> collections.Counter:

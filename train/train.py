@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from handler.answers import NOT_A_DIGIT, not_a_digit_rows
 from model import build_model, count_flops
-from train import cache, hershey, pen_download, pendigits, presentations
+from train import cache, hershey, pen_download, pendigits, presentations, shipped
 from train.augment import augment
 from train.calibration import Temperature, expected_calibration_error, fit_temperature
 from train.feedback_data import feedback_training_set, masked
@@ -237,6 +237,8 @@ def accuracy(model, data, memory_format):
 
 
 def main():
+    if refused := shipped.refusal(OUT_DIR):  # model/default is replaced by hand, never by a run
+        sys.exit(refused)
     torch.manual_seed(SEED)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
