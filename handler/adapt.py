@@ -8,12 +8,15 @@ sends it beside each drawing as one part (pack). Here it becomes the model's fea
 a worker, hence a model version, derives them from the stored drawings itself, so a new version never
 reads another's features.
 
-The rule, per image the model read (a /predict drawing, each candidate piece of a /read): the nearest
-remembered drawing by cosine similarity of features; if it is closer than SIMILAR and the model is below
-SURE (or its answer, or the neighbour's label, is "not a digit": a writer's correction of a refusal
-stands), the probabilities become (1 - WEIGHT) x the model's + WEIGHT x the neighbour's label, and the
-answer says "adapted". Measured on pen writers 21-30 in-process (docs/writers.md): the nearest one beat
-a vote of three, and WEIGHT 0.95 kept adapted answers' ECE under 1%.
+The rule, per image the model read (a /predict drawing, each candidate piece of a /read): a product of
+experts. Every remembered drawing whose features are closer than SIMILAR (cosine) adds evidence for its
+label, STRENGTH x (similarity - SIMILAR) / (1 - SIMILAR) to its log-odds, summed per label; the
+probabilities become softmax(log p + evidence), and the answer says "adapted". The model's confidence and
+the memory's closeness so weigh against each other: a model sure of a 2 keeps it beside a writer's 3 that
+is merely near, and a drawing the writer corrected before (similarity ~1, +10) takes the writer's label
+even from "not a digit". Measured on pen writers 21-30 in-process (docs/writers.md): beside
+"the nearest one's label when the model is below 99.9%" (the issue's trial), the same accuracy without
+making any writer worse, and the ECE of adapted answers under 1%.
 """
 
 import hashlib
@@ -23,9 +26,8 @@ from collections import OrderedDict
 import numpy as np
 
 SIDE = 28 * 28  # bytes of one remembered 28x28 (row-major, 255 = ink)
-SIMILAR = 0.9  # cosine similarity of features above which a remembered drawing counts as "the same"
-SURE = 0.999  # the model's top probability at or above which memory is not consulted (a digit)
-WEIGHT = 0.95  # the remembered label's share of the blended probabilities
+SIMILAR = 0.85  # cosine similarity of features above which a remembered drawing is evidence
+STRENGTH = 10.0  # the log-odds a remembered drawing adds to its label when it is the same drawing
 NOT_A_DIGIT = 10
 CACHED_WRITERS = 256  # memories whose features a worker keeps (64 x 128 floats each: ~33 KB)
 
@@ -87,18 +89,16 @@ def adapt(probabilities: np.ndarray, features: np.ndarray, memory) -> tuple[np.n
     if memory is None or not len(memory[0]) or not len(probabilities):
         return probabilities, adapted
     labels, remembered = memory
-    similarity = normalised(features) @ remembered.T  # (n, m)
-    nearest = similarity.argmax(axis=1)
-    label = labels[nearest]
     k = probabilities.shape[1]
-    top = probabilities.argmax(axis=1)
-    rejection = (label == NOT_A_DIGIT) | ((top == NOT_A_DIGIT) & (k > NOT_A_DIGIT))
-    adapted = (similarity[np.arange(len(nearest)), nearest] > SIMILAR) & (label < k)
-    adapted &= (probabilities.max(axis=1) < SURE) | rejection
+    # Each remembered drawing closer than SIMILAR is evidence for its label, growing from 0 at SIMILAR
+    # to STRENGTH at the same drawing; a label's evidence is the sum over its drawings.
+    evidence = np.maximum(normalised(features) @ remembered.T - SIMILAR, 0) * (STRENGTH / (1 - SIMILAR))
+    known = labels < k  # "not a digit" remembered means nothing to a model of 10 outputs
+    votes = np.zeros((len(labels), k), np.float32)
+    votes[np.flatnonzero(known), labels[known]] = 1
+    shift = evidence @ votes  # (n, k)
+    adapted = shift.max(axis=1) > 0
     if not adapted.any():
         return probabilities, adapted
-    blended = probabilities.copy()
-    rows = np.flatnonzero(adapted)
-    blended[rows] *= 1 - WEIGHT
-    blended[rows, label[rows]] += WEIGHT
-    return blended, adapted
+    blended = probabilities.astype(np.float64) * np.exp(shift)
+    return blended / blended.sum(axis=1, keepdims=True), adapted

@@ -1,0 +1,152 @@
+"""Learning a writer (issue 43, docs/writers.md), through the real stack: pen writers 21-30 (never trained on,
+train/pendigits.py HELD_OUT_WRITERS), each writer's digits drawn on the page's canvas as the page would
+(train/canvases.py) and sent in a random order from a fresh X-Writer id, as the page sends them (/read, its
+data URL). Every wrong answer is corrected through /api/feedback with its ticket, and every right answer the
+page shows "not sure" (top probability under 0.8) is confirmed ("Right"), as a person at the page would.
+The same drawings are then sent without the header (no memory: the model alone).
+
+    python -m bench.adaptation                          # own stack serving build/convnet (MODEL_DIR)
+    python -m bench.adaptation --url http://127.0.0.1:5500 --route /predict
+
+Reports the later half of every writer's digits, right with and without the header, per writer and in
+all; the writers whose later half got worse than unadapted by more than one digit; how many answers were
+adapted and the ECE of the adapted answers (15 bins, train/calibration.py, as every figure of ours);
+the memory each writer ended with.
+"""
+
+import argparse
+import http.client
+import json
+import random
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench.toolkit import DEFAULT_MODEL_DIR, web_app
+from train import pendigits
+from train.calibration import answered_calibration_error
+from train.canvases import data_url
+
+NOT_SURE_BELOW = 0.8  # the page's (web/static/js/render.js)
+
+
+class Page:
+    """One writer at the page: a keep-alive connection, and their id when they have one."""
+
+    def __init__(self, url: str, writer: str | None):
+        parts = urlsplit(url)
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        self.headers = {"X-Writer": writer} if writer else {}
+
+    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, dict]:
+        self.connection.request("POST", path, body, {"Content-Type": content_type, **self.headers})
+        response = self.connection.getresponse()
+        return response.status, json.loads(response.read())
+
+
+def reading(route: str, status: int, answer: dict) -> tuple[int | None, list | None, bool]:
+    """(digit read, None if none; its probabilities, None unless one digit was given; adapted?)"""
+    if route == "/predict":
+        digit = answer.get("digit") if status == 200 else None
+        return digit, answer.get("probabilities") if status == 200 else None, bool(answer.get("adapted"))
+    pieces = answer.get("digits") or []
+    adapted = any(p.get("adapted") for p in pieces)
+    if status != 200 or len(pieces) != 1 or pieces[0].get("digit") is None:
+        return None, None, adapted
+    return pieces[0]["digit"], pieces[0]["probabilities"], adapted
+
+
+def feedback(route: str, image: bytes, label: int, status: int, answer: dict) -> dict | None:
+    """The page's feedback on an answer: the correction to `label`, or "Right"."""
+    if "ticket" not in answer:
+        return None
+    common = {"image": image.decode(), "version": answer["version"], "ticket": answer["ticket"]}
+    if route == "/predict":
+        predicted = answer["digit"] if status == 200 else "not_a_digit"
+        return {**common, "label": label, "predicted": predicted}
+    return {**common, "number": str(label), "predicted": answer.get("number")}
+
+
+def writer_run(url: str, route: str, items: list[tuple[int, bytes]], adapt: bool) -> list[dict]:
+    """Each drawing's outcome, in order, for one writer (with a fresh id when adapt)."""
+    page = Page(url, secrets.token_urlsafe(16) if adapt else None)
+    outcomes = []
+    for label, image in items:
+        status, answer = page.post(route, image, "text/plain")
+        digit, probabilities, adapted = reading(route, status, answer)
+        right = digit == label
+        unsure = probabilities is not None and max(probabilities) < NOT_SURE_BELOW
+        if adapt and (not right or unsure):
+            body = feedback(route, image, label, status, answer)
+            if body is not None:
+                got, reply = page.post("/api/feedback", json.dumps(body).encode(), "application/json")
+                assert got == 201, (got, reply)
+        outcomes.append({"right": right, "adapted": adapted, "p": probabilities, "label": label})
+    if adapt:
+        page.connection.request("DELETE", "/api/writer", headers=page.headers)
+        outcomes.append(json.loads(page.connection.getresponse().read()))  # what the memory held
+    return outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="a running web app (default: a stack of its own)")
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--route", choices=("/read", "/predict"), default="/read")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    by_writer: dict[int, list] = {}
+    for digit in pendigits.held_out(pendigits.load()):
+        by_writer.setdefault(digit.writer, []).append(digit)
+    items = {}
+    for writer, digits in sorted(by_writer.items()):
+        rng.shuffle(digits)
+        items[writer] = [(d.label, data_url(pendigits.render(pendigits.layout(d, rng)))) for d in digits]
+    with web_app(args.url, args.model_dir) as url, ThreadPoolExecutor(4) as pool:
+        adapted = dict(
+            zip(items, pool.map(lambda w: writer_run(url, args.route, items[w], True), items), strict=True)
+        )
+        plain = dict(
+            zip(items, pool.map(lambda w: writer_run(url, args.route, items[w], False), items), strict=True)
+        )
+    report(items, adapted, plain)
+
+
+def report(items: dict, adapted: dict, plain: dict) -> None:
+    print(f"{'writer':>6} {'digits':>6} {'later':>5} {'with':>7} {'without':>7} {'adapted':>7} {'memory':>6}")
+    total = [0, 0, 0]
+    worse, given, labels = [], [], []
+    for writer in items:
+        memory = adapted[writer].pop()["deleted"]
+        mine, base = adapted[writer], plain[writer]
+        half = len(mine) // 2
+        later_with = sum(o["right"] for o in mine[half:])
+        later_without = sum(o["right"] for o in base[half:])
+        n = len(mine) - half
+        total[0] += later_with
+        total[1] += later_without
+        total[2] += n
+        if later_with < later_without - 1:
+            worse.append(writer)
+        for o in mine:
+            if o["adapted"]:
+                given.append(o["p"])
+                labels.append(o["label"])
+        count = sum(o["adapted"] for o in mine)
+        print(
+            f"{writer:>6} {len(mine):>6} {n:>5} {later_with / n:>7.2%} {later_without / n:>7.2%} {count:>7} {memory:>6}"
+        )
+    ece, refused = answered_calibration_error(given, labels) if given else (float("nan"), 0)
+    print(
+        f"later halves: {total[0] / total[2]:.2%} right with the writer's memory, {total[1] / total[2]:.2%} "
+        f"without ({total[2]} digits); writers worse by more than one digit: {worse or 'none'}"
+    )
+    print(f"adapted answers: {len(given)}, ECE {ece:.2%} ({refused} refused, outside the ECE)")
+
+
+if __name__ == "__main__":
+    main()
