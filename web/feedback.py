@@ -86,6 +86,7 @@ async def open_feedback_store(app: web.Application):
 async def post_feedback(request: web.Request) -> web.Response:
     feedback = request.app[FEEDBACK]
     try:
+        writer = writer_key(request)  # docs/writers.md: a malformed X-Writer is a 400 before anything
         if request.content_type != "application/json":
             # Also keeps other sites' pages from posting through visitors' browsers: a cross-origin JSON
             # request needs a CORS preflight, which this app never grants.
@@ -99,7 +100,6 @@ async def post_feedback(request: web.Request) -> web.Response:
         ticket_id = feedback.tickets.check(item.get("ticket"), sha256, item["version"], answered)
         # Decoding and the 28x28 take a millisecond or more of CPU: off the event loop, /predict goes on.
         png, input_28x28 = await asyncio.to_thread(drawing_and_input, item["image"], number)
-        writer = writer_key(request)
     except BadWriter as e:
         FEEDBACK_REFUSED.labels("bad_request").inc()
         return error(400, str(e))
