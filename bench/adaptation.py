@@ -7,11 +7,18 @@ The same drawings are then sent without the header (no memory: the model alone).
 
     python -m bench.adaptation                          # own stack serving build/convnet (MODEL_DIR)
     python -m bench.adaptation --url http://127.0.0.1:5500 --route /predict
+    python -m bench.adaptation --cost                   # CPU per drawing: no memory, a full one (in-process)
 
 Reports the later half of every writer's digits, right with and without the header, per writer and in
 all; the writers whose later half got worse than unadapted by more than one digit; how many answers were
 adapted and the ECE of the adapted answers (15 bins, train/calibration.py, as every figure of ours);
 the memory each writer ended with.
+
+--cost measures what a memory costs a drawing, in this process: the handler's handle() CPU time for a
+/predict drawing alone, as a part without memory, and beside a full memory (MEMORY_SIZE drawings, its
+features cached, as after a writer's first drawing); and the web app's lookup of a writer's memory
+(web/writers.py): from its cache, as most drawings are, and when its ids are read again (one indexed query
+of a SQLite store holding it, at most once a second per writer).
 """
 
 import argparse
@@ -89,6 +96,64 @@ def writer_run(url: str, route: str, items: list[tuple[int, bytes]], adapt: bool
     return outcomes
 
 
+def cost(model_dir: Path, rounds: int = 2000) -> None:
+    import asyncio
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from bench.toolkit import handle_seconds, handler
+    from handler.adapt import pack
+    from handler.mnist_form import preprocess
+    from web.feedback_store import MEMORY_SIZE, FeedbackStore
+    from web.writers import Writers
+
+    digits = [d for d in pendigits.held_out(pendigits.load()) if d.writer == 28][: MEMORY_SIZE + 1]
+    rng = random.Random(0)
+    drawn = [data_url(pendigits.render(pendigits.layout(d, rng))) for d in digits]
+    images = [(preprocess(u) * 255).round().astype(np.uint8).tobytes() for u in drawn[1:]]
+    memory = pack([d.label for d in digits[1:]], images)
+    instance = handler(model_dir)
+    rows = {
+        "plain body, no writer": [{"body": drawn[0]}],
+        "a part, no memory": [{"drawing-0": drawn[0]}],
+        f"a part and a full memory ({MEMORY_SIZE}, {len(memory)} bytes)": [
+            {"drawing-0": drawn[0], "memory-0": memory}
+        ],
+    }
+    for row in rows.values():
+        handle_seconds(instance, row, 50, time.thread_time)  # warm: the memory's features cached
+    for _ in range(3):  # interleaved rounds: the machine's load falls on each alike
+        for name, row in rows.items():
+            ms = np.array(handle_seconds(instance, row, rounds // 3, time.thread_time)) * 1000
+            print(f"handler CPU per drawing, {name}: median {np.median(ms):.3f} ms, mean {ms.mean():.3f} ms")
+
+    async def lookups() -> list[float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = FeedbackStore(f"{tmp}/feedback.sqlite3")
+            for d, image in zip(digits[1:], images, strict=True):
+                await store.remember("w" * 64, d.label, image)
+            found = {}
+            for name, fresh in (("from the cache", 3600.0), ("its ids read again", 0.0)):
+                writers = Writers(store, fresh=fresh)
+                await writers.memory("w" * 64)
+                seconds = []
+                for _ in range(rounds // 4):
+                    start = time.process_time()  # aiosqlite works in a thread of its own: the process's CPU
+                    await writers.memory("w" * 64)
+                    seconds.append(time.process_time() - start)
+                found[name] = seconds
+            await store.close()
+            return found
+
+    for name, seconds in asyncio.run(lookups()).items():
+        ms = np.array(seconds) * 1000
+        print(
+            f"web app CPU, a writer's memory {name}: median {np.median(ms):.3f} ms, mean {ms.mean():.3f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -97,7 +162,11 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--route", choices=("/read", "/predict"), default="/read")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cost", action="store_true", help="CPU per drawing of a memory, in-process")
     args = parser.parse_args()
+    if args.cost:
+        cost(args.model_dir)
+        return
     rng = random.Random(args.seed)
     by_writer: dict[int, list] = {}
     for digit in pendigits.held_out(pendigits.load()):

@@ -47,11 +47,11 @@ from handler.features import split
 from handler.pen import digit_image
 from handler.segment import Candidates, read_candidates
 
-# TorchScript is deprecated upstream and torch.jit.load, freeze and optimize_for_inference say so on every
+# TorchScript is deprecated upstream and torch.jit.load, script, freeze and optimize_for_inference say so on every
 # call; we use them knowingly.
 warnings.filterwarnings(
     "ignore",
-    message=r"`torch\.jit\.(load|freeze|optimize_for_inference)` is deprecated",
+    message=r"`torch\.jit\.(load|freeze|optimize_for_inference|script)` is deprecated",
     category=FutureWarning,
 )
 log = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ from web.metrics import FEEDBACK_REFUSED, FEEDBACK_STORED, NUMBER_FEEDBACK_STORE
 from web.registry import VERSION_RE
 from web.tickets import NUMBER_NOT_READ, TicketError, Tickets, drawing_hash, was_unsure
 from web.uploads import body_deadline
-from web.writers import BadWriter, writer_key
+from web.writers import WRITERS, BadWriter, writer_key
 
 NUMBER_RE = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only (str.isdigit takes "٤٢" too)
 
@@ -124,6 +124,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     if writer is not None and remembered is not None:  # with its ticket: within the feedback rate limit
         try:
             await feedback.store.remember(writer, remembered, input_28x28)
+            request.app[WRITERS].changed(writer)
         except StoreUnavailable as e:  # the feedback is stored; only the writer's memory misses it
             print(e, flush=True)
     version = item["version"] if item["version"] in feedback.model_versions()["versions"] else "unregistered"

@@ -6,13 +6,16 @@ SHA-256 (writer_key), and no log line carries it. A request without the header i
 no cost; a malformed one is a 400.
 
 The memory lives in the feedback database (web/feedback_store.py writer_memory: every replica sees a write
-at once, and it outlives restarts). Per drawing of a writer this asks the database one indexed query, the
-ids of their memory; the packed memory (handler/adapt.py pack) is cached here per writer and rebuilt only
-when those ids change. A database that cannot be read leaves the drawing unadapted, never unanswered.
+at once, and it outlives restarts). A replica reads a writer's memory ids (one indexed query) at most once
+every FRESH seconds per writer, and again at once after it changed them itself (a feedback, a DELETE); the
+packed memory (handler/adapt.py pack) is cached per writer and rebuilt only when those ids change. So a
+writer drawing on the page costs a dictionary lookup per drawing, not a query. A database that cannot be
+read leaves the drawing unadapted, never unanswered.
 """
 
 import hashlib
 import re
+import time
 from collections import OrderedDict
 
 from aiohttp import web
@@ -23,7 +26,10 @@ from web.feedback_store import FeedbackStore, StoreUnavailable
 
 HEADER = "X-Writer"
 ID_RE = re.compile(r"[A-Za-z0-9_-]{22,128}")  # base64url of 16 bytes or more, no padding
-CACHED = 4096  # writers whose packed memory a web process keeps (~10 KB each at most)
+CACHED = 4096  # writers whose packed memory a web process keeps (~11 KB each at most)
+# Seconds a replica answers a writer from the memory it last read before reading the ids again: a change made
+# through this replica counts at once, one made through another within this (docs/writers.md, "Cost").
+FRESH = 1.0
 
 
 class BadWriter(ValueError):
@@ -43,38 +49,43 @@ def writer_key(request: web.Request) -> str | None:
 
 
 class Writers:
-    def __init__(self, store: FeedbackStore, size: int = CACHED):
+    def __init__(self, store: FeedbackStore, size: int = CACHED, fresh: float = FRESH, clock=time.monotonic):
         self.store = store
         self.size = size
-        self.packed: OrderedDict[str, tuple[tuple[int, ...], bytes]] = OrderedDict()
+        self.fresh = fresh
+        self.clock = clock
+        # writer -> (when its ids were read, the ids, the packed memory): the least recently used goes first
+        self.packed: OrderedDict[str, tuple[float, tuple[int, ...], bytes]] = OrderedDict()
 
     async def memory(self, writer: str | None) -> bytes:
         """The writer's memory as the handler's part, b"" when there is none (or no writer, or no database)."""
         if writer is None:
             return b""
+        cached = self.packed.get(writer)
+        now = self.clock()
+        if cached is not None and now - cached[0] < self.fresh:
+            self.packed.move_to_end(writer)
+            return cached[2]
         try:
             ids = await self.store.memory_ids(writer)
+            if cached is not None and cached[1] == ids:
+                blob = cached[2]
+            elif not ids:
+                blob = b""
+            else:
+                rows = await self.store.memory(writer, ids)
+                kept = [rows[i] for i in ids if i in rows]
+                blob = pack([label for label, _ in kept], [image for _, image in kept])
         except StoreUnavailable:
             return b""
-        cached = self.packed.get(writer)
-        if cached is not None and cached[0] == ids:
-            self.packed.move_to_end(writer)
-            return cached[1]
-        if not ids:
-            self.packed.pop(writer, None)
-            return b""
-        try:
-            rows = await self.store.memory(writer, ids)
-        except StoreUnavailable:
-            return b""
-        kept = [rows[i] for i in ids if i in rows]
-        blob = pack([label for label, _ in kept], [image for _, image in kept])
-        self.packed[writer] = (ids, blob)
+        self.packed[writer] = (now, ids, blob)
+        self.packed.move_to_end(writer)
         while len(self.packed) > self.size:
             self.packed.popitem(last=False)
         return blob
 
-    def forgotten(self, writer: str) -> None:
+    def changed(self, writer: str) -> None:
+        """This replica changed the writer's memory: the next drawing reads it again."""
         self.packed.pop(writer, None)
 
 
@@ -95,5 +106,5 @@ async def forget_writer(request: web.Request) -> web.Response:
     except StoreUnavailable as e:
         print(e, flush=True)
         return error(503, "the memory cannot be deleted right now; try again in a moment")
-    writers.forgotten(writer)
+    writers.changed(writer)
     return web.json_response({"deleted": deleted})
