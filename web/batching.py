@@ -25,6 +25,9 @@ burst: beside one client flooding, the other's drawing goes in the next batch se
 a flood in lockstep (docs/limits.md, "A flood beside a well-behaved client") put every request its
 token bucket let through ahead of the other client's, whose p99 rose 4x while the limit held.
 
+A drawing may carry its writer's memory (web/writers.py): it then travels as a part beside it, memory-N,
+and a lone /predict drawing with one goes as a request of parts (drawing-0, memory-0).
+
 A batch that fails (a 5xx, a reset, a worker killed under it) is asked again once, drawing by drawing, on
 a fresh connection: one drawing that makes the handler raise, or a worker's death, then fails nobody else.
 """
