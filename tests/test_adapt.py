@@ -1,7 +1,9 @@
 """The writer's memory without servers (docs/writers.md): the rule (handler/adapt.py), the memory part, what
-a feedback adds to a memory (web/feedback.py to_remember), the X-Writer id and the "not sure" ticket."""
+a feedback adds to a memory (web/feedback.py to_remember), the X-Writer id, the "not sure" ticket, and the
+memory in a SQLite store (tests/test_feedback_postgres.py: the same on PostgreSQL)."""
 
 import zlib
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from handler.adapt import NOT_A_DIGIT, STRENGTH, adapt, normalised, pack, unpack
 from web.feedback import to_remember
+from web.feedback_store import MEMORY_DAYS, MEMORY_SIZE, FeedbackStore, writer_memory
 from web.tickets import TicketError, Tickets, unsure, was_unsure
 from web.writers import BadWriter, writer_key
 
@@ -107,3 +110,19 @@ def test_the_writer_id(header, ok):
         with pytest.raises(BadWriter):
             writer_key(request)
     assert writer_key(make_mocked_request("POST", "/predict")) is None
+
+
+async def test_a_memory_in_sqlite_is_bounded_expires_and_is_forgotten(tmp_path):
+    store = FeedbackStore(str(tmp_path / "feedback.sqlite3"))
+    for i in range(MEMORY_SIZE + 2):
+        await store.remember("a" * 64, i % 10, bytes([i % 256]) * 784)
+    ids = await store.memory_ids("a" * 64)
+    assert len(ids) == MEMORY_SIZE and (await store.memory("a" * 64, ids[:1]))[ids[0]][0] == 2
+    old = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=MEMORY_DAYS + 1)
+    async with store.engine.begin() as conn:  # the first drawing kept, past its time
+        await conn.execute(writer_memory.update().where(writer_memory.c.id == ids[0]).values(created_utc=old))
+    assert await store.memory_ids("a" * 64) == ids[1:]  # ignored when read
+    await store.remember("b" * 64, 1, bytes(784))  # and deleted at the next write of anyone's
+    assert await store.forget("a" * 64) == MEMORY_SIZE - 1
+    assert await store.memory_ids("a" * 64) == ()
+    await store.close()
