@@ -7,6 +7,7 @@ The same drawings are then sent without the header (no memory: the model alone).
 
     python -m bench.adaptation                          # own stack serving build/convnet (MODEL_DIR)
     python -m bench.adaptation --url http://127.0.0.1:5500 --route /predict
+    python -m bench.adaptation --orders 4               # 4 random orders: each, and all together
     python -m bench.adaptation --cost                   # CPU per drawing: no memory, a full one (in-process)
 
 Reports the later half of every writer's digits, right with and without the header, per writer and in
@@ -27,6 +28,7 @@ import json
 import random
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -161,31 +163,59 @@ def main() -> None:
     parser.add_argument("--url", help="a running web app (default: a stack of its own)")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--route", choices=("/read", "/predict"), default="/read")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first order's seed")
+    parser.add_argument(
+        "--orders", type=int, default=1, help="random orders, one after another (seed, seed+1, ...)"
+    )
     parser.add_argument("--cost", action="store_true", help="CPU per drawing of a memory, in-process")
     args = parser.parse_args()
     if args.cost:
         cost(args.model_dir)
         return
-    rng = random.Random(args.seed)
     by_writer: dict[int, list] = {}
     for digit in pendigits.held_out(pendigits.load()):
         by_writer.setdefault(digit.writer, []).append(digit)
+    totals, given, labels = [0, 0, 0], [], []
+    with web_app(args.url, args.model_dir) as url, ThreadPoolExecutor(4) as pool:
+        for seed in range(args.seed, args.seed + args.orders):
+            items = order(by_writer, seed)
+            print(f"order {seed}:")
+            adapted, plain = (
+                dict(
+                    zip(
+                        items,
+                        pool.map(partial(writer_run, url, args.route, adapt=adapt), items.values()),
+                        strict=True,
+                    )
+                )
+                for adapt in (True, False)
+            )
+            found = report(items, adapted, plain)
+            totals = [t + f for t, f in zip(totals, found[0], strict=True)]
+            given += found[1]
+            labels += found[2]
+    if args.orders > 1:
+        ece, refused = answered_calibration_error(given, labels) if given else (float("nan"), 0)
+        print(
+            f"{args.orders} orders: later halves {totals[0] / totals[2]:.2%} right with the writer's memory, "
+            f"{totals[1] / totals[2]:.2%} without; adapted answers {len(given)}, ECE {ece:.2%}"
+        )
+
+
+def order(by_writer: dict, seed: int) -> dict:
+    """Each writer's digits in a random order, laid out on the page's canvas, as data URLs."""
+    rng = random.Random(seed)
     items = {}
     for writer, digits in sorted(by_writer.items()):
+        digits = list(digits)
         rng.shuffle(digits)
         items[writer] = [(d.label, data_url(pendigits.render(pendigits.layout(d, rng)))) for d in digits]
-    with web_app(args.url, args.model_dir) as url, ThreadPoolExecutor(4) as pool:
-        adapted = dict(
-            zip(items, pool.map(lambda w: writer_run(url, args.route, items[w], True), items), strict=True)
-        )
-        plain = dict(
-            zip(items, pool.map(lambda w: writer_run(url, args.route, items[w], False), items), strict=True)
-        )
-    report(items, adapted, plain)
+    return items
 
 
-def report(items: dict, adapted: dict, plain: dict) -> None:
+def report(items: dict, adapted: dict, plain: dict) -> tuple[list, list, list]:
+    """Prints one order's table; gives its (right with, right without, later digits), and the adapted
+    answers' probabilities and labels."""
     print(f"{'writer':>6} {'digits':>6} {'later':>5} {'with':>7} {'without':>7} {'adapted':>7} {'memory':>6}")
     total = [0, 0, 0]
     worse, given, labels = [], [], []
@@ -215,6 +245,7 @@ def report(items: dict, adapted: dict, plain: dict) -> None:
         f"without ({total[2]} digits); writers worse by more than one digit: {worse or 'none'}"
     )
     print(f"adapted answers: {len(given)}, ECE {ece:.2%} ({refused} refused, outside the ECE)")
+    return total, given, labels
 
 
 if __name__ == "__main__":
