@@ -1,8 +1,9 @@
 """Learning a writer (issue 43, docs/writers.md), through the real stack: pen writers 21-30 (never trained on,
 train/pendigits.py HELD_OUT_WRITERS), each writer's digits drawn on the page's canvas as the page would
 (train/canvases.py) and sent in a random order from a fresh X-Writer id, as the page sends them (/read, its
-data URL). Every wrong answer is corrected through /api/feedback with its ticket, and every right answer the
-page shows "not sure" (top probability under 0.8) is confirmed ("Right"), as a person at the page would.
+data URL and its strokes; --picture: the data URL alone). Every wrong answer is corrected through
+/api/feedback with its ticket, and every right answer the page shows "not sure" (top probability under
+0.8) is confirmed ("Right"), as a person at the page would.
 The same drawings are then sent without the header (no memory: the model alone).
 
     python -m bench.adaptation                          # own stack serving build/convnet (MODEL_DIR)
@@ -33,7 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.toolkit import DEFAULT_MODEL_DIR, web_app
-from train import pendigits
+from train import numbers, pendigits
 from train.calibration import answered_calibration_error
 from train.canvases import data_url
 
@@ -77,12 +78,16 @@ def feedback(route: str, image: bytes, label: int, status: int, answer: dict) ->
     return {**common, "number": str(label), "predicted": answer.get("number")}
 
 
-def writer_run(url: str, route: str, items: list[tuple[int, bytes]], adapt: bool) -> list[dict]:
-    """Each drawing's outcome, in order, for one writer (with a fresh id when adapt)."""
+def writer_run(url: str, route: str, items: list[tuple[int, bytes, bytes]], adapt: bool) -> list[dict]:
+    """Each drawing's outcome, in order, for one writer (with a fresh id when adapt). An item: (label, the
+    data URL, the JSON body with the strokes beside it, or b"" to send the data URL alone)."""
     page = Page(url, secrets.token_urlsafe(16) if adapt else None)
     outcomes = []
-    for label, image in items:
-        status, answer = page.post(route, image, "text/plain")
+    for label, image, with_strokes in items:
+        if with_strokes:
+            status, answer = page.post(route, with_strokes, "application/json")
+        else:
+            status, answer = page.post(route, image, "text/plain")
         digit, probabilities, adapted = reading(route, status, answer)
         right = digit == label
         unsure = probabilities is not None and max(probabilities) < NOT_SURE_BELOW
@@ -167,6 +172,7 @@ def main() -> None:
     parser.add_argument(
         "--orders", type=int, default=1, help="random orders, one after another (seed, seed+1, ...)"
     )
+    parser.add_argument("--picture", action="store_true", help="/read: the data URL alone, no strokes")
     parser.add_argument("--cost", action="store_true", help="CPU per drawing of a memory, in-process")
     args = parser.parse_args()
     if args.cost:
@@ -178,7 +184,7 @@ def main() -> None:
     totals, given, labels = [0, 0, 0], [], []
     with web_app(args.url, args.model_dir) as url, ThreadPoolExecutor(4) as pool:
         for seed in range(args.seed, args.seed + args.orders):
-            items = order(by_writer, seed)
+            items = order(by_writer, seed, args.route == "/read" and not args.picture)
             print(f"order {seed}:")
             adapted, plain = (
                 dict(
@@ -202,14 +208,21 @@ def main() -> None:
         )
 
 
-def order(by_writer: dict, seed: int) -> dict:
-    """Each writer's digits in a random order, laid out on the page's canvas, as data URLs."""
-    rng = random.Random(seed)
+def order(by_writer: dict, seed: int, strokes: bool) -> dict:
+    """Each writer's digits in a random order, laid out on the canvas (train/canvases.py), as data URLs and,
+    with strokes, as the page sends them to /read: JSON {"image", "strokes"} (train/numbers.py
+    page_strokes gives the pen digits' points times)."""
+    rng, pen = random.Random(seed), random.Random(seed + 1)
     items = {}
     for writer, digits in sorted(by_writer.items()):
         digits = list(digits)
         rng.shuffle(digits)
-        items[writer] = [(d.label, data_url(pendigits.render(pendigits.layout(d, rng)))) for d in digits]
+        items[writer] = []
+        for d in digits:
+            drawing = pendigits.layout(d, rng)
+            image = data_url(pendigits.render(drawing))
+            body = {"image": image.decode(), "strokes": numbers.page_strokes([drawing], pen)}
+            items[writer].append((d.label, image, json.dumps(body).encode() if strokes else b""))
     return items
 
 
