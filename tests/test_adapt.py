@@ -2,6 +2,8 @@
 a feedback adds to a memory (web/feedback.py to_remember), the X-Writer id, the "not sure" ticket, and the
 memory in a SQLite store (tests/test_feedback_postgres.py: the same on PostgreSQL)."""
 
+import asyncio
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +15,7 @@ from handler.adapt import NOT_A_DIGIT, STRENGTH, adapt, normalised, pack, unpack
 from web.feedback import to_remember
 from web.feedback_store import MEMORY_DAYS, MEMORY_SIZE, FeedbackStore, writer_memory
 from web.tickets import TicketError, Tickets, unsure, was_unsure
-from web.writers import BadWriter, writer_key
+from web.writers import DOWN_FOR, BadWriter, Writers, writer_key
 
 RNG = np.random.default_rng(0)
 F = normalised(RNG.normal(size=(4, 128)))
@@ -126,3 +128,26 @@ async def test_a_memory_in_sqlite_is_bounded_expires_and_is_forgotten(tmp_path):
     assert await store.forget("a" * 64) == MEMORY_SIZE - 1
     assert await store.memory_ids("a" * 64) == ()
     await store.close()
+
+
+async def test_a_database_that_hangs_holds_no_drawing_up():
+    """web/writers.py: a read that takes longer than WAIT leaves the drawing unadapted, and no drawing asks
+    the database again for DOWN_FOR seconds."""
+
+    class Hung:
+        calls = 0
+
+        async def memory_ids(self, writer):
+            Hung.calls += 1
+            await asyncio.sleep(60)
+
+    now = [100.0]
+    writers = Writers(Hung(), clock=lambda: now[0])
+    writers.wait = 0.05
+    started = time.monotonic()
+    assert await writers.memory("a" * 64) == b""
+    assert time.monotonic() - started < 1 and Hung.calls == 1
+    assert await writers.memory("b" * 64) == b"" and Hung.calls == 1  # not asked again while down
+    now[0] += DOWN_FOR
+    assert await writers.memory("b" * 64) == b"" and Hung.calls == 2
+    assert await writers.memory(None) == b""

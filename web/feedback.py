@@ -19,8 +19,10 @@ The ticket signs the answered number, or "null" (web/tickets.py number_answered)
 
 201 {"id": n} once the row is committed; 4xx {"error": ...} for bad feedback (nothing stored); 503 when the
 database cannot be written (locked, broken, not answering: within 2 s, web/feedback_store.py): /predict
-never touches the database, so it is unaffected. No IP address, cookie or header is stored: only the
-drawing's ink (a bounded PNG, stored_drawing), what the model saw, the two digits, the version and the time.
+and /read only read writers' memories from it, waiting 0.25 s at most (web/writers.py), so they are
+unaffected. No IP address, cookie or header is stored: only the drawing's ink (a bounded PNG,
+stored_drawing), what the model saw, the two digits, the version and the time (and, with X-Writer, the
+hash of the writer's id beside the memory's copy of the 28x28: below).
 
 With header X-Writer (web/writers.py), a correction, or a confirmation of an answer shown "not sure" (the
 ticket says so), also joins that writer's memory (docs/writers.md), in the same request: its 28x28 and the

@@ -10,9 +10,11 @@ at once, and it outlives restarts). A replica reads a writer's memory ids (one i
 every FRESH seconds per writer, and again at once after it changed them itself (a feedback, a DELETE); the
 packed memory (handler/adapt.py pack) is cached per writer and rebuilt only when those ids change. So a
 writer drawing on the page costs a dictionary lookup per drawing, not a query. A database that cannot be
-read leaves the drawing unadapted, never unanswered.
+read, or not within WAIT, leaves the drawing unadapted (or adapted by the memory last read), never
+unanswered nor held up: then no drawing asks it again for DOWN_FOR seconds.
 """
 
+import asyncio
 import hashlib
 import re
 import time
@@ -30,6 +32,11 @@ CACHED = 4096  # writers whose packed memory a web process keeps (~11 KB each at
 # Seconds a replica answers a writer from the memory it last read before reading the ids again: a change made
 # through this replica counts at once, one made through another within this (docs/writers.md, "Cost").
 FRESH = 1.0
+# A drawing waits at most WAIT seconds for its writer's memory; a read that fails or takes longer leaves it
+# unadapted (or with the memory last read), and no drawing asks the database again for DOWN_FOR seconds: a
+# database down or slow never holds predictions up by more than WAIT, once per DOWN_FOR.
+WAIT = 0.25
+DOWN_FOR = 2.0
 
 
 class BadWriter(ValueError):
@@ -54,6 +61,8 @@ class Writers:
         self.size = size
         self.fresh = fresh
         self.clock = clock
+        self.wait = WAIT
+        self.down_until = 0.0  # after a failed read: no reads before this (clock), answers unadapted or stale
         # writer -> (when its ids were read, the ids, the packed memory): the least recently used goes first
         self.packed: OrderedDict[str, tuple[float, tuple[int, ...], bytes]] = OrderedDict()
 
@@ -66,23 +75,30 @@ class Writers:
         if cached is not None and now - cached[0] < self.fresh:
             self.packed.move_to_end(writer)
             return cached[2]
+        stale = cached[2] if cached is not None else b""
+        if now < self.down_until:  # the database failed a moment ago: do not wait on it for every drawing
+            return stale
         try:
-            ids = await self.store.memory_ids(writer)
-            if cached is not None and cached[1] == ids:
-                blob = cached[2]
-            elif not ids:
-                blob = b""
-            else:
-                rows = await self.store.memory(writer, ids)
-                kept = [rows[i] for i in ids if i in rows]
-                blob = pack([label for label, _ in kept], [image for _, image in kept])
-        except StoreUnavailable:
-            return b""
+            async with asyncio.timeout(self.wait):
+                ids, blob = await self._read(writer, cached)
+        except (StoreUnavailable, TimeoutError):
+            self.down_until = now + DOWN_FOR
+            return stale
         self.packed[writer] = (now, ids, blob)
         self.packed.move_to_end(writer)
         while len(self.packed) > self.size:
             self.packed.popitem(last=False)
         return blob
+
+    async def _read(self, writer: str, cached) -> tuple[tuple[int, ...], bytes]:
+        ids = await self.store.memory_ids(writer)
+        if cached is not None and cached[1] == ids:
+            return ids, cached[2]
+        if not ids:
+            return ids, b""
+        rows = await self.store.memory(writer, ids)
+        kept = [rows[i] for i in ids if i in rows]
+        return ids, pack([label for label, _ in kept], [image for _, image in kept])
 
     def changed(self, writer: str) -> None:
         """This replica changed the writer's memory: the next drawing reads it again."""
