@@ -58,10 +58,13 @@ def error_answer(error: InputError) -> tuple[int, dict]:
     return error.status, answer
 
 
-def digit_answer(image: np.ndarray, probabilities: np.ndarray, version: str) -> tuple[int, dict]:
+def digit_answer(
+    image: np.ndarray, probabilities: np.ndarray, version: str, adapted: bool = False
+) -> tuple[int, dict]:
     """/predict's (status, answer) for one digit's image and the model's softmax outputs for it: 200 with
-    the digit, or 422 "not_a_digit" that still carries the best guess and its probabilities."""
-    rejected, answer = _read(image, probabilities, version=version)
+    the digit, or 422 "not_a_digit" that still carries the best guess and its probabilities. adapted: the
+    probabilities are blended with the writer's memory (handler/adapt.py), and the answer says so."""
+    rejected, answer = _read(image, probabilities, version=version, **_adapted(adapted))
     if rejected:
         return 422, {"error": "that does not look like a digit", "reason": "not_a_digit", **answer}
     return 200, answer
@@ -93,7 +96,12 @@ def choose(candidates: Candidates, probabilities: np.ndarray) -> list:
     return digits
 
 
-def read_answer(candidates: Candidates, digits: list) -> dict:
+def _adapted(adapted) -> dict:
+    """An answer's "adapted": true when the writer's memory blended it; nothing otherwise."""
+    return {"adapted": True} if adapted else {}
+
+
+def read_answer(candidates: Candidates, digits: list, adapted=None) -> dict:
     """The answer's "number" and "digits" (docs/api.md): a piece the model calls "not a digit" is
     "digit": null, and then the number is null. TooManyDigitsError past MAX_DIGITS (the cuts of wide
     groups may add digits to the pieces read_candidates counted)."""
@@ -101,7 +109,8 @@ def read_answer(candidates: Candidates, digits: list) -> dict:
         raise TooManyDigitsError(f"more than {MAX_DIGITS} digits: at most {MAX_DIGITS} are read")
     pieces = []
     for d in digits:
-        rejected, piece = _read(candidates.images[d.index], d.probabilities, box=d.box)
+        fields = _adapted(adapted is not None and adapted[d.index])
+        rejected, piece = _read(candidates.images[d.index], d.probabilities, box=d.box, **fields)
         if rejected:
             piece["digit"] = None
         pieces.append(piece)
@@ -109,10 +118,14 @@ def read_answer(candidates: Candidates, digits: list) -> dict:
     return {"number": number, "digits": pieces}
 
 
-def number_answer(candidates: Candidates, probabilities: np.ndarray, version: str) -> tuple[int, dict]:
-    """/read's (status, answer) for a number's candidate pieces and the model's softmax outputs for them."""
+def number_answer(
+    candidates: Candidates, probabilities: np.ndarray, version: str, adapted=None
+) -> tuple[int, dict]:
+    """/read's (status, answer) for a number's candidate pieces and the model's softmax outputs for them
+    (adapted: per piece, whether the writer's memory blended its probabilities)."""
     try:
-        return 200, {**read_answer(candidates, choose(candidates, probabilities)), "version": version}
+        answer = read_answer(candidates, choose(candidates, probabilities), adapted)
+        return 200, {**answer, "version": version}
     except InputError as error:  # more digits than a number may have
         return error_answer(error)
 

@@ -20,6 +20,11 @@ such a drawing is answered 422 with reason "not_a_digit", the best digit guess a
 over the ten digits. A model of 10 outputs (older versions) never rejects. Blank canvases and specks
 are 422 with reason "no_digit".
 
+A part named memory-N beside drawing-N or number-N is that drawing's writer's memory (handler/adapt.py,
+docs/writers.md): the model's answers to the drawing are blended with it, and say "adapted". The model is
+split at its last Linear at load (handler/features.py) so one pass gives the features the memory is
+compared by; a drawing without a memory part is answered as ever.
+
 In the .mar this file is the handler module, mnist_handler, and the modules it imports travel beside it
 as the package handler/ (Makefile, archive): `handler.x` is imported the same way there as in the
 repository.
@@ -29,26 +34,30 @@ import gc
 import json
 import logging
 import warnings
+import zlib
 
 import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
+from handler.adapt import Memories, adapt, unpack
 from handler.answers import digit_answer, error_answer, number_answer
 from handler.errors import DrawingFault, InputError
+from handler.features import split
 from handler.pen import digit_image
 from handler.segment import Candidates, read_candidates
 
-# TorchScript is deprecated upstream and torch.jit.load, freeze and optimize_for_inference say so on every
+# TorchScript is deprecated upstream and torch.jit.load, script, freeze and optimize_for_inference say so on every
 # call; we use them knowingly.
 warnings.filterwarnings(
     "ignore",
-    message=r"`torch\.jit\.(load|freeze|optimize_for_inference)` is deprecated",
+    message=r"`torch\.jit\.(load|freeze|optimize_for_inference|script)` is deprecated",
     category=FutureWarning,
 )
 log = logging.getLogger(__name__)
 PART = "drawing-"  # the name of a drawing in a request of several, before its index
 NUMBER = "number-"  # the name of a drawing of a number (POST /read), before its index
+MEMORY = "memory-"  # the name of the writer's memory of the drawing of that index (handler/adapt.py)
 
 
 def for_inference(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
@@ -64,7 +73,12 @@ class MnistHandler(BaseHandler):
         # Workers share the cores: one intra-op thread each unless the config says otherwise.
         torch.set_num_threads(int(options.get("torch_threads", 1)))
         super().initialize(context)  # loads model.pt onto cuda:<gpu_id> when TorchServe gives a GPU
-        self.model = for_inference(self.model)
+        # (outputs, features) from one pass when the model can be cut before its last Linear; else outputs
+        # only, and memory parts are ignored (no adaptation).
+        parts = split(self.model.eval())
+        self.with_features = parts is not None
+        self.model = for_inference(parts if parts is not None else self.model)
+        self.memories = Memories(self._features)
         self.version = str(context.manifest["model"].get("modelVersion", ""))
         with torch.inference_mode():  # the first call is slow (allocations); pay it before serving
             self.model(torch.zeros(1, 1, 28, 28, device=self.device))
@@ -77,35 +91,73 @@ class MnistHandler(BaseHandler):
         with it; and whether the request came as parts (answered as a list)."""
         requests = []
         for row in data:
-            parts = [
-                _image(value) if name.startswith(PART) else _candidates(value)
-                for name, value in row.items()
-                if name.startswith((PART, NUMBER))
-            ]
-            requests.append((bool(parts), parts or [_image(_body(row))]))
+            parts, memories = [], {}
+            for name, value in row.items():
+                if name.startswith((PART, NUMBER)):
+                    read = _image if name.startswith(PART) else _candidates
+                    parts.append((name.partition("-")[2], read(value)))
+                elif name.startswith(MEMORY):
+                    memories[name[len(MEMORY) :]] = bytes(value)
+            items = [item for _, item in parts] or [_image(_body(row))]
+            requests.append((bool(parts), items, [memories.get(index) for index, _ in parts] or [None]))
         return requests
 
     def inference(self, requests, *args, **kwargs):
         """Every good image of every request through the model at once (a number's candidate pieces
-        among them); each item becomes (image or candidates, probabilities) or stays its InputError."""
-        items = [item for _, request_items in requests for item in request_items]
+        among them); each item becomes (image or candidates, probabilities, adapted) or stays its
+        InputError. A drawing with its writer's memory has its probabilities blended with it."""
+        items = [item for _, request_items, _ in requests for item in request_items]
+        memories = [self._memory(m) for _, _, request_memories in requests for m in request_memories]
+        for i, memory in enumerate(memories):
+            if isinstance(memory, InputError) and not isinstance(items[i], InputError):
+                items[i] = memory
         good = [i for i, item in enumerate(items) if not isinstance(item, InputError)]
         if good:
             images = [_images(items[i]) for i in good]
-            batch = torch.from_numpy(np.concatenate(images)).unsqueeze(1).to(self.device)
-            with torch.inference_mode():
-                probabilities = torch.softmax(self.model(batch).float(), dim=1).cpu().numpy()
+            probabilities, features = self._run(np.concatenate(images))
             start = 0
             for i, some in zip(good, images, strict=True):
                 end = start + len(some)
-                rows = probabilities[start:end]
-                items[i] = (items[i], rows if isinstance(items[i], Candidates) else rows[0])
+                rows, adapted = adapt(probabilities[start:end], features[start:end], memories[i])
+                if isinstance(items[i], Candidates):
+                    items[i] = (items[i], rows, adapted)
+                else:
+                    items[i] = (items[i], rows[0], bool(adapted[0]))
                 start = end
         outputs, start = [], 0
-        for as_parts, request_items in requests:
+        for as_parts, request_items, _ in requests:
             outputs.append((as_parts, items[start : start + len(request_items)]))
             start += len(request_items)
         return outputs
+
+    def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(softmax outputs, features) of (n, 28, 28) images; features (n, 0) when the model has none."""
+        batch = torch.from_numpy(images).unsqueeze(1).to(self.device)
+        with torch.inference_mode():
+            out = self.model(batch)
+            outputs, features = out if self.with_features else (out, batch.new_zeros(len(batch), 0))
+            probabilities = torch.softmax(outputs.float(), dim=1).cpu().numpy()
+        return probabilities, features.float().cpu().numpy()
+
+    def _features(self, images: np.ndarray) -> np.ndarray:
+        return self._run(images)[1]
+
+    def _memory(self, blob: bytes | None):
+        """A memory part as (labels, normalised features): cached per worker, derived here by this model
+        on a miss; None without one (or with an empty one, or a model without features); InputError
+        when it is malformed."""
+        if blob is None or not self.with_features:
+            return None
+        found = self.memories.get(blob)
+        if found is None:
+            try:
+                labels, images = unpack(blob)
+            except (ValueError, zlib.error):
+                return InputError("the writer's memory part is malformed")
+            if not len(labels):
+                return None
+            found = self.memories.put(blob, labels, self._features(images))
+        return found
 
     def postprocess(self, outputs):
         """One JSON document per request, encoded here: given a dict, TorchServe's worker would encode it
@@ -130,10 +182,10 @@ class MnistHandler(BaseHandler):
     def _answer(self, item) -> tuple[int, dict]:
         if isinstance(item, InputError):
             return error_answer(item)
-        image, probabilities = item
+        image, probabilities, adapted = item
         if isinstance(image, Candidates):  # a number: its digits, left to right
-            return number_answer(image, probabilities, self.version)
-        return digit_answer(image, probabilities, self.version)
+            return number_answer(image, probabilities, self.version, adapted)
+        return digit_answer(image, probabilities, self.version, adapted)
 
 
 def _body(row: dict):

@@ -384,7 +384,7 @@ async def test_a_database_of_schema_1_is_migrated_and_keeps_its_rows(aiohttp_cli
     rows = [(row["label"], row["predicted"], row["ticket_id"]) for row in stored(db)]
     assert rows == [(3, 5, None), (10, 4, once.split(".")[1])]
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(4,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(5,)]
         assert conn.execute("SELECT count(*) FROM label_names").fetchone() == (11,)
         # ...and migration 4's table for feedback on numbers (tests/test_feedback_numbers.py), empty.
         assert conn.execute("SELECT count(*) FROM number_feedback").fetchone() == (0,)

@@ -194,7 +194,7 @@ async def test_a_database_of_schema_3_gets_the_number_table_and_keeps_its_rows(a
     client = await aiohttp_client(init_app(config))
     assert (await client.post("/api/feedback", data=body(), headers=JSON)).status == 201
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(4,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(5,)]
         indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "number_feedback_ticket_id" in indexes
     assert [(r["label"], r["ticket_id"]) for r in stored(db, "feedback")] == [(3, "old-ticket")]

@@ -5,6 +5,7 @@ the number meant and the number answered, under the /read answer's ticket, in th
 import base64
 import json
 import random
+import re
 import sqlite3
 
 import pytest
@@ -212,3 +213,40 @@ def test_not_a_digit_feedback_both_ways_is_stored(stack, visit):
         ("7", None),
         ("not_a_digit", answer["number"]),
     ]
+
+
+def test_a_writers_correction_reads_their_same_drawing_as_theirs_until_forgotten(stack, visit):
+    """docs/writers.md on the page: its id goes with /read and feedback; a correction makes the same drawing
+    "Read as your N"; "Forget my handwriting" undoes it."""
+    v = visit(stack)
+    for seed in range(21, 29):  # a drawing the model is not sure beyond what a writer's correction outweighs
+        draw = pen_digit(seed)
+        answer, _ = answer_a_drawing(v, draw)
+        p = answer["digits"][0]["probabilities"] if len(answer["digits"]) == 1 else [1.0] + [0.0] * 9
+        ranked = sorted(range(10), key=lambda d: -p[d])
+        if answer["number"] is not None and p[ranked[1]] > 1e-3 * p[ranked[0]]:
+            break
+    else:
+        pytest.fail("no pen digit answered unsure enough to correct")
+    writer = read_requests(v)[-1].headers["x-writer"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", writer)
+    meant = str(ranked[1])  # another digit than the answer: a correction
+    v.page.fill("#meant", meant)
+    with v.page.expect_response(lambda r: r.url.endswith("/api/feedback")) as stored_info:
+        v.page.click("#send")
+    assert stored_info.value.status == 201 and stored_info.value.request.headers["x-writer"] == writer
+
+    again, _ = answer_a_drawing(v, draw)  # the same strokes again
+    assert again["number"] == meant and again["digits"][0]["adapted"] is True
+    assert v.page.locator("#summary").text_content().startswith(f"Read as your {meant}")
+    assert read_requests(v)[-1].headers["x-writer"] == writer
+
+    with v.page.expect_response(lambda r: r.url.endswith("/api/writer")) as forgotten:
+        v.page.click("#forget")
+    assert forgotten.value.status == 200 and forgotten.value.json() == {"deleted": 1}
+    v.page.wait_for_function(
+        "() => document.getElementById('forget-status').textContent.startsWith('Forgotten')"
+    )
+    after, _ = answer_a_drawing(v, draw)
+    assert after["number"] == answer["number"] and "adapted" not in after["digits"][0]
+    assert read_requests(v)[-1].headers["x-writer"] != writer  # a new id

@@ -26,6 +26,7 @@ from train import numbers, pendigits
 from train.feedback_data import feedback_split, held_out, holdout_drawings
 from web.feedback_store import (
     FEEDBACK_DEADLINE,
+    MEMORY_SIZE,
     SCHEMA_VERSION,
     FeedbackStore,
     TicketReused,
@@ -239,3 +240,19 @@ def test_feedback_answers_503_in_time_while_postgresql_does_not_answer_and_recov
     finally:
         stack.stop_web()
     assert [row.label for row in read_rows(url)] == [0, 6]  # what was refused stored nothing
+
+
+async def test_writers_memories_on_postgresql_are_bounded_kept_apart_and_forgotten(postgres):
+    """web/feedback_store.py writer_memory (docs/writers.md) as the cluster keeps it."""
+    store = FeedbackStore(postgres("memories"))
+    for i in range(MEMORY_SIZE + 3):
+        await store.remember("a" * 64, i % 10, bytes([i % 256]) * 784)
+    await store.remember("b" * 64, 7, bytes(784))
+    ids = await store.memory_ids("a" * 64)
+    assert len(ids) == MEMORY_SIZE and list(ids) == sorted(ids)  # the oldest 3 went
+    kept = await store.memory("a" * 64, ids)
+    assert kept[ids[0]] == (3, bytes([3]) * 784)
+    assert await store.memory("b" * 64, ids) == {}  # another writer's ids give nothing
+    assert await store.forget("a" * 64) == MEMORY_SIZE
+    assert await store.memory_ids("a" * 64) == () and len(await store.memory_ids("b" * 64)) == 1
+    await store.close()

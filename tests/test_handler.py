@@ -51,7 +51,8 @@ def test_runs_on_the_cpu_without_a_gpu(handler_and_context):
     handler, _ = handler_and_context
     assert str(handler.device) == "cpu"
     with torch.inference_mode():
-        assert handler.model(torch.zeros(1, 1, 28, 28)).device.type == "cpu"
+        outputs, features = handler.model(torch.zeros(1, 1, 28, 28))  # split at load: handler/features.py
+        assert outputs.device.type == "cpu" and features.shape == (1, 128)
 
 
 def test_the_frozen_model_answers_as_the_exported_one(handler_and_context, model_dir):
@@ -66,7 +67,8 @@ def test_the_frozen_model_answers_as_the_exported_one(handler_and_context, model
     ).unsqueeze(1)
     with torch.inference_mode():
         for batch in (images[:1], images):
-            assert torch.allclose(handler.model(batch), exported(batch), atol=1e-4, rtol=1e-4)
+            outputs, _ = handler.model(batch)
+            assert torch.allclose(outputs, exported(batch), atol=1e-4, rtol=1e-4)
 
 
 def test_batch_answers_each_item_and_marks_bad_ones(handler_and_context):

@@ -28,14 +28,15 @@ class Answers:
     # worker gone shows at the first drawing that finds it gone.
     answered: Callable[[Readiness], None] = lambda word: None
 
-    def sender(self, body: bytes, kind: str, client: str) -> Send:
-        """send(version) for a drawing: `kind` (web/batching.py), queued as `client`'s (the rate limiter's key)."""
-        return partial(self.answer, body, kind, client)
+    def sender(self, body: bytes, kind: str, client: str, memory: bytes = b"") -> Send:
+        """send(version) for a drawing: `kind` (web/batching.py), queued as `client`'s (the rate limiter's
+        key), with its writer's memory (web/writers.py; b"" for none)."""
+        return partial(self.answer, body, kind, client, memory)
 
-    async def answer(self, body: bytes, kind: str, client: str, version: str) -> Answered:
+    async def answer(self, body: bytes, kind: str, client: str, memory: bytes, version: str) -> Answered:
         """The drawing's answer from `version` (the default for ""), with its ticket when it has one."""
         try:
-            status, payload, pieces = await self.batcher.predict(version, body, kind, client=client)
+            status, payload, pieces = await self.batcher.predict(version, body, kind, client, memory)
         except TimeoutError:
             return Answered(error(504, "the model server did not answer in time"), {}, 0)
         except aiohttp.ClientConnectionError:

@@ -34,8 +34,9 @@ from web.readiness import Watch
 from web.registry import model_versions
 from web.tickets import UnsafeKey
 from web.torchserve import KeyFile, TorchServeClient
-from web.traffic import PREDICT, READ, Traffic
+from web.traffic import PREDICT, READ, Send, Traffic
 from web.uploads import bounded_uploads
+from web.writers import WRITERS, BadWriter, Writers, forget_writer, writer_key
 
 STATIC = Path(__file__).parent / "static"
 OPENAPI = Path(__file__).parent / "openapi.yaml"  # the API contract, served as /api/openapi.json
@@ -96,13 +97,22 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
+async def sender(request: web.Request, kind: str) -> tuple[str, Send]:
+    """What a /predict or /read asks: its version, and send(version) for its drawing with its writer's
+    memory (web/writers.py); BodyError or BadWriter (400s) for a bad body or X-Writer."""
+    writer = writer_key(request)
+    version, body = await asked(request)
+    memory = await request.app[WRITERS].memory(writer)
+    return version, request.app[ANSWERS].sender(body, kind, request[CLIENT], memory)
+
+
 async def predict(request: web.Request) -> web.StreamResponse:
-    """A digit (docs/api.md): from the default, a canary, or ?version= (web/traffic.py)."""
+    """A digit (docs/api.md): from the default, a canary, or ?version= (web/traffic.py); blended with
+    the X-Writer's memory when they have one (docs/writers.md)."""
     try:
-        version, body = await asked(request)
-    except BodyError as e:
+        version, send = await sender(request, DRAWING)
+    except (BodyError, BadWriter) as e:
         return error(400, str(e))
-    send = request.app[ANSWERS].sender(body, DRAWING, request[CLIENT])
     return (await request.app[TRAFFIC].answer(request, send, version, PREDICT)).response
 
 
@@ -111,10 +121,9 @@ async def read(request: web.Request) -> web.StreamResponse:
     "Reading a number"). Charged by the pieces it was cut into: the token the rate limit took pays for a
     typical read, a dearer one takes the rest of its cost from the client's bucket (web/ratelimit.py)."""
     try:
-        version, body = await asked(request)
-    except BodyError as e:
+        version, send = await sender(request, NUMBER)
+    except (BodyError, BadWriter) as e:
         return error(400, str(e))
-    send = request.app[ANSWERS].sender(body, NUMBER, request[CLIENT])
     response, answer, pieces = await request.app[TRAFFIC].answer(request, send, version, READ)
     READ_PIECES.observe(pieces)
     if read_tokens(pieces) > 1:  # the one token admission took paid for the rest
@@ -178,7 +187,9 @@ def init_app(config: Config) -> web.Application:
     app[READINESS] = Watch(lambda: app[TORCHSERVE_FRESH].ready(), config.ready_interval)
     app.cleanup_ctx.append(readiness_probe)
     versions = partial(model_versions, config.run_dir, config.model)
-    app[FEEDBACK] = Feedback(FeedbackStore(config.feedback_db), versions, config.tickets)
+    store = FeedbackStore(config.feedback_db)
+    app[FEEDBACK] = Feedback(store, versions, config.tickets)
+    app[WRITERS] = Writers(store)  # writers' memories live in the feedback database (web/writers.py)
     app.cleanup_ctx.append(open_feedback_store)
     app[TRAFFIC] = Traffic(config.traffic)
     app[BATCHER] = Batcher(
@@ -199,6 +210,7 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_post("/api/feedback", post_feedback)
+    app.router.add_delete("/api/writer", forget_writer)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static", STATIC)
     return app

@@ -25,6 +25,9 @@ burst: beside one client flooding, the other's drawing goes in the next batch se
 a flood in lockstep (docs/limits.md, "A flood beside a well-behaved client") put every request its
 token bucket let through ahead of the other client's, whose p99 rose 4x while the limit held.
 
+A drawing may carry its writer's memory (web/writers.py): it then travels as a part beside it, memory-N,
+and a lone /predict drawing with one goes as a request of parts (drawing-0, memory-0).
+
 A batch that fails (a 5xx, a reset, a worker killed under it) is asked again once, drawing by drawing, on
 a fresh connection: one drawing that makes the handler raise, or a worker's death, then fails nobody else.
 """
@@ -94,16 +97,19 @@ class Batcher:
         self.lines: dict[str, _Line] = {}  # by version; a line goes once it is idle (?version= is free text)
         self.tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
-    async def predict(self, version: str, body: bytes, kind: str = DRAWING, client: str = "") -> Reply:
+    async def predict(
+        self, version: str, body: bytes, kind: str = DRAWING, client: str = "", memory: bytes = b""
+    ) -> Reply:
         """TorchServe's reply to this drawing (of this kind, from this client) alone, as if it had been sent
         alone; raises what the session raises (timeouts, connection errors) for every drawing of a batch
         that met it, and TimeoutError when no answer came within the timeout (a drawing still waiting is
-        then not sent)."""
+        then not sent). memory: the writer's memory (web/writers.py), sent beside the drawing as its part
+        memory-N; b"" for none."""
         line = self.lines.get(version) or self.lines.setdefault(version, _Line())  # no new _Line per call
         answered = asyncio.get_running_loop().create_future()
         # A client with nothing waiting joins at the end of the turn; no deque is stored empty.
         drawings = line.waiting.get(client) or line.waiting.setdefault(client, deque())
-        drawings.append((kind, body, answered))
+        drawings.append((kind, body, memory, answered))
         line.queued += 1
         if self._ready(line):
             self._send_next(version, line)
@@ -122,8 +128,8 @@ class Batcher:
         batch, size = [], 0
         while line.waiting and len(batch) < self.max_batch:
             client, drawings = next(iter(line.waiting.items()))  # the client whose turn it is
-            kind, body, answered = drawings[0]
-            if batch and size + len(body) > MAX_BATCH_BYTES:
+            kind, body, memory, answered = drawings[0]
+            if batch and size + len(body) + len(memory) > MAX_BATCH_BYTES:
                 break  # that client stays first: its drawing opens the next batch
             drawings.popleft()
             line.queued -= 1
@@ -132,8 +138,8 @@ class Batcher:
             else:
                 del line.waiting[client]
             if not answered.done():  # a client that went away while it waited is sent nothing
-                batch.append((kind, body, answered))
-                size += len(body)
+                batch.append((kind, body, memory, answered))
+                size += len(body) + len(memory)
         if not batch:
             return
         line.out += 1
@@ -146,20 +152,20 @@ class Batcher:
         BATCH_SIZE.observe(len(batch))
         try:
             try:
-                replies = await self._ask_batch(self.ask, version, [(kind, body) for kind, body, _ in batch])
+                replies = await self._ask_batch(self.ask, version, [drawing[:3] for drawing in batch])
             except (OSError, aiohttp.ClientError):
                 replies = None  # a reset, a refused connection, a worker that died with the batch
             if replies is None or any(failed(reply) for reply in replies):
                 replies = await self._again_alone(version, batch, replies)
-            for (_, _, answered), reply in zip(batch, replies, strict=True):
+            for (*_, answered), reply in zip(batch, replies, strict=True):
                 if not answered.done():
                     answered.set_result(reply)
         except Exception as error:  # handed to every request of the batch, raised there
-            for _, _, answered in batch:
+            for *_, answered in batch:
                 if not answered.done():
                     answered.set_exception(error)
         finally:
-            for _, _, answered in batch:  # only if this send was cancelled (shutdown)
+            for *_, answered in batch:  # only if this send was cancelled (shutdown)
                 if not answered.done():
                     answered.cancel()
             line.out -= 1
@@ -168,8 +174,9 @@ class Batcher:
             self._forget_if_idle(version, line)
 
     @staticmethod
-    async def _ask_batch(ask: Ask, version: str, drawings: list[tuple[str, bytes]]) -> list[Reply]:
-        if len(drawings) == 1 and drawings[0][0] == DRAWING:
+    async def _ask_batch(ask: Ask, version: str, drawings: list[tuple]) -> list[Reply]:
+        """drawings: (kind, body) or (kind, body, memory) each."""
+        if len(drawings) == 1 and drawings[0][0] == DRAWING and not _memory(drawings[0]):
             return [Reply(*await ask(drawings[0][1], version, "application/octet-stream"))]
         body, content_type = multipart(drawings)
         return split(await ask(body, version, content_type), len(drawings))
@@ -183,11 +190,11 @@ class Batcher:
         RETRIED.inc(len(todo))
 
         async def alone(i: int) -> Reply:
-            kind, body, answered = batch[i]
+            *drawing, answered = batch[i]
             if answered.done():
                 return Reply(499, b"", 0)  # its client went away: not asked again
             try:
-                return (await self._ask_batch(self.ask_again, version, [(kind, body)]))[0]
+                return (await self._ask_batch(self.ask_again, version, [tuple(drawing)]))[0]
             except (OSError, aiohttp.ClientError):
                 if replies is None:
                     raise
@@ -215,20 +222,31 @@ def failed(reply: Reply) -> bool:
     return reply.status >= 500 and reply.status != 504
 
 
-def multipart(drawings: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+def _memory(drawing: tuple) -> bytes:
+    return drawing[2] if len(drawing) > 2 else b""
+
+
+def multipart(drawings: list[tuple]) -> tuple[bytes, str]:
     """multipart/form-data with one part per (kind, body), named by its kind and place: drawing-0,
     number-1, ... (unique: TorchServe's frontend hands each part to the handler as a field of the
-    request, by name, in their order)."""
+    request, by name, in their order); a drawing given as (kind, body, memory) with a memory has it in
+    a part of its own after it, memory-N."""
     boundary = uuid.uuid4().hex
-    while any(boundary.encode() in body for _, body in drawings):  # a 128-bit collision: never, but cheap
+    while any(
+        boundary.encode() in b for d in drawings for b in d[1:3]
+    ):  # a 128-bit collision: never, but cheap
         boundary = uuid.uuid4().hex
     parts = []
-    for i, (kind, body) in enumerate(drawings):
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{kind}-{i}"; filename="{kind}-{i}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
+    for i, drawing in enumerate(drawings):
+        named = [(f"{drawing[0]}-{i}", drawing[1])] + (
+            [(f"memory-{i}", _memory(drawing))] if _memory(drawing) else []
         )
-        parts += [head.encode(), body, b"\r\n"]
+        for name, body in named:
+            head = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            )
+            parts += [head.encode(), body, b"\r\n"]
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 

@@ -19,8 +19,14 @@ The ticket signs the answered number, or "null" (web/tickets.py number_answered)
 
 201 {"id": n} once the row is committed; 4xx {"error": ...} for bad feedback (nothing stored); 503 when the
 database cannot be written (locked, broken, not answering: within 2 s, web/feedback_store.py): /predict
-never touches the database, so it is unaffected. No IP address, cookie or header is stored: only the
-drawing's ink (a bounded PNG, stored_drawing), what the model saw, the two digits, the version and the time.
+and /read only read writers' memories from it, waiting 0.25 s at most (web/writers.py), so they are
+unaffected. No IP address, cookie or header is stored: only the drawing's ink (a bounded PNG,
+stored_drawing), what the model saw, the two digits, the version and the time (and, with X-Writer, the
+hash of the writer's id beside the memory's copy of the 28x28: below).
+
+With header X-Writer (web/writers.py), a correction, or a confirmation of an answer shown "not sure" (the
+ticket says so), also joins that writer's memory (docs/writers.md), in the same request: its 28x28 and the
+label meant, keyed by the hash of the id.
 """
 
 import asyncio
@@ -48,8 +54,9 @@ from web.feedback_store import (
 )
 from web.metrics import FEEDBACK_REFUSED, FEEDBACK_STORED, NUMBER_FEEDBACK_STORED
 from web.registry import VERSION_RE
-from web.tickets import NUMBER_NOT_READ, TicketError, Tickets, drawing_hash
+from web.tickets import NUMBER_NOT_READ, TicketError, Tickets, drawing_hash, was_unsure
 from web.uploads import body_deadline
+from web.writers import WRITERS, BadWriter, writer_key
 
 NUMBER_RE = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only (str.isdigit takes "٤٢" too)
 
@@ -81,6 +88,7 @@ async def open_feedback_store(app: web.Application):
 async def post_feedback(request: web.Request) -> web.Response:
     feedback = request.app[FEEDBACK]
     try:
+        writer = writer_key(request)  # docs/writers.md: a malformed X-Writer is a 400 before anything
         if request.content_type != "application/json":
             # Also keeps other sites' pages from posting through visitors' browsers: a cross-origin JSON
             # request needs a CORS preflight, which this app never grants.
@@ -94,6 +102,9 @@ async def post_feedback(request: web.Request) -> web.Response:
         ticket_id = feedback.tickets.check(item.get("ticket"), sha256, item["version"], answered)
         # Decoding and the 28x28 take a millisecond or more of CPU: off the event loop, /predict goes on.
         png, input_28x28 = await asyncio.to_thread(drawing_and_input, item["image"], number)
+    except BadWriter as e:
+        FEEDBACK_REFUSED.labels("bad_request").inc()
+        return error(400, str(e))
     except InputError as e:
         FEEDBACK_REFUSED.labels("ticket" if isinstance(e, TicketError) else "bad_request").inc()
         return error(e.status, str(e))
@@ -111,6 +122,13 @@ async def post_feedback(request: web.Request) -> web.Response:
         FEEDBACK_REFUSED.labels("database").inc()
         print(e, flush=True)
         return error(503, "feedback cannot be saved right now; try again in a moment")
+    remembered = to_remember(item, was_unsure(ticket_id))
+    if writer is not None and remembered is not None:  # with its ticket: within the feedback rate limit
+        try:
+            await feedback.store.remember(writer, remembered, input_28x28)
+            request.app[WRITERS].changed(writer)
+        except StoreUnavailable as e:  # the feedback is stored; only the writer's memory misses it
+            print(e, flush=True)
     version = item["version"] if item["version"] in feedback.model_versions()["versions"] else "unregistered"
     if number:
         meant = None if item["number"] == NOT_A_NUMBER else item["number"]
@@ -118,6 +136,23 @@ async def post_feedback(request: web.Request) -> web.Response:
     else:
         FEEDBACK_STORED.labels(version, "right" if item["label"] == item["predicted"] else "wrong").inc()
     return web.json_response({"id": row_id}, status=201)
+
+
+def to_remember(item: dict, unsure: bool) -> int | None:
+    """The label a feedback adds to its writer's memory (docs/writers.md), or None: a correction, or a
+    confirmation of an answer shown "not sure". A number's only when the meant number is one digit (or
+    not a digit at all): the drawing is then one piece, whose 28x28 is /predict's (input_28x28)."""
+    if "number" in item:
+        meant, predicted = item["number"], item["predicted"]
+        if meant == NOT_A_NUMBER:
+            label, right = NOT_A_DIGIT, predicted is None
+        elif len(meant) == 1:
+            label, right = int(meant), predicted == meant
+        else:
+            return None
+    else:
+        label, right = item["label"], item["label"] == item["predicted"]
+    return label if not right or unsure else None
 
 
 def parse_feedback(body: bytes) -> dict:

@@ -9,13 +9,14 @@ The web app writes rows (web/feedback.py); training and `make feedback-export` r
 from version i to i + 1, and open() applies whichever are missing, in one transaction.
 
 Two tables: `feedback`, one digit per row (/predict's answers), and `number_feedback`, one number per row
-(/read's answers: the number meant and the number answered, as digit strings; schema version 4).
+(/read's answers: the number meant and the number answered, as digit strings; schema version 4). A third,
+`writer_memory` (schema version 5), keeps writers' memories (web/writers.py, docs/writers.md).
 """
 
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import (
@@ -142,11 +143,38 @@ def _add_number_feedback(conn) -> None:
     conn.execute(text("CREATE UNIQUE INDEX number_feedback_ticket_id ON number_feedback (ticket_id)"))
 
 
+# A writer's memory (web/writers.py, docs/writers.md): the drawings a writer corrected, or confirmed while
+# unsure, as the 28x28 the model saw and the label meant; keyed by the SHA-256 of the writer's id (never the
+# id itself). At most MEMORY_SIZE per writer (the oldest go), none older than MEMORY_DAYS.
+MEMORY_SIZE = 64
+MEMORY_DAYS = 90
+
+
+def _memory_columns() -> list[Column]:
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("writer", String(64), nullable=False),  # hex SHA-256 of the X-Writer id
+        Column("created_utc", DateTime, nullable=False),  # naive, always UTC
+        Column("label", SmallInteger, nullable=False),  # 0-9; 10: not a digit
+        Column("input_28x28", LargeBinary, nullable=False),  # 784 bytes, 255 = ink: what the model saw
+    ]
+
+
+writer_memory = Table("writer_memory", metadata, *_memory_columns())
+
+
+def _add_writer_memory(conn) -> None:
+    Table("writer_memory", MetaData(), *_memory_columns()).create(conn)
+    conn.execute(text("CREATE INDEX writer_memory_writer ON writer_memory (writer, id)"))
+    conn.execute(text("CREATE INDEX writer_memory_created ON writer_memory (created_utc)"))
+
+
 MIGRATIONS = [
     lambda conn: Table("feedback", MetaData(), *_v1_columns()).create(conn),
     _name_the_labels,  # 2: label 10, "not a digit" (issue 26)
     _add_ticket_id,  # 3: feedback tickets (issue 28)
     _add_number_feedback,  # 4: feedback on numbers read by /read (issue 27)
+    _add_writer_memory,  # 5: writers' memories (issue 43)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -361,6 +389,58 @@ class FeedbackStore:
         except (SQLAlchemyError, OSError) as e:
             raise StoreUnavailable(f"cannot write the feedback database: {_reason(e)}") from e
 
+    async def remember(self, writer: str, label: int, input_28x28: bytes) -> None:
+        """Add a drawing to a writer's memory; the writer's oldest past MEMORY_SIZE, and every writer's
+        entries older than MEMORY_DAYS, go in the same transaction."""
+        await self.open()
+        now = datetime.now(UTC).replace(tzinfo=None)
+        row = {"writer": writer, "created_utc": now, "label": label, "input_28x28": input_28x28}
+        mine = writer_memory.c.writer == writer
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(writer_memory.insert().values(**row))
+                await conn.execute(writer_memory.delete().where(writer_memory.c.created_utc < _expired(now)))
+                kept = select(writer_memory.c.id).where(mine).order_by(writer_memory.c.id.desc())
+                oldest_kept = (await conn.execute(kept.offset(MEMORY_SIZE - 1).limit(1))).scalar()
+                if oldest_kept is not None:
+                    await conn.execute(writer_memory.delete().where(mine, writer_memory.c.id < oldest_kept))
+        except (SQLAlchemyError, OSError) as e:
+            raise StoreUnavailable(f"cannot write the feedback database: {_reason(e)}") from e
+
+    async def memory_ids(self, writer: str) -> tuple[int, ...]:
+        """The ids of a writer's memory not yet expired, oldest first: one indexed query."""
+        await self.open()
+        now = datetime.now(UTC).replace(tzinfo=None)
+        query = select(writer_memory.c.id).where(
+            writer_memory.c.writer == writer, writer_memory.c.created_utc >= _expired(now)
+        )
+        try:
+            async with self.engine.connect() as conn:
+                return tuple((await conn.execute(query.order_by(writer_memory.c.id))).scalars())
+        except (SQLAlchemyError, OSError) as e:
+            raise StoreUnavailable(f"cannot read the feedback database: {_reason(e)}") from e
+
+    async def memory(self, writer: str, ids) -> dict[int, tuple[int, bytes]]:
+        """id -> (label, input_28x28) of those of `ids` that are the writer's."""
+        await self.open()
+        columns = (writer_memory.c.id, writer_memory.c.label, writer_memory.c.input_28x28)
+        query = select(*columns).where(writer_memory.c.writer == writer, writer_memory.c.id.in_(list(ids)))
+        try:
+            async with self.engine.connect() as conn:
+                return {row.id: (row.label, row.input_28x28) for row in await conn.execute(query)}
+        except (SQLAlchemyError, OSError) as e:
+            raise StoreUnavailable(f"cannot read the feedback database: {_reason(e)}") from e
+
+    async def forget(self, writer: str) -> int:
+        """Delete a writer's memory; how many drawings it held."""
+        await self.open()
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(writer_memory.delete().where(writer_memory.c.writer == writer))
+                return result.rowcount
+        except (SQLAlchemyError, OSError) as e:
+            raise StoreUnavailable(f"cannot write the feedback database: {_reason(e)}") from e
+
     async def count(self) -> int:
         await self.open()
         async with self.engine.connect() as conn:
@@ -379,6 +459,10 @@ class FeedbackStore:
         async with self.engine.connect() as conn:
             result = await conn.execute(select(number_feedback).order_by(number_feedback.c.id))
             return [NumberRow(**row._mapping) for row in result]
+
+
+def _expired(now: datetime) -> datetime:
+    return now - timedelta(days=MEMORY_DAYS)
 
 
 def _reason(error: Exception) -> str:

@@ -1,7 +1,7 @@
 """Feedback tickets: /predict's and /read's answers carry one (with_ticket); /api/feedback takes feedback
 only with it (Tickets.check).
 
-    ticket = "<issued, unix seconds>.<nonce, 32 hex>.<HMAC-SHA256, 64 hex>"
+    ticket = "<issued, unix seconds>.<nonce, 32 hex, then "u" if the answer was "not sure">.<HMAC-SHA256, 64 hex>"
     HMAC(key, "<sha256 of the drawing's image bytes>|<version>|<answer>|<issued>|<nonce>")
 
 The answer is /predict's digit, an int (10 for "not a digit", web/feedback_store.py NOT_A_DIGIT), or
@@ -37,6 +37,8 @@ from web.feedback_store import NOT_A_DIGIT
 MAX_AGE = 3600.0  # seconds a ticket is good for: a person presses Right or Wrong within moments
 CLOCK_SKEW = 60.0  # replicas' clocks may differ this much: a ticket "from the future" within it is fine
 NUMBER_NOT_READ = "null"  # what a /read ticket signs when no number was read (a piece is not a digit)
+UNSURE = "u"  # a nonce's last character when the answer was shown "not sure" (NOT_SURE_BELOW): signed with it
+NOT_SURE_BELOW = 0.8  # the page's (web/static/js/render.js): below this top probability it says "not sure"
 MIN_KEY_LENGTH = 32  # characters: 128 bits as hex (`openssl rand -hex 32` gives 64)
 # Words of the placeholders manifests and examples ship ("replace-me-with-a-long-random-hex-string").
 PLACEHOLDER_WORDS = ("replace", "change", "placeholder", "example", "secret", "todo", "xxxx")
@@ -98,8 +100,10 @@ class Tickets:
         message = f"{sha256}|{version}|{signed}|{issued}|{nonce}".encode()
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()
 
-    def issue(self, sha256: str, version: str, answer: int | str) -> str:
-        issued, nonce = int(self.clock()), secrets.token_hex(16)
+    def issue(self, sha256: str, version: str, answer: int | str, unsure: bool = False) -> str:
+        """unsure: the page said "not sure" of the answer; the nonce then ends in UNSURE (signed with it), so
+        a confirmation of it may join the writer's memory (web/feedback.py, docs/writers.md)."""
+        issued, nonce = int(self.clock()), secrets.token_hex(16) + (UNSURE if unsure else "")
         return f"{issued}.{nonce}.{self._mac(sha256, version, answer, issued, nonce)}"
 
     def check(self, ticket, sha256: str, version: str, answer: int | str) -> str:
@@ -136,11 +140,23 @@ def with_ticket(
         answered = ANSWERED[kind](response.status, answer)
         if answered is None:
             return response
-        ticket = tickets.issue(drawing_hash(body), str(answer["version"]), answered)
+        ticket = tickets.issue(drawing_hash(body), str(answer["version"]), answered, unsure(answer))
     except (KeyError, TypeError, ValueError):  # InputError is a ValueError
         return response
     spliced = response.body.rstrip()[:-1] + b',"ticket":"' + ticket.encode() + b'"}'
     return web.Response(body=spliced, status=response.status, content_type="application/json")
+
+
+def unsure(answer: dict) -> bool:
+    """Whether the page shows the answer "not sure": a digit (or any digit of a number) whose top
+    probability is below NOT_SURE_BELOW."""
+    pieces = answer.get("digits") or [answer]
+    return any(max(piece.get("probabilities") or [1.0]) < NOT_SURE_BELOW for piece in pieces)
+
+
+def was_unsure(ticket_id: str) -> bool:
+    """A checked ticket's id (its nonce) says the answer was shown "not sure"."""
+    return ticket_id.endswith(UNSURE)
 
 
 def digit_answered(status: int, answer: dict) -> int | None:

@@ -2,6 +2,8 @@
 // "not a digit") and the answer go to /api/feedback with the answer's ticket; stored drawings become
 // training data (docs/lifecycle.md). This module owns what the feedback is about.
 
+import { writerHeaders } from "./writer.js";
+
 export const MAX_DIGITS = 16; // /read's limit (handler/segment.py MAX_DIGITS), and the longest number feedback takes
 const NOT_A_DIGIT = "not_a_digit"; // the feedback that confirms "this is not a digit (not a number)"
 
@@ -53,7 +55,7 @@ async function sendFeedback(number) {
   try {
     const response = await fetch("/api/feedback", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...writerHeaders() },
       body: JSON.stringify({
         image: about.image,
         number,

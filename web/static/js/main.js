@@ -1,7 +1,7 @@
 // The canvas page: write a digit or a whole number with mouse, touch or pen; the answer comes when a
 // stroke ends. This module wires the others together: drawing.js (the strokes and the canvas),
 // requests.js (asking /read), render.js (showing the answer), feedback.js (was it right?) and
-// versions.js (the model version picker).
+// versions.js (the model version picker), writer.js (this writer's id, and forgetting their handwriting).
 
 import {
   hasStrokes,
@@ -15,6 +15,7 @@ import { listenForFeedback, offerFeedback } from "./feedback.js";
 import { clearBoxes, resetAnswer } from "./render.js";
 import { cancelPrediction, predict, schedulePrediction, setBusy } from "./requests.js";
 import { loadVersions, onVersionChange } from "./versions.js";
+import { listenForForget } from "./writer.js";
 
 function undo() {
   if (isDrawing()) return;
@@ -41,6 +42,7 @@ listenForStrokes({
   ended: schedulePrediction,
 });
 listenForFeedback();
+listenForForget();
 onVersionChange(() => {
   if (hasStrokes()) predict();
 });

@@ -36,7 +36,8 @@ function judge(piece) {
   const ranked = [...p.keys()].sort((a, b) => p[b] - p[a]);
   if (piece.digit === null) return { kind: "not-digit", guess: ranked[0], p };
   const second = ranked.find((d) => d !== piece.digit);
-  return { kind: (p[piece.digit] || 0) < NOT_SURE_BELOW ? "unsure" : "sure", digit: piece.digit, second, p };
+  const kind = (p[piece.digit] || 0) < NOT_SURE_BELOW ? "unsure" : "sure";
+  return { kind, digit: piece.digit, second, p, yours: piece.adapted === true };
 }
 
 function glyph(verdict) {
@@ -80,7 +81,7 @@ function say(verdicts) {
       return `That does not look like a digit. If it is one, it looks most like a ${v.guess} (${percent(v.p[v.guess])}%).`;
     if (v.kind === "unsure")
       return `Not sure: ${v.digit} (${percent(v.p[v.digit])}%) or ${v.second} (${percent(v.p[v.second])}%).`;
-    return `${percent(v.p[v.digit])}% sure.`;
+    return `${v.yours ? `Read as your ${v.digit}: ` : ""}${percent(v.p[v.digit])}% sure.`;
   }
   const places = (kind) => verdicts.flatMap((v, i) => (v.kind === kind ? [String(i + 1)] : []));
   const odd = places("not-digit");
@@ -108,6 +109,7 @@ function pieceCard(piece, verdict, i, count) {
     v.kind === "not-digit" ? `Does not look like a digit; most like ${v.guess} (${percent(v.p[v.guess])}%).` :
     v.kind === "unsure" ? `Not sure: ${v.digit} (${percent(v.p[v.digit])}%) or ${v.second} (${percent(v.p[v.second])}%).` :
     `${percent(v.p[v.digit])}% sure.`;
+  if (v.yours && v.kind !== "not-digit") sure.textContent = `Read as your ${v.digit}. ${sure.textContent}`;
   const bars = document.createElement("ol");
   bars.className = "bars";
   bars.setAttribute("aria-label", `How sure, for each digit${count > 1 ? `, digit ${i + 1}` : ""}`);

@@ -4,6 +4,7 @@
 import { drawingAsDataURL, drawnStrokes } from "./drawing.js";
 import { knownReason, showError, showReading } from "./render.js";
 import { chosenVersion } from "./versions.js";
+import { writerHeaders } from "./writer.js";
 
 const DEBOUNCE_MS = 250; // a pause this long after a stroke means "done for now": ask the model
 const TIMEOUT_MS = 15000; // the server gives up after 10 s; this only catches a hung connection
@@ -41,7 +42,7 @@ export async function predict() {
   try {
     const response = await fetch(url, {
       method: "POST",
-      headers: { "Content-Type": strokes ? "application/json" : "text/plain" },
+      headers: { "Content-Type": strokes ? "application/json" : "text/plain", ...writerHeaders() },
       body: strokes ? JSON.stringify({ image, strokes }) : image,
       signal: controller.signal,
     });
