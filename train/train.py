@@ -91,10 +91,16 @@ THREADS = knob("THREADS", 0)  # CPU threads for training; 0: one per core
 NONDIGIT_COPIES = knob("NONDIGIT_COPIES", 8)
 HERSHEY_FONTS = knob("HERSHEY_FONTS", str(hershey.DEFAULT_FONT_DIR))  # the stroke fonts (train/hershey.py)
 # Reading numbers (train/number_pieces.py): the pieces POST /read cuts out of this many numbers built from
-# the training writers' digits, each labelled a digit or "not a digit"; 0: none. 4,000 (~163,000 pieces)
-# took touching numbers from 28% to 55-61% exact through the stack over three seeds (docs/reading.md),
-# and spread pen digits' accuracy wider (97.5-98.8%: docs/not-a-digit.md).
-NUMBERS = knob("NUMBERS", 4000)
+# the training writers' digits, each labelled a digit or "not a digit"; 0: none (the default). 4,000
+# (~163,000 pieces, 64% of the images, 14 of training's 16 minutes here) took touching numbers sent as a
+# picture alone from 28% to 55-61% exact through the stack, and spread pen digits' accuracy wider
+# (97.5-98.8%). Since the page sends its strokes, which part touching digits by themselves (86%), the
+# default trains none: the digit reader and training time come back; picture-only touching numbers pay
+# (docs/reading.md, "Training for it").
+NUMBERS = knob("NUMBERS", 0)
+# > 0: this many of the training MNIST images also presented upscaled whole (train/presentations.py): the
+# presentation that asks the loosest "not a digit" threshold, which then lets more non-digits through.
+UPSCALED = knob("UPSCALED", 0)
 # At most this share of validation real digits may be answered "not a digit" (the threshold's choice).
 REJECT_TARGET = knob("REJECT_TARGET", 0.003)
 CACHE_DIR = knob("CACHE_DIR", str(cache.DEFAULT_DIR))  # rendered training images (train/cache.py)
@@ -149,6 +155,14 @@ def load_mnist(device):
         fit_x, fit_y = torch.cat([fit_x, pen[0]]), torch.cat([fit_y, pen[1]])
         writers = "1-16" if TUNE == 1 else "1-20"
         print(f"training on {len(fit)} MNIST + {len(pen[0])} rendered pen digits (writers {writers})")
+    if UPSCALED > 0:
+        chosen = fit[:UPSCALED].numpy()
+        up, up_ok = presentations.mnist_presented(
+            "mnist_upscaled", train.data.numpy(), chosen, "train", Path(CACHE_DIR)
+        )
+        keep = torch.from_numpy(up_ok)
+        fit_x, fit_y = torch.cat([fit_x, torch.from_numpy(up)[keep]]), torch.cat([fit_y, y[chosen][keep]])
+        print(f"plus {int(keep.sum())} MNIST training digits upscaled whole")
     negatives = nondigit_training_set(  # label 10 (train/nondigits.py)
         NONDIGIT_COPIES, Path(HERSHEY_FONTS), Path(CACHE_DIR)
     )
