@@ -82,9 +82,17 @@ def normalised(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
 
 
-def adapt(probabilities: np.ndarray, features: np.ndarray, memory) -> tuple[np.ndarray, np.ndarray]:
+def adapt(
+    probabilities: np.ndarray,
+    features: np.ndarray,
+    memory,
+    similar: float = SIMILAR,
+    strength: float = STRENGTH,
+) -> tuple[np.ndarray, np.ndarray]:
     """The rule, for a batch: probabilities (n, k) softmax outputs, features (n, d) of the same images,
-    memory (labels, normalised features) or None. Gives (probabilities as answered, adapted (n,) bool)."""
+    memory (labels, normalised features) or None. Gives (probabilities as answered, adapted (n,) bool).
+    similar, strength: the rule's constants, other than the served ones only to choose them
+    (bench/adaptation_trial.py)."""
     adapted = np.zeros(len(probabilities), bool)
     if memory is None or not len(memory[0]) or not len(probabilities):
         return probabilities, adapted
@@ -92,7 +100,7 @@ def adapt(probabilities: np.ndarray, features: np.ndarray, memory) -> tuple[np.n
     k = probabilities.shape[1]
     # Each remembered drawing closer than SIMILAR is evidence for its label, growing from 0 at SIMILAR
     # to STRENGTH at the same drawing; a label's evidence is the sum over its drawings.
-    evidence = np.maximum(normalised(features) @ remembered.T - SIMILAR, 0) * (STRENGTH / (1 - SIMILAR))
+    evidence = np.maximum(normalised(features) @ remembered.T - similar, 0) * (strength / (1 - similar))
     known = labels < k  # "not a digit" remembered means nothing to a model of 10 outputs
     votes = np.zeros((len(labels), k), np.float32)
     votes[np.flatnonzero(known), labels[known]] = 1
