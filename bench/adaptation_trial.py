@@ -20,6 +20,10 @@ Choose on writers 17-20 (--writers tuning) with a model trained with TUNE=1, whi
 What a feedback remembers is the /predict 28x28 of the drawing (uint8, as the store keeps it) with its
 label, whose features the model derives, as the handler does (handler/mnist_handler.py _memory). /read
 blends every candidate piece and then chooses the cuts (handler/answers.py choose), as served.
+
+Per setting: later halves right with the memory and without (all orders), writers worse than without by
+more than one digit (writer-orders), adapted answers, their ECE (15 bins), mean top probability and share
+right (of those that gave one digit), the largest memory any writer had, and each order's later halves.
 """
 
 import argparse
@@ -91,13 +95,14 @@ def answered(drawn: Drawn, rows: np.ndarray, adapted: np.ndarray) -> tuple[int |
 
 
 def replay(drawings: list[Drawn], similar: float, strength: float, size: int, confirm: float) -> list:
-    """One writer through the rule with these constants: (right, adapted, probabilities) per drawing."""
+    """One writer through the rule with these constants: (right, adapted, probabilities, the memory's
+    size before it) per drawing."""
     labels: list[int] = []
     remembered: list[np.ndarray] = []
     outcomes = []
     for d in drawings:
         if d.probabilities is None:
-            outcomes.append((False, False, None))
+            outcomes.append((False, False, None, min(len(labels), size)))
             continue
         memory = (np.array(labels[-size:]), np.stack(remembered[-size:])) if labels else None
         rows, adapted = adapt(d.probabilities, d.features, memory, similar, strength)
@@ -107,7 +112,7 @@ def replay(drawings: list[Drawn], similar: float, strength: float, size: int, co
         if d.remembered is not None and (not right or top < confirm):
             labels.append(d.label)
             remembered.append(d.remembered)
-        outcomes.append((right, said, p))
+        outcomes.append((right, said, p, min(len(labels), size)))
     return outcomes
 
 
@@ -122,11 +127,12 @@ def plain(drawings: list[Drawn]) -> list[bool]:
 def score(orders: list[dict], setting) -> dict:
     """A setting over every order: later halves right, writers worse by more than one digit, ECE."""
     right = total = base = 0
-    worse, given, labels, per_order = [], [], [], []
+    worse, given, labels, per_order, largest = [], [], [], [], 0
     for seed, by_writer in orders:
         order_right = order_total = 0
         for writer, (drawings, without) in by_writer.items():
             outcomes = replay(drawings, *setting)
+            largest = max(largest, max(o[3] for o in outcomes))
             half = len(outcomes) // 2
             later = sum(o[0] for o in outcomes[half:])
             later_without = sum(without[half:])
@@ -134,16 +140,18 @@ def score(orders: list[dict], setting) -> dict:
             base += later_without
             if later < later_without - 1:
                 worse.append((seed, writer))
-            for (_, adapted, p), d in zip(outcomes, drawings, strict=True):
+            for (_, adapted, p, _), d in zip(outcomes, drawings, strict=True):
                 if adapted:
                     given.append(p)
                     labels.append(d.label)
         right, total = right + order_right, total + order_total
         per_order.append(order_right / order_total)
     ece = answered_calibration_error(given, labels)[0] if given else float("nan")
+    answered = [(max(p), int(np.argmax(p)) == label) for p, label in zip(given, labels, strict=True) if p]
+    confidence, accuracy = (np.mean([a[i] for a in answered]) if answered else np.nan for i in (0, 1))
     return {
         "with": right / total, "without": base / total, "worse": worse, "adapted": len(given), "ece": ece,
-        "orders": per_order,
+        "confidence": confidence, "accuracy": accuracy, "largest": largest, "orders": per_order,
     }  # fmt: skip
 
 
@@ -178,13 +186,14 @@ def main() -> None:
         f"{SIMILAR}, strength {STRENGTH}, size {MEMORY_SIZE}, confirm {NOT_SURE_BELOW}"
     )
     print(f"{'similar':>7} {'strength':>8} {'size':>4} {'confirm':>7} {'with':>7} {'without':>7} "
-          f"{'worse':>5} {'adapted':>7} {'ECE':>6}  per order")  # fmt: skip
+          f"{'worse':>5} {'adapted':>7} {'ECE':>6} {'conf':>6} {'right':>6} {'mem':>3}  per order")  # fmt: skip
     grid = itertools.product(args.similar, args.strength, args.size, args.confirm)
     for setting in grid:
         s = score(orders, setting)
         print(
             f"{setting[0]:>7} {setting[1]:>8} {setting[2]:>4} {setting[3]:>7} {s['with']:>7.2%} "
-            f"{s['without']:>7.2%} {len(s['worse']):>5} {s['adapted']:>7} {s['ece']:>6.2%}  "
+            f"{s['without']:>7.2%} {len(s['worse']):>5} {s['adapted']:>7} {s['ece']:>6.2%} "
+            f"{s['confidence']:>6.2%} {s['accuracy']:>6.2%} {s['largest']:>3}  "
             + " ".join(f"{o:.2%}" for o in s["orders"]),
             flush=True,
         )
