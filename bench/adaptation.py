@@ -9,12 +9,17 @@ The same drawings are then sent without the header (no memory: the model alone).
     python -m bench.adaptation                          # own stack serving build/convnet (MODEL_DIR)
     python -m bench.adaptation --url http://127.0.0.1:5500 --route /predict
     python -m bench.adaptation --orders 4               # 4 random orders: each, and all together
+    python -m bench.adaptation --writers tuning         # writers 17-20, for a TUNE=1 model (to tune on)
     python -m bench.adaptation --cost                   # CPU per drawing: no memory, a full one (in-process)
 
 Reports the later half of every writer's digits, right with and without the header, per writer and in
 all; the writers whose later half got worse than unadapted by more than one digit; how many answers were
 adapted and the ECE of the adapted answers (15 bins, train/calibration.py, as every figure of ours);
 the memory each writer ended with.
+
+--writers tuning takes pen writers 17-20 instead (train/pendigits.py TUNE_WRITERS): what a model trained
+with TUNE=1 never saw, on which the rule's constants are chosen (bench/adaptation_trial.py, in-process);
+choosing them on 21-30 would spoil 21-30's figure.
 
 --cost measures what a memory costs a drawing, in this process: the handler's handle() CPU time for a
 /predict drawing alone, as a part without memory, and beside a full memory (MEMORY_SIZE drawings, its
@@ -39,6 +44,11 @@ from train.calibration import answered_calibration_error
 from train.canvases import data_url
 
 NOT_SURE_BELOW = 0.8  # the page's (web/static/js/render.js)
+WRITERS = {"held-out": pendigits.held_out, "tuning": pendigits.tuning}
+WRITERS_NAMES = {
+    "held-out": "21-30 (never trained on: to report)",
+    "tuning": "17-20 (what a TUNE=1 model never trained on: to tune on)",
+}
 
 
 class Page:
@@ -173,14 +183,14 @@ def main() -> None:
         "--orders", type=int, default=1, help="random orders, one after another (seed, seed+1, ...)"
     )
     parser.add_argument("--picture", action="store_true", help="/read: the data URL alone, no strokes")
+    parser.add_argument("--writers", choices=WRITERS, default="held-out", help="tuning: to tune on")
     parser.add_argument("--cost", action="store_true", help="CPU per drawing of a memory, in-process")
     args = parser.parse_args()
     if args.cost:
         cost(args.model_dir)
         return
-    by_writer: dict[int, list] = {}
-    for digit in pendigits.held_out(pendigits.load()):
-        by_writer.setdefault(digit.writer, []).append(digit)
+    by_writer = writers_digits(args.writers)
+    print(f"writers {WRITERS_NAMES[args.writers]}, {args.route}, model {args.model_dir}")
     totals, given, labels = [0, 0, 0], [], []
     with web_app(args.url, args.model_dir) as url, ThreadPoolExecutor(4) as pool:
         for seed in range(args.seed, args.seed + args.orders):
@@ -206,6 +216,14 @@ def main() -> None:
             f"{args.orders} orders: later halves {totals[0] / totals[2]:.2%} right with the writer's memory, "
             f"{totals[1] / totals[2]:.2%} without; adapted answers {len(given)}, ECE {ece:.2%}"
         )
+
+
+def writers_digits(writers: str) -> dict[int, list]:
+    """writer -> their digits in the file's order, of the writers named (WRITERS)."""
+    by_writer: dict[int, list] = {}
+    for digit in WRITERS[writers](pendigits.load()):
+        by_writer.setdefault(digit.writer, []).append(digit)
+    return by_writer
 
 
 def order(by_writer: dict, seed: int, strokes: bool) -> dict:

@@ -14,9 +14,9 @@ label, STRENGTH x (similarity - SIMILAR) / (1 - SIMILAR) to its log-odds, summed
 probabilities become softmax(log p + evidence), and the answer says "adapted". The model's confidence and
 the memory's closeness so weigh against each other: a model sure of a 2 keeps it beside a writer's 3 that
 is merely near, and a drawing the writer corrected before (similarity ~1, +10) takes the writer's label
-even from "not a digit". Measured on pen writers 21-30 in-process (docs/writers.md): beside
-"the nearest one's label when the model is below 99.9%" (the issue's trial), the same accuracy without
-making any writer worse, and the ECE of adapted answers under 1%.
+even from "not a digit". SIMILAR and STRENGTH were chosen in-process (bench/adaptation_trial.py) on pen
+writers 17-20 with a model trained without them (TUNE=1), and writers 21-30 measured once with them,
+through the stack (docs/writers.md).
 """
 
 import hashlib
@@ -82,9 +82,17 @@ def normalised(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
 
 
-def adapt(probabilities: np.ndarray, features: np.ndarray, memory) -> tuple[np.ndarray, np.ndarray]:
+def adapt(
+    probabilities: np.ndarray,
+    features: np.ndarray,
+    memory,
+    similar: float = SIMILAR,
+    strength: float = STRENGTH,
+) -> tuple[np.ndarray, np.ndarray]:
     """The rule, for a batch: probabilities (n, k) softmax outputs, features (n, d) of the same images,
-    memory (labels, normalised features) or None. Gives (probabilities as answered, adapted (n,) bool)."""
+    memory (labels, normalised features) or None. Gives (probabilities as answered, adapted (n,) bool).
+    similar, strength: the rule's constants, other than the served ones only to choose them
+    (bench/adaptation_trial.py)."""
     adapted = np.zeros(len(probabilities), bool)
     if memory is None or not len(memory[0]) or not len(probabilities):
         return probabilities, adapted
@@ -92,7 +100,7 @@ def adapt(probabilities: np.ndarray, features: np.ndarray, memory) -> tuple[np.n
     k = probabilities.shape[1]
     # Each remembered drawing closer than SIMILAR is evidence for its label, growing from 0 at SIMILAR
     # to STRENGTH at the same drawing; a label's evidence is the sum over its drawings.
-    evidence = np.maximum(normalised(features) @ remembered.T - SIMILAR, 0) * (STRENGTH / (1 - SIMILAR))
+    evidence = np.maximum(normalised(features) @ remembered.T - similar, 0) * (strength / (1 - similar))
     known = labels < k  # "not a digit" remembered means nothing to a model of 10 outputs
     votes = np.zeros((len(labels), k), np.float32)
     votes[np.flatnonzero(known), labels[known]] = 1
