@@ -102,6 +102,7 @@ def test_training_adds_the_training_part_and_never_the_hold_out(db, monkeypatch)
     )  # MNIST + feedback only: quick
     # The quick test model's subset (tests/conftest.py): its renders are cached already in a test session.
     monkeypatch.setattr(train, "MNIST_SUBSET", int(QUICK_TRAINING["MNIST_SUBSET"]))
+    monkeypatch.setattr(train, "UPSCALED", 0)
     fit_x, fit_y = train.load_mnist(torch.device("cpu"))["fit"]
     assert torch.equal(fit_x[-2 * n :], train_x.repeat(2, 1, 1)) and torch.equal(
         fit_y[-2 * n :], train_y.repeat(2)
@@ -130,6 +131,7 @@ def test_make_train_with_feedback_db(db, tmp_path):
             "PEN_COPIES": "0",
             "MNIST_DIR": str(MNIST_DIR),
             "MNIST_SUBSET": QUICK_TRAINING["MNIST_SUBSET"],
+            "UPSCALED": "0",
         },
         capture_output=True,
         text=True,

@@ -22,6 +22,7 @@ RECIPE = {
     "ELASTIC": "0.03",
     "LABEL_SMOOTHING": "0.05",
     "THREADS": "1",
+    "UPSCALED": "0",  # and no upscaled renders to make on a cold cache
 }
 
 
