@@ -3,7 +3,7 @@
     python -m bench.faults                      # make bench-faults: every scenario, 15 s phases
     python -m bench.faults --seconds 3 --only hostile readyz
 
-A real stack (bench/toolkit.py own_stack, the tests' raised rate limits). Each scenario runs its good
+A real stack (bench/toolkit.py own_stack, the tests' raised rate limits but /readyz's own). Each scenario runs its good
 traffic alone ("idle") and beside the fault, in turn (--rounds, toolkit.alternate), and prints the good
 requests lost (anything but 200) and their p50/p99 in both, with the web app's CPU seconds:
   hostile  400 good drawings at 8 concurrent; beside them 4 clients from 127.0.0.2 sending `[` * 5000
@@ -34,6 +34,7 @@ import psutil
 from bench import toolkit
 from bench.canvas_body import canvas_data_url
 from tests.clients import SLOW_UPLOAD_HEAD, Client
+from tests.stack import RATE_LIMITS
 
 HOSTILE = b"[" * 5000
 
@@ -189,7 +190,10 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=["hostile", "kill", "readyz", "uploads"])
     args = parser.parse_args()
     body, s = canvas_data_url(0), args.seconds
-    with toolkit.own_stack(args.model_dir) as stack:
+    # The tests' raised limits, so that the good clients are never refused, but /readyz's own (10 a second,
+    # web/ratelimit.py): what a flood of it meets in a pod.
+    limits = RATE_LIMITS.replace("/readyz=100000:100000", "/readyz=10:20")
+    with toolkit.own_stack(args.model_dir, WEB_RATE_LIMITS=limits) as stack:
         url = stack.web_url
         scenarios = {
             "hostile": (lambda: good(url, body, 8, each=50), hostile(url)),

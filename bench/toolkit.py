@@ -185,10 +185,10 @@ def alternate(runs: dict, rounds: int) -> dict[str, list]:
 
 
 @contextlib.contextmanager
-def own_stack(model_dir: Path, web: bool = True, workdir: Path | None = None):
+def own_stack(model_dir: Path, web: bool = True, workdir: Path | None = None, **web_env: str):
     """A stack of its own serving model_dir as version 1.0 (tests/stack.py: its own run dir and ports):
     TorchServe (stack.cold_start: seconds from `tsctl start` to the first answer), then the web app with
-    the tests' raised rate limits unless web=False; stopped on the way out."""
+    the tests' raised rate limits (or web_env's settings) unless web=False; stopped on the way out."""
     work = workdir or Path(tempfile.mkdtemp(prefix="bench-"))
     archive(model_dir.resolve(), work / "model_store", "1.0")
     stack = Stack(work / "run", work / "model_store")
@@ -198,7 +198,7 @@ def own_stack(model_dir: Path, web: bool = True, workdir: Path | None = None):
     stack.cold_start = time.monotonic() - started
     try:
         if web:
-            stack.start_web()
+            stack.start_web(**web_env)
         yield stack
     finally:
         stack.stop()
