@@ -45,9 +45,10 @@ CHARGE = web.RequestKey[Callable[[float], None]]("charge")
 
 # A refused request is answered after a pause, its wait for a token, between these bounds (seconds): a
 # client that retries at once, or a flood on many connections, is answered at the pace of its pauses, not
-# as fast as the event loop can write 429s. Unpaused, wrk on 32 connections drew ~5,000 429s a second
-# from /readyz and moved /predict's p99 1.62x (docs/performance.md, bench/faults.py); a paused
-# connection is a sleeping coroutine, and the refusal says the same thing a little later.
+# as fast as the event loop can write 429s (wrk on 32 connections asks for several thousand a second, each
+# about the cost of an answer from memory). Paused, a /readyz flood answered ~340 a second and left
+# /predict's p99 where it was (docs/performance.md, bench/faults.py); a paused connection is a sleeping
+# coroutine, and the refusal says the same thing a little later.
 REFUSAL_PAUSE = (0.1, 1.0)
 
 
