@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from bench.adaptation_trial import Drawn, replay
 from handler.adapt import NOT_A_DIGIT, SIMILAR, STRENGTH, adapt, normalised, pack, unpack
 from web.feedback import to_remember
 from web.feedback_store import MEMORY_DAYS, MEMORY_SIZE, FeedbackStore, writer_memory
@@ -68,21 +67,6 @@ def test_the_rules_constants_can_be_tried_without_changing_the_served_ones():
         adapt(p, F[:1], (np.array([3]), near))[0],
         adapt(p, F[:1], (np.array([3]), near), SIMILAR, STRENGTH)[0],
     )
-
-
-def test_the_trial_remembers_corrections_and_not_sure_confirmations_within_the_bound():
-    """bench/adaptation_trial.py replays the benchmark's protocol: a wrong answer joins the memory, a right
-    one only when shown under `confirm`, at most `size` drawings (the oldest go); the same drawing again
-    is then read with the writer's label."""
-    wrong = Drawn(1, probabilities(7, 0.95), F[:1], None, F[0])
-    unsure_right = Drawn(2, probabilities(2, 0.6), F[1:2], None, F[1])
-    sure_right = Drawn(3, probabilities(3, 0.99), F[2:3], None, F[2])
-    outcomes = replay([wrong, unsure_right, sure_right, wrong], SIMILAR, STRENGTH, 64, 0.8)
-    assert [o[0] for o in outcomes] == [False, True, True, True] and outcomes[3][1]  # the 1 learnt, adapted
-    # size 1: the unsure 2 pushed the corrected 1 out, so the 1 is misread again
-    assert replay([wrong, unsure_right, wrong], SIMILAR, STRENGTH, 1, 0.8)[2][0] is False
-    # corrections only (confirm 0): the unsure 2 is not kept, the 1 stays
-    assert replay([wrong, unsure_right, wrong], SIMILAR, STRENGTH, 1, 0.0)[2][0] is True
 
 
 def test_the_memory_part_round_trips_and_refuses_what_is_not_one():
