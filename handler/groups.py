@@ -55,14 +55,16 @@ def digit_groups(ink: np.ndarray) -> list:
     total, tall = sum(m[5] for m in merged), max(m[3] - m[2] for m in merged)
     kept = [m for m in merged if m[5] >= STRAY_SHARE * total or m[3] - m[2] >= tall / 2]
     return [
-        (top, bottom, left, right, _own_ink(labels[top:bottom, left:right], own))
+        (top, bottom, left, right, _own_ink(labels[top:bottom, left:right], own, count))
         for left, right, top, bottom, own, _ in kept
     ]
 
 
-def _own_ink(labels: np.ndarray, own: list) -> np.ndarray:
+def _own_ink(labels: np.ndarray, own: list, count: int) -> np.ndarray:
     """A group's pixels: its pieces, and the antialiased fringe around them that no other piece has."""
-    mine = np.isin(labels, own)
+    is_own = np.zeros(count, bool)  # a table looked up per pixel: a third of np.isin's time
+    is_own[own] = True
+    mine = is_own[labels]
     fringe = cv2.dilate(mine.view(np.uint8), square(3)).view(bool) & (labels == 0)
     return mine | fringe
 

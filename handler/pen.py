@@ -8,8 +8,9 @@ it: a 400, never a reading that quietly leaves the strokes out.
 
 units() finds each stroke's ink: its path drawn at the ink's own stroke width and a little more
 (MARGIN), over the ink. The strokes must cover the ink (MAX_UNCOVERED): strokes of another image, or of
-this one in other pixels, would otherwise read part of it silently. /predict checks strokes so too
-(digit_image) and reads one digit from all its ink as ever; /read groups them (handler/strokes.py).
+this one in other pixels, would otherwise read part of it silently. /predict checks that alone
+(check_cover: digit_image) and reads one digit from all its ink as ever; /read groups the units
+(handler/strokes.py).
 """
 
 import itertools
@@ -62,9 +63,13 @@ def checked(raw, width: int, height: int) -> list[np.ndarray]:
         raise InputError(f"{points} points in the strokes: at most {MAX_POINTS} are read")
     found = []
     for i, stroke in enumerate(raw):
-        # Sets of types and lengths: passes in C over the whole stroke; the loop only says where.
-        values = {type(v) for v in itertools.chain.from_iterable(p for p in stroke if type(p) is list)}
-        if {type(p) for p in stroke} != {list} or {len(p) for p in stroke} != {3} or values - _NUMBERS:
+        # Sets of types and lengths, made by map() in C over the whole stroke (a third of the time of
+        # comprehensions); the loop below only says where.
+        if set(map(type, stroke)) != {list} or set(map(len, stroke)) != {3}:
+            bad = True
+        else:
+            bad = bool(set(map(type, itertools.chain.from_iterable(stroke))) - _NUMBERS)
+        if bad:
             at = next(j for j, p in enumerate(stroke) if not _point(p))
             raise InputError(f"strokes[{i}][{at}] must be [x, y, t]: three numbers")
         try:
@@ -92,8 +97,17 @@ def digit_image(payload) -> np.ndarray:
     pixels = decode(image)
     ink = ink_map(pixels)
     if strokes is not NO_STROKES:
-        units(checked(strokes, pixels.shape[1], pixels.shape[0]), ink, reduction(pixels.shape))
+        check_cover(checked(strokes, pixels.shape[1], pixels.shape[0]), ink, reduction(pixels.shape))
     return to_mnist(ink)
+
+
+def check_cover(strokes: list, ink: np.ndarray, scale: int) -> None:
+    """units()'s check alone (InputError when the strokes leave the ink uncovered), with no unit built:
+    /predict reads all the ink as one digit, so its strokes need no more (a sixth of units()' time on the
+    most strokes a body may carry: bench/worst_body.py)."""
+    mask = ink > INK_THRESHOLD * 255
+    if mask.any():
+        _check_covered(mask, _paths(strokes, scale), _thickness(mask))
 
 
 def units(strokes: list, ink: np.ndarray, scale: int) -> list[Unit]:
@@ -104,28 +118,42 @@ def units(strokes: list, ink: np.ndarray, scale: int) -> list[Unit]:
     mask = ink > INK_THRESHOLD * 255
     if not mask.any():
         return []  # nothing to cover: reading says "no digit drawn"
-    thickness = max(1, int(round(stroke_width(mask) + 2 * MARGIN)))
-    covered = np.zeros(ink.shape, np.uint8)
+    thickness, paths = _thickness(mask), _paths(strokes, scale)
+    _check_covered(mask, paths, thickness)
     found, specks = [], []
-    for stroke in strokes:
-        path = np.round(stroke[:, :2] * (4 / scale)).astype(np.int32)
-        draw(covered, path, thickness)
+    for path in paths:
         unit = _unit(path, thickness, ink.shape)
         own = unit.mask & mask[unit.top : unit.bottom, unit.left : unit.right]
         if own.any():
             (specks if is_speck(bbox(own), *area_and_outline(own), min(ink.shape)) else found).append(unit)
-    uncovered = np.count_nonzero(mask & (covered == 0)) / np.count_nonzero(mask)
-    if uncovered > MAX_UNCOVERED:
-        raise InputError(
-            f"the strokes leave {uncovered:.0%} of the drawing's ink uncovered: send the strokes of the "
-            "image sent, in its pixels"
-        )
     for speck in specks:
         overlaps = [_overlap(speck, unit) for unit in found]
         if overlaps and max(overlaps):
             best = overlaps.index(max(overlaps))
             found[best] = together([found[best], speck])
     return found
+
+
+def _thickness(mask: np.ndarray) -> int:
+    """The width a stroke's mask is drawn at: the ink's own stroke width and MARGIN on each side."""
+    return max(1, int(round(stroke_width(mask) + 2 * MARGIN)))
+
+
+def _paths(strokes: list, scale: int) -> list[np.ndarray]:
+    """Each stroke's points in quarter pixels of the ink map (cv2's shift=2)."""
+    return [np.round(stroke[:, :2] * (4 / scale)).astype(np.int32) for stroke in strokes]
+
+
+def _check_covered(mask: np.ndarray, paths: list, thickness: int) -> None:
+    covered = np.zeros(mask.shape, np.uint8)
+    for path in paths:
+        draw(covered, path, thickness)
+    uncovered = np.count_nonzero(mask & (covered == 0)) / np.count_nonzero(mask)
+    if uncovered > MAX_UNCOVERED:
+        raise InputError(
+            f"the strokes leave {uncovered:.0%} of the drawing's ink uncovered: send the strokes of the "
+            "image sent, in its pixels"
+        )
 
 
 def draw(canvas: np.ndarray, path: np.ndarray, thickness: int, value: int = 1) -> None:
