@@ -42,7 +42,14 @@ from train.mnist_canvas import through_pipeline
 from train.nondigits import nondigit_held_out_sets, nondigit_training_set
 from train.number_pieces import number_piece_set
 from train.pen_data import pen_held_out_set, pen_training_set
-from train.rejection import NotADigitShift, choose_threshold, digit_probabilities, scores
+from train.rejection import (
+    NotADigitShift,
+    RejectionHead,
+    choose_threshold,
+    digit_probabilities,
+    head_loss,
+    scores,
+)
 
 # ---- configuration: every knob of a run, env var overrides ------------------------------------------
 # CONFIG_FROM=build/x/metrics.json re-runs the recipe written there ("config"); env vars still win over it.
@@ -103,6 +110,9 @@ NUMBERS = knob("NUMBERS", 0)
 # refused, script capitals 92.6% (TUNE=1); with 10,000, 100% and 97.7%, pen writers 17-20 98.50% against
 # 98.60% (one digit) (docs/training.md).
 UPSCALED = knob("UPSCALED", 10_000)
+# How "not a digit" is learnt (train/rejection.py): "head", a yes/no score of its own beside the ten
+# digits' softmax; "class", an 11th class competing with the digits in one softmax (before 12-06).
+REJECTION = knob("REJECTION", "head")
 # At most this share of validation real digits may be answered "not a digit" (the threshold's choice).
 REJECT_TARGET = knob("REJECT_TARGET", 0.003)
 CACHE_DIR = knob("CACHE_DIR", str(cache.DEFAULT_DIR))  # rendered training images (train/cache.py)
@@ -249,7 +259,11 @@ def logits_of(model, images, memory_format, batch=2000):
 
 
 def accuracy(model, data, memory_format):
-    return (logits_of(model, data[0], memory_format).argmax(1) == data[1]).float().mean().item()
+    """Right answers' share; with REJECTION=head the 11th output is a score apart, never an answer."""
+    logits = logits_of(model, data[0], memory_format)
+    if REJECTION == "head":
+        logits = logits[:, :NOT_A_DIGIT]
+    return (logits.argmax(1) == data[1]).float().mean().item()
 
 
 def main():
@@ -267,6 +281,9 @@ def main():
     fit, val = data["fit"], data["val"]
 
     classes = 11 if bool((fit[1] == 10).any()) else 10
+    if classes == 11 and REJECTION not in ("head", "class"):
+        sys.exit(f"error: REJECTION={REJECTION!r}: choose head or class")
+    head = classes == 11 and REJECTION == "head"
     model = build_model(ARCH, classes).to(device).to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval()
     steps_per_epoch = len(fit[0]) // BATCH_SIZE
@@ -297,7 +314,11 @@ def main():
             )
             model.train()
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(model(x), fit[1][index], label_smoothing=LABEL_SMOOTHING)
+                outputs = model(x)
+                if head:
+                    loss = head_loss(outputs.float(), fit[1][index], LABEL_SMOOTHING)
+                else:
+                    loss = F.cross_entropy(outputs, fit[1][index], label_smoothing=LABEL_SMOOTHING)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -329,15 +350,14 @@ def main():
     # (over the ten digit logits: what the answer's probabilities are).
     val_logits = logits_of(ema, val[0], memory_format).cpu()
     temperature = fit_temperature(val_logits[:, :NOT_A_DIGIT], val[1].cpu())
-    layers = [ema, Temperature(temperature)]
+    calibrated = RejectionHead(temperature) if head else Temperature(temperature)
+    layers = [ema, calibrated]
     results = {"temperature": round(temperature, 4)}
     pen = pen_held_out_set(Path(PEN_DIGITS), cache_dir=Path(CACHE_DIR))
     real = real_digit_presentations(data, pen, device)
     if classes == 11:  # the threshold, on validation real digits only, the loosest any presentation asks
         thresholds = {
-            name: choose_threshold(
-                scores(logits_of(ema, x, memory_format).cpu() / temperature), REJECT_TARGET
-            )
+            name: choose_threshold(scores(calibrated(logits_of(ema, x, memory_format).cpu())), REJECT_TARGET)
             for name, ((x, _), _) in real.items()
         }
         threshold = max(thresholds.values())
