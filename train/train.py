@@ -111,8 +111,9 @@ NUMBERS = knob("NUMBERS", 0)
 # 98.60% (one digit) (docs/training.md).
 UPSCALED = knob("UPSCALED", 10_000)
 # How "not a digit" is learnt (train/rejection.py): "head", a yes/no score of its own beside the ten
-# digits' softmax; "class", an 11th class competing with the digits in one softmax (before 12-06).
-REJECTION = knob("REJECTION", "head")
+# digits' softmax; "class", an 11th class competing with the digits in one softmax (before 12-06, so a
+# CONFIG_FROM recipe that does not name it was trained so).
+REJECTION = knob("REJECTION", "class" if _recipe and "REJECTION" not in _recipe else "head")
 # At most this share of validation real digits may be answered "not a digit" (the threshold's choice).
 REJECT_TARGET = knob("REJECT_TARGET", 0.003)
 CACHE_DIR = knob("CACHE_DIR", str(cache.DEFAULT_DIR))  # rendered training images (train/cache.py)
