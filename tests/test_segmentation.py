@@ -169,5 +169,9 @@ def test_the_handler_reads_a_number_and_answers_each_part_on_its_own(handler_and
         bx, by, bw, bh = digit["box"]
         assert abs(bx + bw / 2 - (x + w / 2)) < w / 2 and abs(by + bh / 2 - (y + h / 2)) < h / 2
         assert sum(digit["probabilities"]) == pytest.approx(1.0, abs=1e-4)
-    assert parts[1]["answer"] == answers[0]
+    # As alone: the same answer, the probabilities within float rounding (a batch of another size may
+    # take another convolution kernel: they differed in the 7th digit with the head's model).
+    as_part, as_alone = dict(parts[1]["answer"]), dict(answers[0])
+    assert as_part.pop("probabilities") == pytest.approx(as_alone.pop("probabilities"), rel=1e-4, abs=1e-7)
+    assert as_part == as_alone
     assert parts[2]["answer"]["reason"] == "no_digit"
