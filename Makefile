@@ -111,7 +111,7 @@ rollback: install  ## set the previous default version again
 
 test: install  ## lint, then every test suite against real stacks (~10 min)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 test-fast: install  ## the unit tests alone: no servers, no training, no browser, no podman (under a minute)
 	$(PY) -m pytest -q -m "not stack and not train and not browser and not container" tests
