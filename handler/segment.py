@@ -44,6 +44,12 @@ MAX_PART = 1.4  # of the height: no part wider than this is tried (a digit rarel
 # (at 1024x1024 pixels), fell from 364 pieces to 212 (docs/limits.md).
 MAX_GROUP_ASPECT = 8
 MAX_CANDIDATES = 300
+# A drawing of several groups no wider than this times its height may be one digit whose strokes stand
+# apart (a 5's flag beside its body, a 4 in two strokes that do not meet): it is also a candidate whole,
+# /predict's image of it (handler/answers.py choose() weighs it against the groups read apart). Groups
+# of ink merge only where their columns overlap by half (handler/groups.py MERGE_OVERLAP); 7 of writers
+# 17-20's 1,994 single digits drawn alone were two groups, each read as two digits before this.
+ONE_DIGIT_ASPECT = 1.2
 
 
 @dataclass
@@ -52,12 +58,15 @@ class Candidates:
     a wide group between candidate cuts), as one batch. spans[i] = (group, first node, last node): a group
     of ink has nodes 0..nodes[g]-1 (its left edge, its cuts, its right edge) and candidate i covers it
     from one node to another; a reading of the group is a path of candidates from its first node to its
-    last. boxes are [x, y, w, h] in the drawing's own pixels."""
+    last. boxes are [x, y, w, h] in the drawing's own pixels. `one`: the candidate that is the whole
+    drawing of several groups read as one digit (ONE_DIGIT_ASPECT), outside every group's spans; None
+    where there is none."""
 
     images: np.ndarray  # (n, 28, 28) float32, as preprocess() gives one digit
     boxes: list
     spans: list
     nodes: list
+    one: int | None = None
 
 
 def read_candidates(payload) -> Candidates:
@@ -73,7 +82,8 @@ def read_candidates(payload) -> Candidates:
     if strokes is not NO_STROKES:
         groups = stroke_groups(checked(strokes, pixels.shape[1], pixels.shape[0]), ink, scale)
         _check([group.whole.mask for group in groups])
-        return _finished(_from_strokes(groups, drawing))
+        boxes = [(g.whole.top, g.whole.bottom, g.whole.left, g.whole.right) for g in groups]
+        return _finished(_one_digit(_from_strokes(groups, drawing), boxes, drawing))
     groups = digit_groups(ink)
     _check([mask for *_, mask in groups])
     wide = [m.shape[1] > SPLIT_ASPECT * m.shape[0] for *_, m in groups]
@@ -84,7 +94,7 @@ def read_candidates(payload) -> Candidates:
         piece = np.where(mask, ink[top:bottom, left:right], 0)
         budget = share * mask.shape[1] if wide[g] else 0
         found.nodes.append(_cut(found, (g, 0), (top, left, piece, mask), budget, drawing, len(groups) == 1))
-    return _finished(found)
+    return _finished(_one_digit(found, [group[:4] for group in groups], drawing))
 
 
 class _Drawing(NamedTuple):
@@ -140,6 +150,20 @@ def _cut(found: Candidates, at: tuple, where: tuple, budget: float, drawing: _Dr
         part = np.where(between, piece[:, lo:hi], 0)
         _add(found, (g, node + i, node + j), (top, left + lo, part), drawing, alone and whole)
     return len(paths)
+
+
+def _one_digit(found: Candidates, boxes: list, drawing: _Drawing) -> Candidates:
+    """Adds the whole drawing as one digit's candidate (`one`) when it has several groups (boxes: each
+    one's top, bottom, left, right in the ink map) and is no wider than ONE_DIGIT_ASPECT of its height."""
+    top, bottom = min(b[0] for b in boxes), max(b[1] for b in boxes)
+    left, right = min(b[2] for b in boxes), max(b[3] for b in boxes)
+    narrow = right - left <= ONE_DIGIT_ASPECT * (bottom - top)
+    if len(boxes) > 1 and narrow and len(found.images) < MAX_CANDIDATES:
+        part = drawing.ink[top:bottom, left:right]
+        count = len(found.images)
+        _add(found, (len(boxes), 0, 1), (top, left, part), drawing, True)
+        found.one = count if len(found.images) > count else None
+    return found
 
 
 def _add(found: Candidates, span: tuple, where: tuple, drawing: _Drawing, alone: bool) -> None:

@@ -8,13 +8,22 @@ import random
 import numpy as np
 import pytest
 
-from handler.answers import choose, read_answer
+from handler.answers import EXTRA_PIECE, choose, read_answer
 from handler.decode import decode
 from handler.errors import NoDigitError, TooManyDigitsError, TwoLinesError
 from handler.groups import digit_groups
 from handler.ink import ink_map
 from handler.mnist_form import preprocess
-from handler.segment import CUT_STEP, MAX_CANDIDATES, MAX_DIGITS, MIN_PART, _cuts, _parts, read_candidates
+from handler.segment import (
+    CUT_STEP,
+    MAX_CANDIDATES,
+    MAX_DIGITS,
+    MIN_PART,
+    Candidates,
+    _cuts,
+    _parts,
+    read_candidates,
+)
 from tests.handler_context import Context, handle
 from train import numbers, pendigits
 
@@ -126,6 +135,43 @@ def test_choose_cuts_where_the_whole_is_not_a_digit_and_keeps_a_confident_whole(
     assert len(digits) >= 2 and whole not in [d.index for d in digits]
     confident = np.array([0.0] * 7 + [1.0, 0.0, 0.0, 0.0])
     assert [d.index for d in choose(candidates, scores(confident))] == [whole]
+
+
+def test_a_narrow_drawing_of_two_groups_is_also_one_digit_and_the_surer_reading_wins():
+    """A digit whose strokes stand apart (two groups of ink) narrow enough for one digit: the whole of it,
+    as /predict sees it, is a candidate beside the groups; a wide drawing has no such candidate."""
+    narrow = drawing([("1", 100, 60), ("1", 150, 60)])  # two strokes, ~0.5 as wide as tall
+    candidates = read_candidates(narrow)
+    assert len(candidates.nodes) == 2 and candidates.one is not None
+    assert np.array_equal(candidates.images[candidates.one], preprocess(narrow))
+    assert read_candidates(drawing([("1", 60, 60), ("4", 300, 60)])).one is None
+
+    def reading(groups_sure: float, one_sure: float) -> list:
+        p = np.full((len(candidates.spans), 11), 0.0)
+        p[:, 1] = groups_sure
+        p[:, 10] = 1 - groups_sure
+        p[candidates.one] = [0.0] * 4 + [one_sure] + [0.0] * 5 + [1 - one_sure]
+        return [d.index for d in choose(candidates, p)]
+
+    assert reading(0.999, 0.6) != [candidates.one]  # two sure 1s beat an unsure 4
+    assert reading(0.6, 0.99) == [candidates.one]  # two unsure pieces lose to a sure 4
+
+
+@pytest.mark.parametrize("width, cut", [(100, False), (200, True)])
+def test_a_group_narrow_for_one_digit_is_cut_only_when_the_parts_are_much_surer(width, cut):
+    """EXTRA_PIECE: parts read at 0.95 each beat a whole at 0.8 by the model alone; in a group no wider
+    than it is tall, the second piece's cost leaves the whole."""
+    candidates = Candidates(
+        np.zeros((3, 28, 28), np.float32),
+        [[0, 0, width, 100], [0, 0, width // 2, 100], [width // 2, 0, width // 2, 100]],
+        [(0, 0, 2), (0, 0, 1), (0, 1, 2)],
+        [3],
+    )
+    p = np.zeros((3, 11))
+    p[0, 8], p[0, 10] = 0.8, 0.2
+    p[1:, 3], p[1:, 10] = 0.95, 0.05
+    assert 2 * math.log(0.95) + EXTRA_PIECE < math.log(0.8) < 2 * math.log(0.95)
+    assert [d.index for d in choose(candidates, p)] == ([1, 2] if cut else [0])
 
 
 def test_a_piece_that_is_not_a_digit_makes_the_number_null():
