@@ -71,3 +71,14 @@ def test_metrics_config_reruns_the_same_recipe(tmp_path):
         env={**clean, "CONFIG_FROM": str(first / "metrics.json"), "LR": "0.2"},
     )
     assert json.loads(overridden) == {**config, "LR": 0.2}
+
+
+def test_an_unknown_rejection_is_refused_before_any_data_is_loaded(tmp_path):
+    """A typo in REJECTION ends the run at once with what to choose, not after minutes of loading: here
+    MNIST is not even there to load."""
+    env = {**os.environ, "REJECTION": "heads", "MNIST_DIR": str(tmp_path / "none"), "OUT_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "train.train"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and "REJECTION='heads': choose head or class" in done.stderr
+    assert not (tmp_path / "none").exists() and not (tmp_path / "model.pt").exists()

@@ -270,6 +270,8 @@ def accuracy(model, data, memory_format):
 def main():
     if refused := shipped.refusal(OUT_DIR):  # model/default is replaced by hand, never by a run
         sys.exit(refused)
+    if REJECTION not in ("head", "class"):  # before minutes of loading data, not after
+        sys.exit(f"error: REJECTION={REJECTION!r}: choose head or class")
     torch.manual_seed(SEED)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
@@ -282,8 +284,6 @@ def main():
     fit, val = data["fit"], data["val"]
 
     classes = 11 if bool((fit[1] == 10).any()) else 10
-    if classes == 11 and REJECTION not in ("head", "class"):
-        sys.exit(f"error: REJECTION={REJECTION!r}: choose head or class")
     head = classes == 11 and REJECTION == "head"
     model = build_model(ARCH, classes).to(device).to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval()
