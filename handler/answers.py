@@ -22,9 +22,10 @@ from .segment import MAX_DIGITS, ONE_DIGIT_ASPECT, Candidates, read_candidates
 NOT_A_DIGIT = 10  # the model's 11th output, when it has one; the label of "not a digit"
 NOT_A_DIGIT_ABOVE = 0.5  # softmax(outputs)[NOT_A_DIGIT] over this: "not a digit"
 # Log-probability a reading pays per piece past the first of what is nearly always one digit (choose()).
-# Chosen on writers 17-20 (TUNE=1 model, in-process; docs/reading.md): /read of single digits drawn alone
-# went from 98.04 to 98.29% (/predict 98.70%), numbers apart 90.33 -> 92.00%, touching unchanged; -0.5
-# cost touching numbers with strokes 0.7 points.
+# Chosen on writers 17-20 (TUNE=1 model, in-process; docs/reading.md): with the narrow drawing's whole
+# (handler/segment.py ONE_DIGIT_ASPECT), /read of single digits drawn alone went from 98.04 to 98.65%
+# (/predict 98.70%), numbers apart 90.33 -> 92.00%, touching unchanged; 0.5 cost touching numbers with
+# strokes 0.7 points.
 EXTRA_PIECE = -0.3
 
 
