@@ -286,8 +286,10 @@ def fill_numbers(db, drawings) -> None:
 
 
 def cut(png: bytes) -> list[np.ndarray]:
-    """The drawing's pieces as /read cuts it when every piece scores alike: each group of ink whole."""
+    """The drawing's pieces as /read cuts it when every piece scores alike: each group of ink whole (and a
+    narrow number not read as one digit, as feedback_data.number_digits has it without a model)."""
     candidates = read_candidates(png)
+    candidates.one = None
     digits = choose(candidates, np.full((len(candidates.images), 10), 0.1, np.float32))
     return [(candidates.images[d.index] * 255).round().astype(np.uint8) for d in digits]
 

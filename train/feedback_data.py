@@ -82,6 +82,8 @@ def number_digits(png: bytes, number: str, probabilities_of: Callable | None = N
     except InputError:
         return None
     images = candidates.images
+    if not probabilities_of:  # pieces alike: the fewest would win, and a narrow number is no one digit
+        candidates.one = None
     scores = probabilities_of(images) if probabilities_of else np.full((len(images), 10), 0.1, np.float32)
     digits = choose(candidates, np.asarray(scores))
     if len(digits) != len(labels):
