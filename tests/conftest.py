@@ -1,9 +1,10 @@
-"""Shared fixtures: a model trained for the tests (tests/models.py), the real stack (TorchServe + web app)
-serving it, a fake TorchServe for the web app in-process, Chromium for the page; and the markers.
+"""Shared fixtures: the shipped model and a weak one trained for the tests (tests/models.py), the real
+stack (TorchServe + web app) serving the shipped one, a fake TorchServe for the web app in-process,
+Chromium for the page; and the markers.
 
 Markers (pyproject.toml; `make test-fast` deselects all four):
   stack      starts real server processes (TorchServe and/or the web app);
-  train      trains a model, or needs the session's (trained unless TEST_MODEL_DIR / TEST_WEAK_MODEL_DIR);
+  train      trains a model, or needs the session's weak one (trained unless TEST_WEAK_MODEL_DIR);
   browser    drives a real Chromium;
   container  builds an image and runs a pod with podman.
 `stack` and `train` are given here to every test that uses the fixtures below that need them (so a new
@@ -17,12 +18,12 @@ import pytest
 
 from tests import containers
 from tests.fake_torchserve import fake_app
-from tests.models import QUICK_TRAINING, WEAK_TRAINING, train_model
+from tests.models import SHIPPED, WEAK_TRAINING, train_model
 from tests.page import CHROMIUM, CHROMIUM_ARGS, DESKTOP, Visit
 from tests.stack import Stack, archive
 
 NEEDS_A_STACK = {"stack", "own_stack"}
-NEEDS_A_MODEL = {"model_dir", "weak_model_dir"}
+NEEDS_A_MODEL = {"weak_model_dir"}  # model_dir is the shipped one: nothing to train
 NEEDS_A_BROWSER = {"browser"}
 
 
@@ -39,10 +40,9 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    if os.environ.get("TEST_MODEL_DIR"):
-        return Path(os.environ["TEST_MODEL_DIR"]).resolve()
-    return train_model(tmp_path_factory.mktemp("model"), QUICK_TRAINING, quiet=False)
+def model_dir() -> Path:
+    """What the stack serves: the shipped model (model/default), unless TEST_MODEL_DIR names another."""
+    return Path(os.environ.get("TEST_MODEL_DIR") or SHIPPED).resolve()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from PIL import Image
 from handler.answers import choose
 from handler.mnist_form import preprocess
 from handler.segment import read_candidates
-from tests.models import MNIST_DIR, QUICK_TRAINING
+from tests.models import MNIST_DIR, MNIST_SUBSET
 from tests.stack import ROOT
 from train import feedback_data, nondigits, numbers, pendigits
 from train.feedback_data import data_url, feedback_split, held_out, holdout_drawings
@@ -100,8 +100,8 @@ def test_training_adds_the_training_part_and_never_the_hold_out(db, monkeypatch)
     monkeypatch.setattr(
         train, "pen_training_set", lambda *args, **kwargs: None
     )  # MNIST + feedback only: quick
-    # The quick test model's subset (tests/conftest.py): its renders are cached already in a test session.
-    monkeypatch.setattr(train, "MNIST_SUBSET", int(QUICK_TRAINING["MNIST_SUBSET"]))
+    # The tests' subset (tests/models.py): its renders are cached already in a test session.
+    monkeypatch.setattr(train, "MNIST_SUBSET", int(MNIST_SUBSET))
     monkeypatch.setattr(train, "UPSCALED", 0)
     fit_x, fit_y = train.load_mnist(torch.device("cpu"))["fit"]
     assert torch.equal(fit_x[-2 * n :], train_x.repeat(2, 1, 1)) and torch.equal(
@@ -130,7 +130,7 @@ def test_make_train_with_feedback_db(db, tmp_path):
             **os.environ,
             "PEN_COPIES": "0",
             "MNIST_DIR": str(MNIST_DIR),
-            "MNIST_SUBSET": QUICK_TRAINING["MNIST_SUBSET"],
+            "MNIST_SUBSET": MNIST_SUBSET,
             "UPSCALED": "0",
         },
         capture_output=True,

@@ -144,7 +144,7 @@ def probabilities_of(model_dir):
 
 
 def test_touching_numbers_read_with_strokes_far_better_than_as_a_picture(probabilities_of):
-    """Numbers of held-out writers written with their digits touching (tests' quick model, in-process): the
+    """Numbers of held-out writers written with their digits touching (the shipped model, in-process): the
     strokes read most of them, the picture alone under half (issue 42: 81.5% against 47.5%), with a
     fraction of the candidates, and each digit's box is its own ink's."""
     found = numbers.numbers(

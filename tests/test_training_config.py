@@ -7,17 +7,17 @@ import sys
 
 import pytest
 
-from tests.models import MNIST_DIR, QUICK_TRAINING
+from tests.models import MNIST_DIR, MNIST_SUBSET
 from tests.stack import ROOT
 
 pytestmark = pytest.mark.train
 
-# A few steps of LeNet on the quick model's MNIST subset (its renders are in the cache), no pen digits
+# A few steps of LeNet on the tests' MNIST subset (its renders are in the cache), no pen digits
 # (a file that is not there), some knobs off their defaults so the recipe is not just the defaults.
 RECIPE = {
     "ARCH": "lenet",
     "MAX_STEPS": "3",
-    "MNIST_SUBSET": QUICK_TRAINING["MNIST_SUBSET"],
+    "MNIST_SUBSET": MNIST_SUBSET,
     "LR": "0.05",
     "ELASTIC": "0.03",
     "LABEL_SMOOTHING": "0.05",

@@ -6,14 +6,13 @@ import urllib.request
 import pytest
 
 from tests.drawings import drawing
-from tests.models import QUICK_TRAINING, train_model
 from tests.stack import archive, make, post
 
 
-@pytest.fixture(scope="module")
-def second_model(tmp_path_factory):
-    """Version 2.0 is trained differently (the original LeNet), so its answers are its own."""
-    return train_model(tmp_path_factory.mktemp("model2"), {**QUICK_TRAINING, "ARCH": "lenet", "EPOCHS": "1"})
+@pytest.fixture
+def second_model(weak_model_dir):
+    """Version 2.0 is another network (the weak LeNet), so its answers are its own."""
+    return weak_model_dir
 
 
 def models(stack) -> dict:

@@ -73,7 +73,7 @@ LABEL_SMOOTHING = knob("LABEL_SMOOTHING", 0.1)
 EMA_DECAY = knob("EMA_DECAY", 0.999)  # evaluate and export the weights' moving average
 EVAL_EVERY = knob("EVAL_EVERY", 1000)  # steps; also at the end of every epoch
 VAL_SIZE = knob("VAL_SIZE", 5000)
-# > 0: train on this many MNIST images only (the tests' quick model: fewer to render on a cold cache).
+# > 0: train on this many MNIST images only (the tests' trainings: fewer to render on a cold cache).
 MNIST_SUBSET = knob("MNIST_SUBSET", 0)
 ELASTIC = knob("ELASTIC", 0.06)  # std of the elastic displacement field, of the half-width: ~0.8 px
 # Pen digits (train/pen_data.py): the file (default: the team's shared copy, else data/, downloaded there),
@@ -208,10 +208,8 @@ def load_mnist(device):
         "val_raw": (train.data[val].to(device), y[val].to(device)),  # the same digits as MNIST's own 28x28
         "test_canvas": (torch.from_numpy(test_images).to(device), test_canvas_y.to(device)),
         "test_raw": (test.data.to(device), test.targets.to(device)),
-        # Real digits presented other ways, for the threshold and its figures (train/presentations.py)
-        "presented": presentations.mnist_sets(
-            train.data, train.targets, val, test.data, test.targets, Path(CACHE_DIR)
-        ),
+        # What real_digit_presentations() presents other ways (a run with "not a digit" only)
+        "mnist": (train.data, train.targets, val, test.data, test.targets),
     }
 
 
@@ -221,7 +219,7 @@ def real_digit_presentations(data: dict, pen, device) -> dict:
     canvas_test = data["test_canvas"]
     drawn = canvas_test[1] >= 0
     real = {"mnist_canvas": (data["val"], (canvas_test[0][drawn], canvas_test[1][drawn]))}
-    for name, (val, held) in data["presented"].items():
+    for name, (val, held) in presentations.mnist_sets(*data["mnist"], Path(CACHE_DIR)).items():
         real[name] = tuple((x.to(device), y.to(device)) for x, y in (val, held))
     # The training writers' kept-out digits in 4 layouts each (1,000): a 0.3% quantile of their 250 alone
     # would be their single highest score.
@@ -355,7 +353,8 @@ def main():
     layers = [ema, calibrated]
     results = {"temperature": round(temperature, 4)}
     pen = pen_held_out_set(Path(PEN_DIGITS), cache_dir=Path(CACHE_DIR))
-    real = real_digit_presentations(data, pen, device)
+    # Rendered only where there is a threshold to choose (ten outputs: none; ~75,000 renders on a cold cache)
+    real = real_digit_presentations(data, pen, device) if classes == 11 else {}
     if classes == 11:  # the threshold, on validation real digits only, the loosest any presentation asks
         thresholds = {
             name: choose_threshold(scores(calibrated(logits_of(ema, x, memory_format).cpu())), REJECT_TARGET)
