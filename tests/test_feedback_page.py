@@ -219,7 +219,9 @@ def test_a_writers_correction_reads_their_same_drawing_as_theirs_until_forgotten
     """docs/writers.md on the page: its id goes with /read and feedback; a correction makes the same drawing
     "Read as your N"; "Forget my handwriting" undoes it."""
     v = visit(stack)
-    for seed in range(21, 29):  # a drawing the model is not sure beyond what a writer's correction outweighs
+    # A drawing the model is not sure beyond what a writer's correction outweighs: first those the shipped
+    # model was least sure of (rendered in-process, 2026-12-07: runner-up 2-9% of the answer), then others.
+    for seed in (36, 60, 171, 193, *range(21, 29)):
         draw = pen_digit(seed)
         answer, _ = answer_a_drawing(v, draw)
         p = answer["digits"][0]["probabilities"] if len(answer["digits"]) == 1 else [1.0] + [0.0] * 9
