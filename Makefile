@@ -109,7 +109,7 @@ evaluate promote shadow: install  ## evaluate VERSION against the default / prom
 rollback: install  ## set the previous default version again
 	$(PY) -m scripts.lifecycle rollback
 
-test: install  ## lint, then every test suite against real stacks (~10 min)
+test: install  ## lint, then every test suite against real stacks serving the shipped model (~25 min on 2 cores)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	$(PY) -m pytest -q --durations=25 tests
 
