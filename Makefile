@@ -113,7 +113,7 @@ test: install  ## lint, then every test suite against real stacks serving the sh
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	$(PY) -m pytest -q --durations=25 tests
 
-test-fast: install  ## the unit tests alone: no servers, no training, no browser, no podman (under a minute)
+test-fast: install  ## the unit tests alone: no servers, no training, no browser, no podman (~3 min on 2 cores)
 	$(PY) -m pytest -q -m "not stack and not train and not browser and not container" tests
 
 lint: install  ## ruff check + ruff format --check
