@@ -9,22 +9,16 @@ from tests.drawings import drawing
 from tests.stack import archive, make, post
 
 
-@pytest.fixture
-def second_model(weak_model_dir):
-    """Version 2.0 is another network (the weak LeNet), so its answers are its own."""
-    return weak_model_dir
-
-
 def models(stack) -> dict:
     with urllib.request.urlopen(stack.web_url + "/api/models", timeout=10) as response:
         return json.loads(response.read())
 
 
-def test_register_set_default_pick_unregister_and_restart(own_stack, second_model):
+def test_register_set_default_pick_unregister_and_restart(own_stack, weak_model_dir):
     stack, image = own_stack, drawing()
     assert models(stack) == {"model": "mnist", "versions": ["1.0"], "default": "1.0"}
 
-    archive(second_model, stack.model_store, "2.0")
+    archive(weak_model_dir, stack.model_store, "2.0")  # another network: its answers are its own
     registered = make(stack, "register", "2.0")
     assert registered.returncode == 0, registered.stderr
     assert models(stack) == {"model": "mnist", "versions": ["1.0", "2.0"], "default": "1.0"}
