@@ -221,7 +221,7 @@ def run(args, workdir: Path) -> int:
             "flask": (flask, plain, args.body),
         }
         urls = {target: urls[target] for target in args.targets}
-        frontend = int((run_dir / "tmp" / ".model_server.pid").read_text())
+        frontend = toolkit.frontend_pid(run_dir)
         pids = {"web": (web_pid, "self"), "frontend": (frontend, "self")}
         pids |= {"workers": (frontend, "descendants"), "naive": (naive_pid, "self")}
         pids["flask"] = (flask_pid, "self")

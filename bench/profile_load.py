@@ -69,8 +69,7 @@ def main() -> None:
     spy = shutil.which("py-spy") or sys.exit("error: py-spy is not installed: pip install py-spy")
     body, out = canvas_data_url(), Path(tempfile.mkdtemp(prefix="profile-"))
     with toolkit.own_stack(args.model_dir) as stack:
-        frontend = int((stack.run_dir / "tmp" / ".model_server.pid").read_text())
-        worker = psutil.Process(frontend).children(recursive=True)[0].pid
+        worker = psutil.Process(toolkit.frontend_pid(stack.run_dir)).children(recursive=True)[0].pid
         url, plain = stack.web_url + "/predict", {"Content-Type": "text/plain"}
         toolkit.wrk(url, body, plain, 16, 3)  # warm
         record = [spy, "record", "-r", "200", "-d", str(args.seconds), "-f", "raw", "--nonblocking"]

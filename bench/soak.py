@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.toolkit import DEFAULT_MODEL_DIR, own_stack, percentiles
+from bench.toolkit import DEFAULT_MODEL_DIR, frontend_pid, own_stack, percentiles
 from tests.clients import Client, run_soak, soak_images
 
 
@@ -35,7 +35,7 @@ def stack_memory(web_pid: int | None, run_dir: Path):
         return round(sum(p.memory_info().rss for p in processes) / 2**20, 1)
 
     def watch() -> dict:
-        frontend = psutil.Process(int((run_dir / "tmp" / ".model_server.pid").read_text()))
+        frontend = psutil.Process(frontend_pid(run_dir))
         memory = {
             "torchserve frontend": rss_mb(frontend),
             "torchserve workers": rss_mb(*frontend.children(recursive=True)),

@@ -145,6 +145,11 @@ def cpu_seconds(processes: dict) -> dict:
     return seconds
 
 
+def frontend_pid(run_dir: Path) -> int:
+    """TorchServe's frontend (the JVM) of a stack's run dir: its workers are its descendants."""
+    return int((run_dir / "tmp" / ".model_server.pid").read_text())
+
+
 def prometheus(url: str) -> dict:
     """Every sample of url/metrics summed over its labels, by sample name (the parser ends every counter
     sample in _total, also where the text has none)."""
