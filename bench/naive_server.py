@@ -51,9 +51,10 @@ async def predict(request: web.Request) -> web.Response:
 
 
 def init_app(model_path: str, threads: int) -> web.Application:
-    from handler.mnist_handler import for_inference  # here: bench/latency.py imports serving() alone
+    # here: bench/latency.py imports serving() alone
+    from handler.mnist_handler import for_inference, set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     # The model as the handler runs it (frozen and optimized), so the two differ only in what serves them.
     model = for_inference(torch.jit.load(model_path, map_location="cpu"))
     with torch.inference_mode():

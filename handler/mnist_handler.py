@@ -36,6 +36,7 @@ import logging
 import warnings
 import zlib
 
+import cv2
 import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
@@ -60,6 +61,15 @@ NUMBER = "number-"  # the name of a drawing of a number (POST /read), before its
 MEMORY = "memory-"  # the name of the writer's memory of the drawing of that index (handler/adapt.py)
 
 
+def set_threads(count: int) -> None:
+    """Workers share the cores: `count` threads each (one unless the config says otherwise), for torch and
+    for OpenCV alike. OpenCV's default, a thread per core, spreads a number's larger images over both
+    cores and spent a quarter more CPU on a /read than one thread (docs/performance.md): under load every
+    core is busy already, and the CPU is what a prediction costs."""
+    torch.set_num_threads(count)
+    cv2.setNumThreads(count)
+
+
 def for_inference(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
     """Freezing inlines the weights as constants; optimize_for_inference then folds batch norms into the
     convolutions and fuses what it can for this machine: same outputs (within float rounding), ~1.4x
@@ -70,8 +80,7 @@ def for_inference(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
 class MnistHandler(BaseHandler):
     def initialize(self, context):
         options = (context.model_yaml_config or {}).get("handler", {})
-        # Workers share the cores: one intra-op thread each unless the config says otherwise.
-        torch.set_num_threads(int(options.get("torch_threads", 1)))
+        set_threads(int(options.get("torch_threads", 1)))
         super().initialize(context)  # loads model.pt onto cuda:<gpu_id> when TorchServe gives a GPU
         # (outputs, features) from one pass when the model can be cut before its last Linear; else outputs
         # only, and memory parts are ignored (no adaptation).

@@ -58,32 +58,49 @@ def checked(raw, width: int, height: int) -> list[np.ndarray]:
     for i, stroke in enumerate(raw):
         if not isinstance(stroke, list) or not stroke:
             raise InputError(f"strokes[{i}] must be a non-empty list of [x, y, t] points")
-    points = sum(map(len, raw))
-    if points > MAX_POINTS:
-        raise InputError(f"{points} points in the strokes: at most {MAX_POINTS} are read")
-    found = []
+    points = list(itertools.chain.from_iterable(raw))
+    if len(points) > MAX_POINTS:
+        raise InputError(f"{len(points)} points in the strokes: at most {MAX_POINTS} are read")
+    # Every point at once, where map() and numpy work in C: strokes are short, and a stroke at a time was
+    # mostly per-array overhead (a quarter of the strokes' share of a /read). Anything wrong: _fault says where.
+    flat = _numbers(points)
+    if flat is None or not np.isfinite(flat).all():
+        _fault(raw)
+    ends = list(itertools.accumulate(map(len, raw)))
+    falls = np.diff(flat[:, 2]) < 0
+    falls[[end - 1 for end in ends[:-1]]] = False  # from one stroke's last point to the next one's first
+    if falls.any():
+        _fault(raw)
+    np.clip(flat[:, :2], 0, (width, height), out=flat[:, :2])
+    return [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _numbers(points: list) -> np.ndarray | None:
+    """The points as one float array (n, 3); None unless every point is three numbers, each within a
+    float's range."""
+    if set(map(type, points)) != {list} or set(map(len, points)) != {3}:
+        return None
+    values = list(itertools.chain.from_iterable(points))
+    if set(map(type, values)) - _NUMBERS:
+        return None
+    try:
+        return np.fromiter(values, np.float64, len(values)).reshape(-1, 3)
+    except OverflowError:  # an integer past a float's range
+        return None
+
+
+def _fault(raw: list) -> None:
+    """InputError for the first stroke that is wrong (checked() found one), naming it and what."""
     for i, stroke in enumerate(raw):
-        # Sets of types and lengths, made by map() in C over the whole stroke (a third of the time of
-        # comprehensions); the loop below only says where.
-        if set(map(type, stroke)) != {list} or set(map(len, stroke)) != {3}:
-            bad = True
-        else:
-            bad = bool(set(map(type, itertools.chain.from_iterable(stroke))) - _NUMBERS)
-        if bad:
-            at = next(j for j, p in enumerate(stroke) if not _point(p))
+        at = next((j for j, p in enumerate(stroke) if not _point(p)), None)
+        if at is not None:
             raise InputError(f"strokes[{i}][{at}] must be [x, y, t]: three numbers")
-        try:
-            points = np.array(stroke, dtype=np.float64)
-        except OverflowError:  # an integer past a float's range
-            points = np.full((1, 3), np.inf)
-        if not np.isfinite(points).all():
+        values = _numbers(stroke)
+        if values is None or not np.isfinite(values).all():
             raise InputError(f"strokes[{i}] holds a number that is not finite (NaN, Infinity or too large)")
-        if (np.diff(points[:, 2]) < 0).any():
+        if (np.diff(values[:, 2]) < 0).any():
             raise InputError(f"strokes[{i}]: t decreases; a stroke's times never go back")
-        points[:, 0] = points[:, 0].clip(0, width)
-        points[:, 1] = points[:, 1].clip(0, height)
-        found.append(points)
-    return found
+    raise AssertionError("checked() found a fault that _fault() does not")
 
 
 def _point(p) -> bool:
@@ -102,30 +119,42 @@ def digit_image(payload) -> np.ndarray:
 
 
 def check_cover(strokes: list, ink: np.ndarray, scale: int) -> None:
-    """units()'s check alone (InputError when the strokes leave the ink uncovered), with no unit built:
-    /predict reads all the ink as one digit, so its strokes need no more (a sixth of units()' time on the
-    most strokes a body may carry: bench/worst_body.py)."""
-    mask = ink > INK_THRESHOLD * 255
-    if mask.any():
-        _check_covered(mask, _paths(strokes, scale), _thickness(mask))
+    """over_ink()'s check alone: /predict reads all the ink as one digit, so its strokes need no more."""
+    over_ink(strokes, ink, scale)
 
 
-def units(strokes: list, ink: np.ndarray, scale: int) -> list[Unit]:
-    """Each stroke's unit of ink (checked() strokes; `ink` the ink map, `scale` image pixels a pixel). A
-    stroke whose ink is a speck joins the unit it overlaps (a short stroke of a digit is one piece of ink
-    with it), or goes (a tap on its own, as to_mnist() leaves it out); InputError when the strokes leave
-    more than MAX_UNCOVERED of the ink uncovered."""
+@dataclass
+class Pen:
+    """The strokes over a drawing's ink: its mask (ink map pixels past INK_THRESHOLD), the width a
+    stroke's mask is drawn at, and each stroke's path (quarter pixels of the ink map: cv2's shift=2)."""
+
+    mask: np.ndarray
+    thickness: int
+    paths: list
+
+
+def over_ink(strokes: list, ink: np.ndarray, scale: int) -> Pen | None:
+    """checked() strokes over `ink` (the ink map, `scale` image pixels a pixel); None when there is no
+    ink; InputError when the strokes leave more than MAX_UNCOVERED of it uncovered."""
     mask = ink > INK_THRESHOLD * 255
     if not mask.any():
-        return []  # nothing to cover: reading says "no digit drawn"
-    thickness, paths = _thickness(mask), _paths(strokes, scale)
-    _check_covered(mask, paths, thickness)
+        return None
+    pen = Pen(mask, _thickness(mask), _paths(strokes, scale))
+    _check_covered(mask, pen.paths, pen.thickness)
+    return pen
+
+
+def units(pen: Pen, strokes: list) -> list[Unit]:
+    """The unit of ink of each of these strokes (their indices): a stroke whose ink is a speck joins the
+    unit it overlaps (a short stroke of a digit is one piece of ink with it), or goes (a tap on its own,
+    as to_mnist() leaves it out), and so does a stroke over no ink."""
     found, specks = [], []
-    for path in paths:
-        unit = _unit(path, thickness, ink.shape)
-        own = unit.mask & mask[unit.top : unit.bottom, unit.left : unit.right]
+    for k in strokes:
+        unit = stroke_unit(pen, k)
+        own = unit.mask & pen.mask[unit.top : unit.bottom, unit.left : unit.right]
         if own.any():
-            (specks if is_speck(bbox(own), *area_and_outline(own), min(ink.shape)) else found).append(unit)
+            side = min(pen.mask.shape)
+            (specks if is_speck(bbox(own), *area_and_outline(own), side) else found).append(unit)
     for speck in specks:
         overlaps = [_overlap(speck, unit) for unit in found]
         if overlaps and max(overlaps):
@@ -146,8 +175,9 @@ def _paths(strokes: list, scale: int) -> list[np.ndarray]:
 
 def _check_covered(mask: np.ndarray, paths: list, thickness: int) -> None:
     covered = np.zeros(mask.shape, np.uint8)
+    cv2.polylines(covered, paths, False, 1, thickness, cv2.LINE_8, shift=2)  # as draw() draws each, at once
     for path in paths:
-        draw(covered, path, thickness)
+        cv2.circle(covered, tuple(int(v) for v in path[0]), thickness * 2, 1, -1, cv2.LINE_8, shift=2)
     uncovered = np.count_nonzero(mask & (covered == 0)) / np.count_nonzero(mask)
     if uncovered > MAX_UNCOVERED:
         raise InputError(
@@ -162,7 +192,9 @@ def draw(canvas: np.ndarray, path: np.ndarray, thickness: int, value: int = 1) -
     cv2.circle(canvas, tuple(int(v) for v in path[0]), thickness * 2, value, -1, cv2.LINE_8, shift=2)
 
 
-def _unit(path: np.ndarray, thickness: int, shape) -> Unit:
+def stroke_unit(pen: Pen, k: int) -> Unit:
+    """Stroke k's unit: its path drawn at the pen's thickness, in the box of it."""
+    path, thickness, shape = pen.paths[k], pen.thickness, pen.mask.shape
     reach = thickness // 2 + 1
     left, top = np.maximum(path.min(axis=0) // 4 - reach, 0)
     right, bottom = np.minimum(path.max(axis=0) // 4 + reach + 1, (shape[1], shape[0]))

@@ -26,7 +26,7 @@ import numpy as np
 
 from .groups import digit_groups
 from .ink import bbox
-from .pen import Unit, draw, units
+from .pen import Pen, Unit, draw, over_ink, stroke_unit, units
 
 MAX_RUN = 3  # strokes of one digit at most (pen digits have 1-3; 4 read the same, at more pieces)
 MAX_RUN_ASPECT = 1.4  # a run of strokes wider than this times its height is not one digit
@@ -37,6 +37,10 @@ SPLIT_ASPECT = 0.9  # a group narrower than this times its height is one digit (
 SIDE_BY_SIDE = 0.5
 HELD = 0.9  # a stroke this much in another's columns is of its digit (a slashed 0 split read "10")
 WIDE_STROKE = 1.3  # a stroke wider than this times its group's height may be two digits: it is cut
+# A narrow group's strokes whose paths' columns overlap by this share at every split are one digit's
+# without building their units (_plainly_one): well above SIDE_BY_SIDE, as the units' shares of the ink
+# differ from their paths' columns.
+PLAINLY = 0.7
 
 
 @dataclass
@@ -54,27 +58,80 @@ class Group:
 def stroke_groups(strokes: list, ink: np.ndarray, scale: int) -> list[Group]:
     """The groups of ink, left to right, each with the units of the strokes drawn in it (handler/pen.py
     checked() strokes; `ink` the ink map, `scale` image pixels a pixel). The errors of digit_groups (no
-    digit drawn, two lines) and of units (the strokes leave the ink uncovered)."""
+    digit drawn, two lines) and of over_ink (the strokes leave the ink uncovered)."""
     pieces = digit_groups(ink)
+    pen = over_ink(strokes, ink, scale)
     labels = np.zeros(ink.shape, np.int32)  # the group (from 1) of each pixel of ink a group holds
     for g, (top, bottom, left, right, own) in enumerate(pieces, 1):
         labels[top:bottom, left:right][own] = g
     members = [[] for _ in pieces]
-    for unit in units(strokes, ink, scale):
-        votes = np.bincount(
-            labels[unit.top : unit.bottom, unit.left : unit.right][unit.mask], minlength=len(pieces) + 1
-        )
-        if votes[1:].any():  # else ink that digit_groups left out as stray: so is the stroke
-            members[votes[1:].argmax()].append(unit)
-    return [_group(Unit(*piece, []), mine) for piece, mine in zip(pieces, members, strict=True)]
+    for k, g in enumerate(_votes(labels, pen, len(pieces))):
+        if g:  # else ink that digit_groups left out as stray: so is the stroke
+            members[g - 1].append(k)
+    return [
+        _of(whole, pen, mine) for whole, mine in zip((Unit(*p, []) for p in pieces), members, strict=True)
+    ]
+
+
+def _of(whole: Unit, pen: Pen, strokes: list) -> Group:
+    """The group of ink `whole` with these strokes (indices) drawn in it. A group of one stroke, or narrow
+    and plainly of one digit's strokes, is its ink, as without strokes: no unit is built (most groups)."""
+    height, width = whole.mask.shape
+    if len(strokes) <= 1:
+        return _alone(whole)
+    if width <= SPLIT_ASPECT * height and _plainly_one(pen, strokes):
+        return Group(whole, [whole], [(0, 1)], [False])
+    return _group(whole, units(pen, strokes))
+
+
+def _votes(labels: np.ndarray, pen: Pen, groups: int) -> list[int]:
+    """Per stroke, the group (from 1) that holds most of its ink, 0 for none: by the pixels under its
+    points (a path runs down the middle of its ink), all strokes at once; by the stroke's whole unit
+    where none of its points falls on a group's ink."""
+    height, width = labels.shape
+    points = np.concatenate(pen.paths) >> 2  # quarter pixels -> pixels
+    under = labels[points[:, 1].clip(0, height - 1), points[:, 0].clip(0, width - 1)]
+    stroke = np.repeat(np.arange(len(pen.paths)), [len(path) for path in pen.paths])
+    votes = np.bincount(stroke * (groups + 1) + under, minlength=len(pen.paths) * (groups + 1))
+    found = []
+    for k, mine in enumerate(votes.reshape(len(pen.paths), groups + 1)[:, 1:]):
+        if not mine.any():
+            unit = stroke_unit(pen, k)
+            box = (slice(unit.top, unit.bottom), slice(unit.left, unit.right))
+            mine = np.bincount(labels[box][unit.mask & pen.mask[box]], minlength=groups + 1)[1:]
+        found.append(int(mine.argmax()) + 1 if mine.any() else 0)
+    return found
+
+
+def _plainly_one(pen: Pen, strokes: list) -> bool:
+    """Whether these strokes are plainly not side by side (_side_by_side): at every split of them, left
+    to right, their paths' columns overlap by PLAINLY of the narrower set's. A unit's ink reaches past
+    its path by half a stroke's width on each side, which only adds to the overlap; under PLAINLY, the
+    units are built and their shares of the ink decide."""
+    spans = sorted((int(pen.paths[k][:, 0].min()), int(pen.paths[k][:, 0].max())) for k in strokes)
+    spans.sort(key=sum)  # by their middles, as _place orders units
+    for k in range(1, len(spans)):
+        a0, a1 = min(s[0] for s in spans[:k]), max(s[1] for s in spans[:k])
+        b0, b1 = min(s[0] for s in spans[k:]), max(s[1] for s in spans[k:])
+        if max(0, min(a1, b1) - max(a0, b0)) < PLAINLY * max(1, min(a1 - a0, b1 - b0)):
+            return False
+    return True
+
+
+def _alone(whole: Unit) -> Group:
+    """A group read as its ink alone, as without strokes: cut where it is wide enough for two digits."""
+    height, width = whole.mask.shape
+    return Group(whole, [whole], [(0, 1)], [width > SPLIT_ASPECT * height])
 
 
 def _group(whole: Unit, members: list) -> Group:
     height, width = whole.mask.shape
     if len(members) > 1:  # in order of place, not of drawing: the order they came in changes nothing
         members = sorted(_shared(whole, sorted(members, key=_place)), key=_place)
-    if len(members) <= 1 or (width <= SPLIT_ASPECT * height and not _side_by_side(members)):
-        return Group(whole, [whole], [(0, 1)], [len(members) <= 1 and width > SPLIT_ASPECT * height])
+    if len(members) <= 1:
+        return _alone(whole)
+    if width <= SPLIT_ASPECT * height and not _side_by_side(members):
+        return Group(whole, [whole], [(0, 1)], [False])
     # Where a digit may end: not between two strokes of which one lies in the other's columns (a slashed
     # 0's slash, a 5's flag). Runs go from one such place to another, at most MAX_RUN places on.
     ends = [0, *(k for k in range(1, len(members)) if not _held(members[:k], members[k:])), len(members)]
