@@ -4,11 +4,13 @@ Writing on more than one line is refused here (TwoLinesError). handler/segment.p
 may be digits that touch.
 """
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from .errors import NoDigitError, TwoLinesError
-from .ink import INK_THRESHOLD, PLUS, bbox, is_speck, square
+from .ink import INK_THRESHOLD, PLUS, bbox, is_speck, mean_width, square
 from .mnist_form import STRAY_SHARE
 
 # Pieces of ink whose column ranges overlap by this share of the narrower one are strokes of one digit: a
@@ -19,10 +21,29 @@ LINE_SHARE = 0.5
 LINE_GAP = 0.25
 
 
+@dataclass
+class Grouped:
+    """digit_groups() and what it found on the way, for the pen's strokes (handler/strokes.py): the ink's
+    mask (past INK_THRESHOLD), its connected pieces (`labels`, as OpenCV numbers them), the group (from 1)
+    each piece went to (`group_of`, by label: 0 for none, a speck or a stray mark), and the ink's mean
+    stroke width (ink.stroke_width of the mask, from the same pass)."""
+
+    groups: list
+    mask: np.ndarray
+    labels: np.ndarray
+    group_of: np.ndarray
+    width: float
+
+
 def digit_groups(ink: np.ndarray) -> list:
     """The drawing's pieces of ink grouped into digits, left to right: (top, bottom, left, right, mask of
     the group's own ink in that box). Specks are left out, and so are small stray marks (under STRAY_SHARE
     of the ink and under half the height of the tallest group), as to_mnist() leaves them out of a digit."""
+    return grouped(ink).groups
+
+
+def grouped(ink: np.ndarray) -> Grouped:
+    """digit_groups(), with what it found on the way (Grouped)."""
     mask = (ink > INK_THRESHOLD * 255).view(np.uint8)
     if not mask.any():
         raise NoDigitError("no digit drawn: the canvas is blank")
@@ -54,10 +75,15 @@ def digit_groups(ink: np.ndarray) -> list:
             merged.append(piece)
     total, tall = sum(m[5] for m in merged), max(m[3] - m[2] for m in merged)
     kept = [m for m in merged if m[5] >= STRAY_SHARE * total or m[3] - m[2] >= tall / 2]
-    return [
+    group_of = np.zeros(count, np.int32)
+    for g, (*_, own, _) in enumerate(kept, 1):
+        group_of[own] = g
+    groups = [
         (top, bottom, left, right, _own_ink(labels[top:bottom, left:right], own, count))
         for left, right, top, bottom, own, _ in kept
     ]
+    width = mean_width(int(stats[1:, cv2.CC_STAT_AREA].sum()), int(outline[1:].sum()))
+    return Grouped(groups, mask.view(bool), labels, group_of, width)
 
 
 def _own_ink(labels: np.ndarray, own: list, count: int) -> np.ndarray:

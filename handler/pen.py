@@ -6,11 +6,11 @@ at most MAX_STROKES strokes and MAX_POINTS points, every number finite; a point 
 clipped to it (the pen may leave the canvas mid-stroke). Anything else is an InputError that names
 it: a 400, never a reading that quietly leaves the strokes out.
 
-units() finds each stroke's ink: its path drawn at the ink's own stroke width and a little more
-(MARGIN), over the ink. The strokes must cover the ink (MAX_UNCOVERED): strokes of another image, or of
-this one in other pixels, would otherwise read part of it silently. /predict checks that alone
-(check_cover: digit_image) and reads one digit from all its ink as ever; /read groups the units
-(handler/strokes.py).
+over_ink() lays the strokes' paths over the ink, each drawn at the ink's own stroke width and a little
+more (MARGIN). The strokes must cover the ink (MAX_UNCOVERED): strokes of another image, or of this one in
+other pixels, would otherwise read part of it silently. /predict checks that alone (check_cover:
+digit_image) and reads one digit from all its ink as ever; /read groups the strokes
+(handler/strokes.py), and units() finds the ink of those whose group it must share among them.
 """
 
 import itertools
@@ -67,11 +67,12 @@ def checked(raw, width: int, height: int) -> list[np.ndarray]:
     if flat is None or not np.isfinite(flat).all():
         _fault(raw)
     ends = list(itertools.accumulate(map(len, raw)))
-    falls = np.diff(flat[:, 2]) < 0
-    falls[[end - 1 for end in ends[:-1]]] = False  # from one stroke's last point to the next one's first
+    falls = flat[1:, 2] < flat[:-1, 2]
+    falls[np.array(ends[:-1], np.intp) - 1] = False  # from one stroke's last point to the next one's first
     if falls.any():
         _fault(raw)
-    np.clip(flat[:, :2], 0, (width, height), out=flat[:, :2])
+    xy = flat[:, :2]
+    np.minimum(np.maximum(xy, 0, out=xy), np.array([width, height], np.float64), out=xy)
     return [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
 
@@ -120,27 +121,31 @@ def digit_image(payload) -> np.ndarray:
 
 def check_cover(strokes: list, ink: np.ndarray, scale: int) -> None:
     """over_ink()'s check alone: /predict reads all the ink as one digit, so its strokes need no more."""
-    over_ink(strokes, ink, scale)
+    mask = ink > INK_THRESHOLD * 255
+    if mask.any():
+        over_ink(strokes, mask, stroke_width(mask), scale)
 
 
 @dataclass
 class Pen:
     """The strokes over a drawing's ink: its mask (ink map pixels past INK_THRESHOLD), the width a
-    stroke's mask is drawn at, and each stroke's path (quarter pixels of the ink map: cv2's shift=2)."""
+    stroke's mask is drawn at, every stroke's points one after another and each stroke's path (its
+    points, a view), in quarter pixels of the ink map (cv2's shift=2)."""
 
     mask: np.ndarray
     thickness: int
+    points: np.ndarray
     paths: list
 
 
-def over_ink(strokes: list, ink: np.ndarray, scale: int) -> Pen | None:
-    """checked() strokes over `ink` (the ink map, `scale` image pixels a pixel); None when there is no
-    ink; InputError when the strokes leave more than MAX_UNCOVERED of it uncovered."""
-    mask = ink > INK_THRESHOLD * 255
-    if not mask.any():
-        return None
-    pen = Pen(mask, _thickness(mask), _paths(strokes, scale))
-    _check_covered(mask, pen.paths, pen.thickness)
+def over_ink(strokes: list, mask: np.ndarray, width: float, scale: int) -> Pen:
+    """checked() strokes over a drawing's ink (`mask`, of the ink map, `scale` image pixels a pixel; `width`
+    its mean stroke width); InputError when they leave more than MAX_UNCOVERED of it uncovered."""
+    points = np.round(np.concatenate(strokes)[:, :2] * (4 / scale)).astype(np.int32)
+    ends = list(itertools.accumulate(map(len, strokes)))
+    paths = [points[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+    pen = Pen(mask, max(1, int(round(width + 2 * MARGIN))), points, paths)
+    _check_covered(mask, paths, pen.thickness)
     return pen
 
 
@@ -161,16 +166,6 @@ def units(pen: Pen, strokes: list) -> list[Unit]:
             best = overlaps.index(max(overlaps))
             found[best] = together([found[best], speck])
     return found
-
-
-def _thickness(mask: np.ndarray) -> int:
-    """The width a stroke's mask is drawn at: the ink's own stroke width and MARGIN on each side."""
-    return max(1, int(round(stroke_width(mask) + 2 * MARGIN)))
-
-
-def _paths(strokes: list, scale: int) -> list[np.ndarray]:
-    """Each stroke's points in quarter pixels of the ink map (cv2's shift=2)."""
-    return [np.round(stroke[:, :2] * (4 / scale)).astype(np.int32) for stroke in strokes]
 
 
 def _check_covered(mask: np.ndarray, paths: list, thickness: int) -> None:

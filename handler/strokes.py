@@ -4,8 +4,8 @@ segment.py); the page drew every stroke itself, and says which ink is whose. The
 read: the strokes only say which of its pixels belong together.
 
 stroke_groups() takes the groups of ink as a number without strokes has them (handler/groups.py: pieces
-apart in columns are different digits, and so on), puts each stroke (handler/pen.py units) in the group
-that holds most of its ink, and then, per group:
+apart in columns are different digits, and so on), puts each stroke in the group that holds most of the
+ink under its points, and then, per group of several strokes (handler/pen.py units: each stroke's ink):
   - shares the group's own ink among its strokes, each pixel to the stroke whose path runs nearest: a
     digit's picture keeps none of a touching neighbour's ink but where their strokes cross;
   - orders the strokes left to right by their middles (a 7's bar drawn after the next digit sits with
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .groups import digit_groups
+from .groups import Grouped, grouped
 from .ink import bbox
 from .pen import Pen, Unit, draw, over_ink, stroke_unit, units
 
@@ -59,18 +59,14 @@ def stroke_groups(strokes: list, ink: np.ndarray, scale: int) -> list[Group]:
     """The groups of ink, left to right, each with the units of the strokes drawn in it (handler/pen.py
     checked() strokes; `ink` the ink map, `scale` image pixels a pixel). The errors of digit_groups (no
     digit drawn, two lines) and of over_ink (the strokes leave the ink uncovered)."""
-    pieces = digit_groups(ink)
-    pen = over_ink(strokes, ink, scale)
-    labels = np.zeros(ink.shape, np.int32)  # the group (from 1) of each pixel of ink a group holds
-    for g, (top, bottom, left, right, own) in enumerate(pieces, 1):
-        labels[top:bottom, left:right][own] = g
-    members = [[] for _ in pieces]
-    for k, g in enumerate(_votes(labels, pen, len(pieces))):
+    found = grouped(ink)
+    pen = over_ink(strokes, found.mask, found.width, scale)
+    members = [[] for _ in found.groups]
+    for k, g in enumerate(_votes(found, pen)):
         if g:  # else ink that digit_groups left out as stray: so is the stroke
             members[g - 1].append(k)
-    return [
-        _of(whole, pen, mine) for whole, mine in zip((Unit(*p, []) for p in pieces), members, strict=True)
-    ]
+    wholes = (Unit(*group, []) for group in found.groups)
+    return [_of(whole, pen, mine) for whole, mine in zip(wholes, members, strict=True)]
 
 
 def _of(whole: Unit, pen: Pen, strokes: list) -> Group:
@@ -84,23 +80,25 @@ def _of(whole: Unit, pen: Pen, strokes: list) -> Group:
     return _group(whole, units(pen, strokes))
 
 
-def _votes(labels: np.ndarray, pen: Pen, groups: int) -> list[int]:
-    """Per stroke, the group (from 1) that holds most of its ink, 0 for none: by the pixels under its
-    points (a path runs down the middle of its ink), all strokes at once; by the stroke's whole unit
+def _votes(found: Grouped, pen: Pen) -> list[int]:
+    """Per stroke, the group (from 1) that holds most of its ink, 0 for none: by the pieces of ink under
+    its points (a path runs down the middle of its ink), all strokes at once; by the stroke's whole unit
     where none of its points falls on a group's ink."""
-    height, width = labels.shape
-    points = np.concatenate(pen.paths) >> 2  # quarter pixels -> pixels
-    under = labels[points[:, 1].clip(0, height - 1), points[:, 0].clip(0, width - 1)]
+    height, width = found.labels.shape
+    points, groups = pen.points >> 2, len(found.groups) + 1  # quarter pixels -> pixels
+    under = found.group_of[found.labels[points[:, 1].clip(0, height - 1), points[:, 0].clip(0, width - 1)]]
     stroke = np.repeat(np.arange(len(pen.paths)), [len(path) for path in pen.paths])
-    votes = np.bincount(stroke * (groups + 1) + under, minlength=len(pen.paths) * (groups + 1))
-    found = []
-    for k, mine in enumerate(votes.reshape(len(pen.paths), groups + 1)[:, 1:]):
+    votes = np.bincount(stroke * groups + under, minlength=len(pen.paths) * groups)
+    chosen = []
+    for k, mine in enumerate(votes.reshape(len(pen.paths), groups)[:, 1:]):
         if not mine.any():
             unit = stroke_unit(pen, k)
             box = (slice(unit.top, unit.bottom), slice(unit.left, unit.right))
-            mine = np.bincount(labels[box][unit.mask & pen.mask[box]], minlength=groups + 1)[1:]
-        found.append(int(mine.argmax()) + 1 if mine.any() else 0)
-    return found
+            mine = np.bincount(
+                found.group_of[found.labels[box][unit.mask & pen.mask[box]]], minlength=groups
+            )[1:]
+        chosen.append(int(mine.argmax()) + 1 if mine.any() else 0)
+    return chosen
 
 
 def _plainly_one(pen: Pen, strokes: list) -> bool:
