@@ -108,19 +108,22 @@ def accepted(raw: bytes, fmt: str) -> tuple[bytes, str]:
 
 def with_strokes() -> dict[str, bytes]:
     """The most strokes and points handler/pen.py takes (MAX_STROKES of MAX_POINTS / MAX_STROKES points),
-    each a short zigzag in a cell of a grid over the page's canvases, drawn as the image they come with:
-    JSON {"image", "strokes"}, every stroke checked and its ink unit built (pen.units)."""
+    each a short zigzag, drawn as the image they come with (JSON {"image", "strokes"}): in a cell each of a
+    grid over the page's canvases (every stroke checked, each its own group of ink), and in a chain across
+    the wide canvas, each overlapping the next: one piece of ink whose strokes must share it, every
+    stroke's unit built and its share found (handler/strokes.py), and runs of up to three strokes read."""
     bodies = {}
     per = pen.MAX_POINTS // pen.MAX_STROKES
-    for width, height in ((280, 280), (560, 280)):
+    for width, height, chain in ((280, 280, False), (560, 280, False), (560, 280, True)):
         image, strokes = Image.new("L", (width, height), 255), []
-        columns = 16 if width > height else 8
+        columns = pen.MAX_STROKES if chain else 16 if width > height else 8
         cell_w, cell_h = width / columns, height / (pen.MAX_STROKES // columns)
         for k in range(pen.MAX_STROKES):
             left, top = (k % columns) * cell_w, (k // columns) * cell_h
+            reach = 1.6 if chain else 0.6  # of a cell: a chain's strokes overlap their neighbours'
             stroke = [
                 [
-                    left + cell_w * (0.2 + 0.6 * i / (per - 1)),
+                    left + cell_w * (0.2 + reach * i / (per - 1)),
                     top + cell_h * (0.2 if i % 2 else 0.8),
                     10.0 * i,
                 ]
@@ -130,7 +133,8 @@ def with_strokes() -> dict[str, bytes]:
             strokes.append(stroke)
         url = b"data:image/png;base64," + base64.b64encode(encoded(image, "PNG"))
         body = json.dumps({"image": url.decode(), "strokes": strokes}).encode()
-        bodies[f"{pen.MAX_STROKES} strokes, {pen.MAX_POINTS} points {width}x{height}"] = body
+        where = ", one piece" if chain else ""
+        bodies[f"{pen.MAX_STROKES} strokes, {pen.MAX_POINTS} points{where} {width}x{height}"] = body
     return bodies
 
 
