@@ -86,7 +86,10 @@ def _votes(found: Grouped, pen: Pen) -> list[int]:
     where none of its points falls on a group's ink."""
     height, width = found.labels.shape
     points, groups = pen.points >> 2, len(found.groups) + 1  # quarter pixels -> pixels
-    under = found.group_of[found.labels[points[:, 1].clip(0, height - 1), points[:, 0].clip(0, width - 1)]]
+    # checked() clipped the points to the image, which may overhang the ink map by a pixel (ink.py _reduced)
+    under = found.group_of[
+        found.labels[np.minimum(points[:, 1], height - 1), np.minimum(points[:, 0], width - 1)]
+    ]
     stroke = np.repeat(np.arange(len(pen.paths)), [len(path) for path in pen.paths])
     votes = np.bincount(stroke * groups + under, minlength=len(pen.paths) * groups)
     chosen = []
