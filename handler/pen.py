@@ -58,9 +58,10 @@ def checked(raw, width: int, height: int) -> list[np.ndarray]:
     for i, stroke in enumerate(raw):
         if not isinstance(stroke, list) or not stroke:
             raise InputError(f"strokes[{i}] must be a non-empty list of [x, y, t] points")
+    count = sum(map(len, raw))  # before any list is made of them: a body may hold a million
+    if count > MAX_POINTS:
+        raise InputError(f"{count} points in the strokes: at most {MAX_POINTS} are read")
     points = list(itertools.chain.from_iterable(raw))
-    if len(points) > MAX_POINTS:
-        raise InputError(f"{len(points)} points in the strokes: at most {MAX_POINTS} are read")
     # Every point at once, where map() and numpy work in C: strokes are short, and a stroke at a time was
     # mostly per-array overhead (a quarter of the strokes' share of a /read). Anything wrong: _fault says where.
     flat = _numbers(points)

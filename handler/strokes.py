@@ -109,8 +109,8 @@ def _plainly_one(pen: Pen, strokes: list) -> bool:
     to right, their paths' columns overlap by PLAINLY of the narrower set's. A unit's ink reaches past
     its path by half a stroke's width on each side, which only adds to the overlap; under PLAINLY, the
     units are built and their shares of the ink decide."""
-    spans = sorted((int(pen.paths[k][:, 0].min()), int(pen.paths[k][:, 0].max())) for k in strokes)
-    spans.sort(key=sum)  # by their middles, as _place orders units
+    columns = ((int(pen.paths[k][:, 0].min()), int(pen.paths[k][:, 0].max())) for k in strokes)
+    spans = sorted(columns, key=sum)  # by their middles, as _place orders units
     for k in range(1, len(spans)):
         a0, a1 = min(s[0] for s in spans[:k]), max(s[1] for s in spans[:k])
         b0, b1 = min(s[0] for s in spans[k:]), max(s[1] for s in spans[k:])
