@@ -4,6 +4,7 @@
 import base64
 import random
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -53,6 +54,12 @@ def test_runs_on_the_cpu_without_a_gpu(handler_and_context):
     with torch.inference_mode():
         outputs, features = handler.model(torch.zeros(1, 1, 28, 28))  # split at load: handler/features.py
         assert outputs.device.type == "cpu" and features.shape == (1, 128)
+
+
+def test_the_worker_keeps_to_its_threads_for_torch_and_opencv(handler_and_context):
+    """One thread a worker (handler/model-config.yaml torch_threads) for OpenCV as for torch: OpenCV's
+    default, a thread per core, spent a quarter more CPU on a /read (docs/performance.md)."""
+    assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 1
 
 
 def test_the_frozen_model_answers_as_the_exported_one(handler_and_context, model_dir):
