@@ -92,16 +92,14 @@ def _votes(found: Grouped, pen: Pen) -> list[int]:
     ]
     stroke = np.repeat(np.arange(len(pen.paths)), [len(path) for path in pen.paths])
     votes = np.bincount(stroke * groups + under, minlength=len(pen.paths) * groups)
-    chosen = []
-    for k, mine in enumerate(votes.reshape(len(pen.paths), groups)[:, 1:]):
-        if not mine.any():
-            unit = stroke_unit(pen, k)
-            box = (slice(unit.top, unit.bottom), slice(unit.left, unit.right))
-            mine = np.bincount(
-                found.group_of[found.labels[box][unit.mask & pen.mask[box]]], minlength=groups
-            )[1:]
-        chosen.append(int(mine.argmax()) + 1 if mine.any() else 0)
-    return chosen
+    votes = votes.reshape(len(pen.paths), groups)[:, 1:]
+    chosen = np.where(votes.any(axis=1), votes.argmax(axis=1) + 1, 0)
+    for k in np.flatnonzero(chosen == 0):
+        unit = stroke_unit(pen, k)
+        box = (slice(unit.top, unit.bottom), slice(unit.left, unit.right))
+        mine = np.bincount(found.group_of[found.labels[box][unit.mask & pen.mask[box]]], minlength=groups)
+        chosen[k] = mine[1:].argmax() + 1 if mine[1:].any() else 0
+    return chosen.tolist()
 
 
 def _plainly_one(pen: Pen, strokes: list) -> bool:
