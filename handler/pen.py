@@ -67,13 +67,18 @@ def checked(raw, width: int, height: int) -> list[np.ndarray]:
     flat = _numbers(points)
     if flat is None or not np.isfinite(flat).all():
         _fault(raw)
-    ends = list(itertools.accumulate(map(len, raw)))
     falls = flat[1:, 2] < flat[:-1, 2]
-    falls[np.array(ends[:-1], np.intp) - 1] = False  # from one stroke's last point to the next one's first
+    falls[np.cumsum([len(stroke) for stroke in raw[:-1]], dtype=np.intp) - 1] = False  # stroke to stroke
     if falls.any():
         _fault(raw)
     xy = flat[:, :2]
     np.minimum(np.maximum(xy, 0, out=xy), np.array([width, height], np.float64), out=xy)
+    return _split(flat, raw)
+
+
+def _split(flat: np.ndarray, strokes: list) -> list[np.ndarray]:
+    """The rows of `flat` (every stroke's points, one stroke after another) per stroke, as views."""
+    ends = list(itertools.accumulate(map(len, strokes)))
     return [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
 
@@ -143,8 +148,7 @@ def over_ink(strokes: list, mask: np.ndarray, width: float, scale: int) -> Pen:
     """checked() strokes over a drawing's ink (`mask`, of the ink map, `scale` image pixels a pixel; `width`
     its mean stroke width); InputError when they leave more than MAX_UNCOVERED of it uncovered."""
     points = np.round(np.concatenate(strokes)[:, :2] * (4 / scale)).astype(np.int32)
-    ends = list(itertools.accumulate(map(len, strokes)))
-    paths = [points[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+    paths = _split(points, strokes)
     pen = Pen(mask, max(1, int(round(width + 2 * MARGIN))), points, paths)
     _check_covered(mask, paths, pen.thickness)
     return pen
@@ -171,9 +175,7 @@ def units(pen: Pen, strokes: list) -> list[Unit]:
 
 def _check_covered(mask: np.ndarray, paths: list, thickness: int) -> None:
     covered = np.zeros(mask.shape, np.uint8)
-    cv2.polylines(covered, paths, False, 1, thickness, cv2.LINE_8, shift=2)  # as draw() draws each, at once
-    for path in paths:
-        cv2.circle(covered, tuple(int(v) for v in path[0]), thickness * 2, 1, -1, cv2.LINE_8, shift=2)
+    draw(covered, paths, thickness)
     uncovered = np.count_nonzero(mask & (covered == 0)) / np.count_nonzero(mask)
     if uncovered > MAX_UNCOVERED:
         raise InputError(
@@ -182,10 +184,11 @@ def _check_covered(mask: np.ndarray, paths: list, thickness: int) -> None:
         )
 
 
-def draw(canvas: np.ndarray, path: np.ndarray, thickness: int, value: int = 1) -> None:
-    """A path (quarter pixels) at this width, round at its ends, as the page's brush draws it."""
-    cv2.polylines(canvas, [path], False, value, thickness, cv2.LINE_8, shift=2)
-    cv2.circle(canvas, tuple(int(v) for v in path[0]), thickness * 2, value, -1, cv2.LINE_8, shift=2)
+def draw(canvas: np.ndarray, paths: list, thickness: int, value: int = 1) -> None:
+    """Paths (quarter pixels) at this width, round at their ends, as the page's brush draws them."""
+    cv2.polylines(canvas, paths, False, value, thickness, cv2.LINE_8, shift=2)
+    for path in paths:
+        cv2.circle(canvas, tuple(int(v) for v in path[0]), thickness * 2, value, -1, cv2.LINE_8, shift=2)
 
 
 def stroke_unit(pen: Pen, k: int) -> Unit:
@@ -195,7 +198,7 @@ def stroke_unit(pen: Pen, k: int) -> Unit:
     left, top = np.maximum(path.min(axis=0) // 4 - reach, 0)
     right, bottom = np.minimum(path.max(axis=0) // 4 + reach + 1, (shape[1], shape[0]))
     canvas = np.zeros((bottom - top, right - left), np.uint8)
-    draw(canvas, path - 4 * np.array([left, top], np.int32), thickness)
+    draw(canvas, [path - 4 * np.array([left, top], np.int32)], thickness)
     return Unit(int(top), int(bottom), int(left), int(right), canvas.view(bool), [path])
 
 

@@ -160,8 +160,7 @@ def _shared(whole: Unit, members: list) -> list:
     distances = []
     for unit in members:
         canvas = np.ones((height, width), np.uint8)
-        for path in unit.paths:
-            draw(canvas, path - origin, 1, 0)
+        draw(canvas, [path - origin for path in unit.paths], 1, 0)
         distances.append(cv2.distanceTransform(canvas, cv2.DIST_L2, 3))
     nearest = np.argmin(distances, axis=0)
     shared = []
