@@ -65,6 +65,12 @@ def container(service: str) -> str:
     return names[0]
 
 
+def logs(service: str) -> str:
+    """A service's last lines, what it wrote to stdout and stderr alike."""
+    told = subprocess.run(["podman", "logs", "--tail=30", container(service)], capture_output=True, text=True)
+    return told.stdout + told.stderr
+
+
 def containers() -> list[str]:
     return run(
         "podman", "ps", "-a", f"--filter=label=com.docker.compose.project={PROJECT}", "--format", "{{.Names}}"
@@ -87,8 +93,8 @@ def up(compose) -> float:
         except (OSError, ValueError) as exc:  # not listening yet, or an answer that is not JSON
             last = repr(exc)
         time.sleep(0.5)
-    logs = {s: run("podman", "logs", "--tail=20", container(s)) for s in ("web", "torchserve")}
-    raise AssertionError(f"/readyz not 200 within 240 s (last: {last}); {logs}")
+    told = {service: logs(service) for service in ("web", "torchserve")}
+    raise AssertionError(f"/readyz not 200 within 240 s (last: {last}); {told}")
 
 
 def psql(sql: str) -> str:
@@ -107,9 +113,20 @@ def answer(url: str, seed: int) -> tuple[int, bytes, dict]:
 
 
 def feedback(url: str, label: int, data_url: bytes, given: dict) -> tuple[int, dict]:
+    """Posted as the page does, again after a 503 ("try again in a moment": the database not reached yet,
+    which /readyz does not wait for) for up to 30 s; any other answer is final. A last answer that is not
+    201 carries the web app's and the database's logs, which say why."""
     sent = {"image": data_url.decode(), "label": label, "predicted": given["digit"]}
     sent |= {key: given[key] for key in ("version", "ticket")}
-    return post(url + "/api/feedback", json.dumps(sent).encode(), "application/json")
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = post(url + "/api/feedback", json.dumps(sent).encode(), "application/json")
+        if status != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    if status != 201:
+        body = {**body, "logs": {service: logs(service) for service in ("web", "postgres")}}
+    return status, body
 
 
 def test_up_brings_up_the_page_torchserve_and_postgresql_on_loopback_only(compose):
