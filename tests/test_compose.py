@@ -113,9 +113,9 @@ def answer(url: str, seed: int) -> tuple[int, bytes, dict]:
 
 
 def feedback(url: str, label: int, data_url: bytes, given: dict) -> tuple[int, dict]:
-    """Posted as the page does, again after a 503 ("try again in a moment": the database not reached yet,
-    which /readyz does not wait for) for up to 30 s; any other answer is final. A last answer that is not
-    201 carries the web app's and the database's logs, which say why."""
+    """Posted as the page posts it, and again after a 503 for up to 30 s, as a person told "try again in a
+    moment" would (the database not reached yet: /readyz does not wait for it); any other answer is
+    final. A last answer that is not 201 carries the web app's and the database's logs, which say why."""
     sent = {"image": data_url.decode(), "label": label, "predicted": given["digit"]}
     sent |= {key: given[key] for key in ("version", "ticket")}
     deadline = time.monotonic() + 30
