@@ -76,7 +76,7 @@ def _of(whole: Unit, pen: Pen, strokes: list) -> Group:
     if len(strokes) <= 1:
         return _alone(whole)
     if width <= SPLIT_ASPECT * height and _plainly_one(pen, strokes):
-        return Group(whole, [whole], [(0, 1)], [False])
+        return _one_digit(whole)
     return _group(whole, units(pen, strokes))
 
 
@@ -109,18 +109,18 @@ def _plainly_one(pen: Pen, strokes: list) -> bool:
     units are built and their shares of the ink decide."""
     columns = ((int(pen.paths[k][:, 0].min()), int(pen.paths[k][:, 0].max())) for k in strokes)
     spans = sorted(columns, key=sum)  # by their middles, as _place orders units
-    for k in range(1, len(spans)):
-        a0, a1 = min(s[0] for s in spans[:k]), max(s[1] for s in spans[:k])
-        b0, b1 = min(s[0] for s in spans[k:]), max(s[1] for s in spans[k:])
-        if max(0, min(a1, b1) - max(a0, b0)) < PLAINLY * max(1, min(a1 - a0, b1 - b0)):
-            return False
-    return True
+    return all(_column_share(spans[:k], spans[k:]) >= PLAINLY for k in range(1, len(spans)))
 
 
 def _alone(whole: Unit) -> Group:
     """A group read as its ink alone, as without strokes: cut where it is wide enough for two digits."""
     height, width = whole.mask.shape
-    return Group(whole, [whole], [(0, 1)], [width > SPLIT_ASPECT * height])
+    return _one_digit(whole, wide=width > SPLIT_ASPECT * height)
+
+
+def _one_digit(whole: Unit, wide: bool = False) -> Group:
+    """The group as one run of its whole ink (cut as a group of ink is when `wide`)."""
+    return Group(whole, [whole], [(0, 1)], [wide])
 
 
 def _group(whole: Unit, members: list) -> Group:
@@ -130,7 +130,7 @@ def _group(whole: Unit, members: list) -> Group:
     if len(members) <= 1:
         return _alone(whole)
     if width <= SPLIT_ASPECT * height and not _side_by_side(members):
-        return Group(whole, [whole], [(0, 1)], [False])
+        return _one_digit(whole)
     # Where a digit may end: not between two strokes of which one lies in the other's columns (a slashed
     # 0's slash, a 5's flag). Runs go from one such place to another, at most MAX_RUN places on.
     ends = [0, *(k for k in range(1, len(members)) if not _held(members[:k], members[k:])), len(members)]
@@ -180,9 +180,14 @@ def _side_by_side(members: list) -> bool:
 
 
 def _shared_columns(these: list, those: list) -> float:
-    """The share of the narrower of two sets' column ranges that both cover."""
-    a0, a1 = min(u.left for u in these), max(u.right for u in these)
-    b0, b1 = min(u.left for u in those), max(u.right for u in those)
+    """The share of the narrower of two sets of units' column ranges that both cover."""
+    return _column_share([(u.left, u.right) for u in these], [(u.left, u.right) for u in those])
+
+
+def _column_share(these: list, those: list) -> float:
+    """The share of the narrower of two sets of column spans (start, end) that both cover."""
+    a0, a1 = min(s[0] for s in these), max(s[1] for s in these)
+    b0, b1 = min(s[0] for s in those), max(s[1] for s in those)
     return max(0, min(a1, b1) - max(a0, b0)) / max(1, min(a1 - a0, b1 - b0))
 
 
