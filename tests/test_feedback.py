@@ -319,6 +319,20 @@ async def test_a_ticket_is_used_once(client, db):
     assert rows[0]["ticket_id"] == once.split(".")[1]
 
 
+async def test_the_same_feedback_again_is_answered_with_its_first_id_and_stored_once(client, db):
+    """A retry (after a 503 whose row was committed, its acknowledgement late): the same ticket, drawing,
+    version and answers get the first row's id; other feedback on that ticket is still 409."""
+    image = drawing(0).decode()
+    once = ticket(image)
+    first = await client.post("/api/feedback", data=body(image, label=4, ticket=once), headers=JSON)
+    again = await client.post("/api/feedback", data=body(image, label=4, ticket=once), headers=JSON)
+    assert first.status == again.status == 201
+    assert (await again.json())["id"] == (await first.json())["id"]
+    other = await client.post("/api/feedback", data=body(image, label=5, ticket=once), headers=JSON)
+    assert other.status == 409
+    assert [row["label"] for row in stored(db)] == [4]
+
+
 async def test_a_ticket_used_on_one_replica_is_refused_on_another(aiohttp_client, tmp_path, db):
     """Two apps (replicas) on one database with one key (FEEDBACK_TICKET_KEY): the UNIQUE ticket id holds."""
     write_snapshot(tmp_path, ["1.0"])
@@ -337,7 +351,7 @@ async def test_a_ticket_used_on_one_replica_is_refused_on_another(aiohttp_client
         await replicas[0].post("/api/feedback", data=body(image, ticket=once), headers=JSON)
     ).status == 201
     assert (
-        await replicas[1].post("/api/feedback", data=body(image, ticket=once), headers=JSON)
+        await replicas[1].post("/api/feedback", data=body(image, label=3, ticket=once), headers=JSON)
     ).status == 409
     assert len(stored(db)) == 1
 

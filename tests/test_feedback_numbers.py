@@ -132,6 +132,20 @@ async def test_a_ticket_takes_one_number(client, db):
     assert [row["number"] for row in stored(db)] == ["42"]
 
 
+async def test_the_same_number_feedback_again_is_answered_with_its_first_id(client, db):
+    """As for digits, and with a `predicted` of null (a piece not a digit), which is compared as such."""
+    once = read_ticket(number=None)
+    sent = body("42", predicted=None, ticket=once)
+    first = await client.post("/api/feedback", data=sent, headers=JSON)
+    again = await client.post("/api/feedback", data=sent, headers=JSON)
+    assert first.status == again.status == 201
+    assert (await again.json())["id"] == (await first.json())["id"]
+    assert (
+        await client.post("/api/feedback", data=body("43", None, ticket=once), headers=JSON)
+    ).status == 409
+    assert [(row["number"], row["predicted"]) for row in stored(db)] == [("42", None)]
+
+
 BAD_NUMBERS = {
     "empty": {"number": ""},
     "a letter": {"number": "4a"},

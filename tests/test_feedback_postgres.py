@@ -155,6 +155,23 @@ def test_the_web_app_stores_feedback_on_postgresql_and_training_reads_it(postgre
     assert [label for _, label in holdout_drawings(postgres_url)] == digits_held
 
 
+async def test_the_same_feedback_again_gets_its_first_id_on_postgresql(postgres):
+    """A retry of feedback whose row was stored (web/feedback_store.py _stored_before): its first id, for a
+    digit and for a number with no answer (NULL), one row each; other feedback on the ticket is refused."""
+    store = FeedbackStore(postgres("retries"))
+    png = bytes(range(256))
+    digit = {"version": "1.0", "label": 4, "predicted": 9, "png": png, "input_28x28": bytes(784)}
+    number = {"version": "1.0", "number": "42", "predicted": None, "png": png}
+    for add, sent, other in ((store.add, digit, {"label": 5}), (store.add_number, number, {"number": "43"})):
+        first = await add(**sent, ticket_id="t-1")
+        assert await add(**sent, ticket_id="t-1") == first
+        with pytest.raises(TicketReused):
+            await add(**sent | other, ticket_id="t-1")
+    assert [(r.label, r.ticket_id) for r in await store.rows()] == [(4, "t-1")]
+    assert [(r.number, r.predicted) for r in await store.number_rows()] == [("42", None)]
+    await store.close()
+
+
 async def test_number_feedback_on_postgresql_migrates_keeps_digits_and_takes_a_ticket_once(postgres):
     """Migration 4 on a PostgreSQL database of schema 3: the number table with its UNIQUE ticket id, rows
     of both tables side by side, 100 numbers written at once, NULLs (no answer, no ticket) kept."""

@@ -4,7 +4,8 @@
      "ticket": "<the answer's ticket>"}
 
 Only for answers given: the ticket /predict gave with the answer (web/tickets.py) must match the image,
-predicted and version, be at most FEEDBACK_TICKET_MAX_AGE old and unused (403 otherwise, 409 when used).
+predicted and version, be at most FEEDBACK_TICKET_MAX_AGE old and unused (403 otherwise, 409 when used for
+other feedback; the same feedback again is 201 with its first id, so a retry after a 503 is safe).
 
 label and predicted may also be "not_a_digit" (stored as 10): "right, not a digit" is a rejected drawing
 confirmed, and a digit label on a rejected drawing corrects it (docs/not-a-digit.md).

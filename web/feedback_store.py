@@ -345,7 +345,8 @@ class FeedbackStore:
         png_sha256: str | None = None,
     ) -> int:
         """Store one row (committed before this returns) and give its id; TicketReused if a row has
-        this ticket id already. png_sha256: of the drawing as sent (default: of png)."""
+        this ticket id already for other feedback (the same feedback again gets that row's id:
+        _stored_before). png_sha256: of the drawing as sent (default: of png)."""
         values = {"label": label, "predicted": predicted, "input_28x28": input_28x28}
         return await self._insert(
             feedback, version=version, png=png, ticket_id=ticket_id, png_sha256=png_sha256, **values
@@ -362,7 +363,7 @@ class FeedbackStore:
         png_sha256: str | None = None,
     ) -> int:
         """Store one number's feedback (committed before this returns) and give its id; TicketReused if a
-        row of number_feedback has this ticket id already."""
+        row of number_feedback has this ticket id already for other feedback (as add())."""
         values = {"number": number, "predicted": predicted}
         return await self._insert(
             number_feedback, version=version, png=png, ticket_id=ticket_id, png_sha256=png_sha256, **values
@@ -383,11 +384,27 @@ class FeedbackStore:
                 result = await conn.execute(table.insert().values(**values))
                 return result.inserted_primary_key[0]
         except IntegrityError as e:
-            if ticket_id is not None and "ticket_id" in str(e.orig):
+            if ticket_id is None or "ticket_id" not in str(e.orig):
+                raise StoreUnavailable(f"cannot write the feedback database: {_reason(e)}") from e
+            stored = await self._stored_before(table, values)
+            if stored is None:
                 raise TicketReused(ticket_id) from e
-            raise StoreUnavailable(f"cannot write the feedback database: {_reason(e)}") from e
+            return stored
         except (SQLAlchemyError, OSError) as e:
             raise StoreUnavailable(f"cannot write the feedback database: {_reason(e)}") from e
+
+    async def _stored_before(self, table: Table, values: dict) -> int | None:
+        """The id of the row holding this very feedback (its ticket, drawing, version and both answers),
+        None when its ticket went to other feedback. A client that got a 503 retries: when the server had
+        committed the row and only its acknowledgement came too late (a first fsync behind a disk busy
+        with other writes, past COMMAND_TIMEOUT), the retry gets the row's id, as the first try should
+        have; a second, different feedback on one answer is still refused."""
+        same = [table.c[k] == v for k, v in values.items() if k not in ("created_utc", "png", "input_28x28")]
+        try:
+            async with self.engine.connect() as conn:
+                return (await conn.execute(select(table.c.id).where(*same))).scalar_one_or_none()
+        except (SQLAlchemyError, OSError) as e:
+            raise StoreUnavailable(f"cannot read the feedback database: {_reason(e)}") from e
 
     async def remember(self, writer: str, label: int, input_28x28: bytes) -> None:
         """Add a drawing to a writer's memory; the writer's oldest past MEMORY_SIZE, and every writer's
