@@ -61,6 +61,8 @@ $(MODEL_DIR)/model.pt:
 # of handler/, copied into a folder of the archive's extra files), so `from handler.x import y` works in
 # the archive as in the repository.
 HANDLER_MODULES = $(filter-out handler/mnist_handler.py,$(wildcard handler/*.py))
+# The piece reader (pieces.pt, train/piece_reader.py) goes in as an extra file where the model has one.
+comma := ,
 
 archive: install $(MODEL_DIR)/model.pt  ## package MODEL_DIR as model_store/mnist-VERSION.mar
 	mkdir -p $(MODEL_STORE)
@@ -68,7 +70,7 @@ archive: install $(MODEL_DIR)/model.pt  ## package MODEL_DIR as model_store/mnis
 	  && cp $(HANDLER_MODULES) "$$extra/handler/" \
 	  && $(VENV)/bin/torch-model-archiver --force --model-name mnist --version $(VERSION) \
 	  --serialized-file $(MODEL_DIR)/model.pt --handler handler/mnist_handler.py \
-	  --extra-files "$$extra",$(MODEL_DIR)/metrics.json \
+	  --extra-files "$$extra",$(MODEL_DIR)/metrics.json$(if $(wildcard $(MODEL_DIR)/pieces.pt),$(comma)$(MODEL_DIR)/pieces.pt) \
 	  --config-file handler/model-config.yaml --export-path $(MODEL_STORE)
 	mv $(MODEL_STORE)/mnist.mar $(MAR)
 	@echo "wrote $(MAR) (model mnist, version $(VERSION), arch $(ARCH))"

@@ -27,6 +27,15 @@ NOT_A_DIGIT_ABOVE = 0.5  # softmax(outputs)[NOT_A_DIGIT] over this: "not a digit
 # (/predict 98.70%), numbers apart 90.33 -> 92.00%, touching unchanged; 0.5 cost touching numbers with
 # strokes 0.7 points.
 EXTRA_PIECE = -0.3
+# The piece reader's weight (train/piece_reader.py, pieces.pt beside model.pt): each piece /read cut has its
+# digit probabilities multiplied by the piece reader's to this power, not renormalised, so that a piece it
+# calls "not one digit" (two touching digits, or part of one) scores low in choose(). Chosen on writers
+# 17-20 (TUNE=1 models, in-process, 900 numbers each way and 1,994 single digits; docs/reading.md): with
+# 0.5, the picture alone read touching numbers 40.3 -> 55.7% exact, close 91.0 -> 92.7%, apart 92.0 ->
+# 92.7%; with strokes 88.3 -> 90.7%, 91.3 -> 93.0%, 92.0 -> 93.0%; single digits 0.1 lower (2 of 1,994).
+# 1.0 read numbers a little better and single digits 0.35 lower; 0.3 touching numbers a point lower.
+PIECE_WEIGHT = 0.5
+PIECE_READER_FILE = "pieces.pt"  # beside model.pt in a model's directory and its archive
 
 
 def not_a_digit(probabilities) -> bool:
@@ -81,6 +90,28 @@ class Digit:
     index: int  # into Candidates.images
     box: list
     probabilities: np.ndarray  # the model's, softmax over all its outputs
+
+
+def with_pieces(probabilities: np.ndarray, piece_probabilities: np.ndarray) -> np.ndarray:
+    """A number's candidate pieces' softmax outputs (n x 10 or 11) with the piece reader's (n x 11) taken
+    in (PIECE_WEIGHT): each digit's probability times the piece reader's to that power, in float64 (the
+    products of small probabilities underflow float32). "Not a digit" stays the digit reader's say."""
+    combined = np.array(probabilities, dtype=np.float64)
+    combined[:, :NOT_A_DIGIT] *= np.asarray(piece_probabilities, np.float64)[:, :NOT_A_DIGIT] ** PIECE_WEIGHT
+    return combined
+
+
+def read_digits(candidates: Candidates, probabilities: np.ndarray, piece_probabilities=None) -> list:
+    """choose()'s digits, with the piece reader's outputs (if any) weighing every candidate (with_pieces):
+    the cuts are chosen, and each piece read, with both. A drawing read whole as one digit (the candidate
+    that is /predict's image, Candidates.alone) is read by the digit reader alone, as /predict reads it."""
+    if piece_probabilities is None:
+        return choose(candidates, probabilities)
+    digits = choose(candidates, with_pieces(probabilities, piece_probabilities))
+    for digit in digits:
+        if digit.index == candidates.alone:
+            digit.probabilities = probabilities[digit.index]
+    return digits
 
 
 def choose(candidates: Candidates, probabilities: np.ndarray) -> list:
@@ -142,19 +173,21 @@ def read_answer(candidates: Candidates, digits: list, adapted=None) -> dict:
 
 
 def number_answer(
-    candidates: Candidates, probabilities: np.ndarray, version: str, adapted=None
+    candidates: Candidates, probabilities: np.ndarray, version: str, adapted=None, pieces=None
 ) -> tuple[int, dict]:
     """/read's (status, answer) for a number's candidate pieces and the model's softmax outputs for them
-    (adapted: per piece, whether the writer's memory blended its probabilities)."""
+    (adapted: per piece, whether the writer's memory blended its probabilities; pieces: the piece
+    reader's outputs, or None: read_digits)."""
     try:
-        answer = read_answer(candidates, choose(candidates, probabilities), adapted)
+        answer = read_answer(candidates, read_digits(candidates, probabilities, pieces), adapted)
         return 200, {**answer, "version": version}
     except InputError as error:  # more digits than a number may have
         return error_answer(error)
 
 
-def read_number(payload, probabilities_of) -> dict:
+def read_number(payload, probabilities_of, pieces_of=None) -> dict:
     """A drawing's number, in-process (benchmarks, evaluation): probabilities_of maps (n, 28, 28) images
-    to the model's softmax outputs (n, 10 or 11)."""
+    to the model's softmax outputs (n, 10 or 11), pieces_of (if any) to the piece reader's (with_pieces)."""
     candidates = read_candidates(payload)
-    return read_answer(candidates, choose(candidates, probabilities_of(candidates.images)))
+    pieces = pieces_of(candidates.images) if pieces_of is not None else None
+    return read_answer(candidates, read_digits(candidates, probabilities_of(candidates.images), pieces))

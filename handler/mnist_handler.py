@@ -9,7 +9,9 @@ A request carries one drawing as its body, or several as multipart/form-data par
 drawing-1, ... (the web app packs drawings that arrive together: web/batching.py). A part named
 number-N is a drawing of a whole number (POST /read): cut into its digits (handler/segment.py
 read_candidates), every candidate piece of every drawing goes through the model in the same batch, and
-the model's scores choose the cuts (handler/answers.py choose). A request of parts is answered 200 with
+the model's scores choose the cuts (handler/answers.py choose), weighed by the piece reader's where the
+archive has one (pieces.pt, train/piece_reader.py: a small network trained on pieces of numbers, run on
+the pieces only; handler/answers.py read_digits). A request of parts is answered 200 with
 a JSON array, one {"status": ..., "answer": ..., "pieces": ...} per part, in their order: the answer is
 what the part alone would have been answered, with that status; pieces the images of it the model read
 (a number's candidate pieces, a digit's 1, 0 when refused before the model): the work it was, which the
@@ -33,6 +35,7 @@ repository.
 import gc
 import json
 import logging
+import os
 import warnings
 import zlib
 
@@ -42,7 +45,7 @@ import torch
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler.adapt import Memories, adapt, unpack
-from handler.answers import digit_answer, error_answer, number_answer
+from handler.answers import PIECE_READER_FILE, digit_answer, error_answer, number_answer
 from handler.errors import DrawingFault, InputError
 from handler.features import split
 from handler.pen import digit_image
@@ -89,8 +92,10 @@ class MnistHandler(BaseHandler):
         self.model = for_inference(parts if parts is not None else self.model)
         self.memories = Memories(self._features)
         self.version = str(context.manifest["model"].get("modelVersion", ""))
+        self.pieces = _piece_reader(context.system_properties.get("model_dir"), self.device)
         with torch.inference_mode():  # the first call is slow (allocations); pay it before serving
-            self.model(torch.zeros(1, 1, 28, 28, device=self.device))
+            for net in filter(None, (self.model, self.pieces)):
+                net(torch.zeros(1, 1, 28, 28, device=self.device))
         # torch's import leaves ~10^5 objects that live as long as the worker: out of the collector's
         # sight, a full collection no longer walks them in the middle of a batch (a tail-latency hiccup).
         gc.freeze()
@@ -124,12 +129,15 @@ class MnistHandler(BaseHandler):
         if good:
             images = [_images(items[i]) for i in good]
             probabilities, features = self._run(np.concatenate(images))
-            start = 0
+            pieces = self._pieces([items[i].images for i in good if isinstance(items[i], Candidates)])
+            start, piece = 0, 0
             for i, some in zip(good, images, strict=True):
                 end = start + len(some)
                 rows, adapted = adapt(probabilities[start:end], features[start:end], memories[i])
                 if isinstance(items[i], Candidates):
-                    items[i] = (items[i], rows, adapted)
+                    mine = pieces[piece : piece + len(some)] if pieces is not None else None
+                    piece += len(some)
+                    items[i] = (items[i], (rows, mine), adapted)
                 else:
                     items[i] = (items[i], rows[0], bool(adapted[0]))
                 start = end
@@ -147,6 +155,15 @@ class MnistHandler(BaseHandler):
             outputs, features = out if self.with_features else (out, batch.new_zeros(len(batch), 0))
             probabilities = torch.softmax(outputs.float(), dim=1).cpu().numpy()
         return probabilities, features.float().cpu().numpy()
+
+    def _pieces(self, numbers: list) -> np.ndarray | None:
+        """The piece reader's softmax outputs for every candidate piece of these numbers, one batch; None
+        without numbers or a piece reader (a version trained before it, or with PIECES=0)."""
+        if not numbers or self.pieces is None:
+            return None
+        batch = torch.from_numpy(np.concatenate(numbers)).unsqueeze(1).to(self.device)
+        with torch.inference_mode():
+            return torch.softmax(self.pieces(batch).float(), dim=1).cpu().numpy()
 
     def _features(self, images: np.ndarray) -> np.ndarray:
         return self._run(images)[1]
@@ -193,8 +210,17 @@ class MnistHandler(BaseHandler):
             return error_answer(item)
         image, probabilities, adapted = item
         if isinstance(image, Candidates):  # a number: its digits, left to right
-            return number_answer(image, probabilities, self.version, adapted)
+            rows, pieces = probabilities
+            return number_answer(image, rows, self.version, adapted, pieces)
         return digit_answer(image, probabilities, self.version, adapted)
+
+
+def _piece_reader(model_dir: str | None, device) -> torch.jit.ScriptModule | None:
+    """pieces.pt of the archive (train/piece_reader.py), ready to run; None in a version without one."""
+    path = os.path.join(model_dir or "", PIECE_READER_FILE)
+    if not os.path.exists(path):
+        return None
+    return for_inference(torch.jit.load(path, map_location=device))
 
 
 def _body(row: dict):

@@ -60,13 +60,15 @@ class Candidates:
     from one node to another; a reading of the group is a path of candidates from its first node to its
     last. boxes are [x, y, w, h] in the drawing's own pixels. `one`: the candidate that is the whole
     drawing of several groups read as one digit (ONE_DIGIT_ASPECT), outside every group's spans; None
-    where there is none."""
+    where there is none. `alone`: the candidate that is exactly /predict's image of the drawing (the
+    whole of one group drawn alone, or `one`): its digit is read as /predict reads it."""
 
     images: np.ndarray  # (n, 28, 28) float32, as preprocess() gives one digit
     boxes: list
     spans: list
     nodes: list
     one: int | None = None
+    alone: int | None = None  # the candidate that is /predict's image of the whole drawing, if any
 
 
 def read_candidates(payload) -> Candidates:
@@ -176,6 +178,8 @@ def _add(found: Candidates, span: tuple, where: tuple, drawing: _Drawing, alone:
     except NoDigitError:
         return
     y0, y1, x0, x1 = bbox(part > INK_THRESHOLD * 255)
+    if alone:
+        found.alone = len(found.images)
     found.images.append(image)
     found.boxes.append(_box(top + y0, top + y1, left + x0, left + x1, drawing.scale))
     found.spans.append(span)

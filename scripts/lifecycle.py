@@ -60,7 +60,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from handler.answers import NOT_A_DIGIT
+from handler.answers import NOT_A_DIGIT, PIECE_READER_FILE
 from scripts import default_history
 from scripts.tsctl import (
     MODEL,
@@ -224,10 +224,11 @@ def read_numbers(ts: TorchServe, versions: list[str], default: str, candidate: s
     for v in versions:
         try:
             model = io.BytesIO(archived_model(ts, v))
+            pieces = archived_piece_reader(ts, v)
         except (OSError, KeyError) as e:
             print(f"  {v}: skipped (no model in {ts.model_store}/{MODEL}-{v}.mar: {e})")
             return
-        answers = numbers.read_all([n.png for n in found], model)
+        answers = numbers.read_all([n.png for n in found], model, pieces and io.BytesIO(pieces))
         right[v] = [s == 200 and a["number"] == n.label for n, (s, a) in zip(found, answers, strict=True)]
         mine = {
             k: [r for r, n in zip(right[v], found, strict=True) if n.spacing == k] for k in numbers.SPACINGS
@@ -244,6 +245,12 @@ def archived_model(ts: TorchServe, version: str) -> bytes:
     """The TorchScript model in the version's archive (model_store/mnist-VERSION.mar, a zip)."""
     with zipfile.ZipFile(ts.model_store / f"{MODEL}-{version}.mar") as mar:
         return mar.read(json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]["serializedFile"])
+
+
+def archived_piece_reader(ts: TorchServe, version: str) -> bytes | None:
+    """The version's piece reader (pieces.pt, train/piece_reader.py) in its archive; None without one."""
+    with zipfile.ZipFile(ts.model_store / f"{MODEL}-{version}.mar") as mar:
+        return mar.read(PIECE_READER_FILE) if PIECE_READER_FILE in mar.namelist() else None
 
 
 def share(flags: list[bool]) -> str:

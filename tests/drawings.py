@@ -87,6 +87,18 @@ def feedback_body(index: int, label: int, predicted: int = 1, version: str = "1.
     return json.dumps(doc).encode()
 
 
+def read_in_process(model_dir, bodies: list[bytes], pieces: bool = True) -> list[tuple[int, dict]]:
+    """/read's answers as the handler reads them, in-process (train/numbers.py read_all): the model and,
+    where it has one (and `pieces`), its piece reader (train/piece_reader.py)."""
+    from handler.answers import PIECE_READER_FILE
+    from train import numbers
+
+    reader = model_dir / PIECE_READER_FILE
+    return numbers.read_all(
+        bodies, str(model_dir / "model.pt"), str(reader) if pieces and reader.exists() else None
+    )
+
+
 def same_reading(got: dict, want: dict) -> None:
     """Two /read answers read the same: the number, each digit, its box and its probabilities."""
     assert got["number"] == want["number"], (got["number"], want["number"])

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from handler.answers import PIECE_READER_FILE
 from handler.errors import InputError
 from handler.segment import read_candidates
-from tests.drawings import BAD_INPUTS, data_url, drawing, png, same_reading
+from tests.drawings import BAD_INPUTS, data_url, drawing, png, read_in_process, same_reading
 from tests.stack import TICKET_KEY, post
 from train import numbers
 from web.tickets import Tickets, drawing_hash
@@ -29,14 +30,10 @@ def written():
     return [(data_url(n.png), n) for n in numbers.held_out(12, seed=27)]
 
 
-def expected(model_dir, bodies: list[bytes]) -> list[tuple[int, dict]]:
-    return numbers.read_all(bodies, str(model_dir / "model.pt"))
-
-
 def test_a_number_is_read_as_the_handler_reads_it_in_process_and_its_answer_is_signed(
     stack, model_dir, written
 ):
-    alone = expected(model_dir, [body for body, _ in written])
+    alone = read_in_process(model_dir, [body for body, _ in written])
     for (body, _), (status, want) in zip(written, alone, strict=True):
         got_status, got = post(stack.web_url + "/read", body)
         assert got_status == status, (got, want)
@@ -47,6 +44,26 @@ def test_a_number_is_read_as_the_handler_reads_it_in_process_and_its_answer_is_s
         assert got["version"] == "1.0"
         signed = "null" if got["number"] is None else got["number"]
         assert TICKETS.check(got["ticket"], drawing_hash(body), "1.0", signed)
+
+
+def test_the_served_model_reads_numbers_with_its_piece_reader(stack, model_dir, written):
+    """The shipped model has a piece reader (train/piece_reader.py) and the stack's /read weighs every piece
+    with it: its digits' probabilities are the in-process reading's with it (the test above), which
+    differ from the reading without it."""
+    assert (model_dir / PIECE_READER_FILE).exists(), "the served model has no piece reader"
+    bodies = [body for body, _ in written]
+    served = [post(stack.web_url + "/read", body) for body in bodies]
+    without = read_in_process(model_dir, bodies, pieces=False)
+    differ = 0
+    for (status, got), (_, other) in zip(served, without, strict=True):
+        if status == 200 and len(got["digits"]) == len(other["digits"]):
+            differ += any(
+                not np.allclose(g["probabilities"], w["probabilities"], atol=1e-3)
+                for g, w in zip(got["digits"], other["digits"], strict=True)
+            )
+    assert differ >= len(bodies) // 2, (
+        f"only {differ} of {len(bodies)} readings differ from the model's alone"
+    )
 
 
 def test_one_digit_through_read_is_what_predict_answers(stack):

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from handler.answers import EXTRA_PIECE, choose, read_answer
+from handler.answers import EXTRA_PIECE, choose, read_answer, read_digits, with_pieces
 from handler.decode import decode
 from handler.errors import NoDigitError, TooManyDigitsError, TwoLinesError
 from handler.groups import digit_groups
@@ -181,6 +181,43 @@ def test_a_piece_that_is_not_a_digit_makes_the_number_null():
     assert answer["number"] is None
     assert [d["digit"] for d in answer["digits"]] == [1, None]
     assert answer["digits"][1]["probabilities"] == pytest.approx([0.1] * 10)
+
+
+def test_the_piece_reader_cuts_where_it_says_the_whole_is_not_one_digit_and_reads_each_piece():
+    """with_pieces (PIECE_WEIGHT): the digit reader reads the whole of a touching "00" and every piece of
+    it alike (3 at 0.5, 0 at 0.4, as a reader never shown pieces may); the piece reader says the whole is
+    not one digit and every piece a 0: a cut in two wins, and each piece reads 0. "Not a digit" stays the
+    digit reader's."""
+    zeros = [d for d in pendigits.trainable(pendigits.load()) if d.label == 0][:2]
+    candidates = read_candidates(numbers.compose(zeros, random.Random(0), (560, 280), "touching")[0])
+    whole = next(i for i, (_, a, b) in enumerate(candidates.spans) if (a, b) == (0, candidates.nodes[0] - 1))
+    p = np.full((len(candidates.spans), 11), 0.0125)
+    p[:, 3], p[:, 0] = 0.5, 0.4
+    assert [d.index for d in choose(candidates, p)] == [whole]  # the reader alone keeps the whole
+    q = np.full((len(candidates.spans), 11), 0.001)
+    q[:, 0] = 0.99
+    q[whole] = [0.001] * 10 + [0.99]
+    combined = with_pieces(p, q)
+    assert np.array_equal(combined[:, 10], p[:, 10]) and combined.dtype == np.float64
+    digits = read_digits(candidates, p, q)
+    assert len(digits) == 2 and whole not in [d.index for d in digits]
+    assert read_answer(candidates, digits)["number"] == "00"
+
+
+def test_a_drawing_read_whole_is_read_by_the_digit_reader_alone_as_predict_reads_it():
+    """The candidate that is /predict's image (Candidates.alone) keeps the digit reader's probabilities
+    when it is the reading, whatever the piece reader says of its digit: /read of one digit is /predict's."""
+    body = drawing([("5", 200, 60)])
+    candidates = read_candidates(body)
+    assert candidates.alone is not None
+    assert np.array_equal(candidates.images[candidates.alone], preprocess(body))
+    p = np.full((len(candidates.spans), 11), 0.0)
+    p[:, 5] = 1.0
+    q = np.full((len(candidates.spans), 11), 0.01)
+    q[:, 6] = 0.9  # the piece reader would call it a 6
+    (digit,) = read_digits(candidates, p, q)
+    assert digit.index == candidates.alone and np.array_equal(digit.probabilities, p[candidates.alone])
+    assert read_answer(candidates, [digit])["number"] == "5"
 
 
 @pytest.fixture(scope="module")

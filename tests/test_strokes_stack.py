@@ -11,7 +11,7 @@ import re
 import pytest
 import requests
 
-from tests.drawings import data_url, same_reading
+from tests.drawings import data_url, read_in_process, same_reading
 from tests.stack import TICKET_KEY
 from train import numbers, pendigits
 from web.tickets import Tickets, drawing_hash
@@ -56,7 +56,7 @@ def test_a_number_with_strokes_is_read_as_the_handler_reads_it_and_signed_for_it
     stack, model_dir, touching, how
 ):
     bodies = [json.dumps({"image": image, "strokes": strokes}).encode() for image, strokes, _ in touching]
-    alone = numbers.read_all(bodies, str(model_dir / "model.pt"))
+    alone = read_in_process(model_dir, bodies)
     tickets = Tickets(TICKET_KEY.encode())
     right = 0
     for (image, strokes, number), (status, want) in zip(touching, alone, strict=True):

@@ -140,9 +140,10 @@ def held_out(count: int, seed: int = 0) -> list[Number]:
     return numbers(pendigits.held_out(pendigits.load()), count, random.Random(seed))
 
 
-def read_all(bodies: list, model) -> list[tuple[int, dict]]:
+def read_all(bodies: list, model, pieces=None) -> list[tuple[int, dict]]:
     """(status, answer) per drawing as the handler answers a number, in-process: handler/answers.py's
-    read_number with a TorchScript model (a path or a file object); a refusal is (422, {"reason": ...})."""
+    read_number with a TorchScript model (a path or a file object) and, where given, its piece reader
+    (pieces.pt: train/piece_reader.py); a refusal is (422, {"reason": ...})."""
     import warnings
 
     import torch
@@ -153,16 +154,21 @@ def read_all(bodies: list, model) -> list[tuple[int, dict]]:
     # TorchScript is deprecated upstream and torch.jit.load says so; we use it knowingly.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
     torch.set_num_threads(1)  # small batches: more threads only contend (10x slower on the 2 cores here)
-    net = torch.jit.load(model, map_location="cpu").eval()
 
-    def probabilities_of(images: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return torch.softmax(net(torch.from_numpy(images).unsqueeze(1)), 1).numpy()
+    def softmax_of(net):
+        def run(images: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return torch.softmax(net(torch.from_numpy(images).unsqueeze(1)), 1).numpy()
+
+        return run
+
+    probabilities_of = softmax_of(torch.jit.load(model, map_location="cpu").eval())
+    pieces_of = softmax_of(torch.jit.load(pieces, map_location="cpu").eval()) if pieces is not None else None
 
     answers = []
     for body in bodies:
         try:
-            answers.append((200, read_number(body, probabilities_of)))
+            answers.append((200, read_number(body, probabilities_of, pieces_of)))
         except InputError as e:
             answers.append(
                 (getattr(e, "status", 400), {"error": str(e), "reason": getattr(e, "reason", None)})
