@@ -3,11 +3,12 @@
 The digit reader (model.pt) is trained on whole digits and non-digits, never on pieces of numbers
 (NUMBERS=0: they cost it pen digits and training time, docs/training.md). So a piece holding a digit and
 its neighbour's edge, or half of two touching digits, reads to it as surely as a digit, and the cutter's
-choice among cuts guesses. The piece reader is a small network (ARCH lenet, 44k parameters, 3% of the
-digit reader's FLOPs) trained on those pieces (train/number_pieces.py: numbers of the training writers'
-digits cut by handler/segment.py, each piece labelled its digit or "not one digit", 10) and on the same
-writers' digits drawn alone, and saved beside model.pt as pieces.pt. Serving multiplies each piece's digit probabilities by its
-(handler/answers.py with_pieces); /predict never runs it.
+choice among cuts guesses. The piece reader is a small network (ARCH lenet, 44k parameters: 3% of the
+digit reader's FLOPs, a fifth of its time on 4 pieces) trained on those pieces (train/number_pieces.py:
+numbers of the training writers' digits cut by handler/segment.py, each piece labelled its digit or "not
+one digit", 10) and on the same writers' digits drawn alone, and saved beside model.pt as pieces.pt.
+Serving weighs each piece's digit probabilities with its own (handler/answers.py with_pieces); /predict
+never runs it.
 
     python -m train.piece_reader build/convnet   # pieces.pt for a model trained before it (TUNE=1 as train.py)
 
@@ -55,7 +56,7 @@ def train_piece_reader(
     torch.manual_seed(seed)
     net = build_model(ARCH, 11)
     optimizer = torch.optim.AdamW(net.parameters(), LR, weight_decay=1e-4)  # OneCycleLR sets the rate
-    steps = int(EPOCHS * len(images) / BATCH_SIZE)
+    steps = max(1, int(EPOCHS * len(images) / BATCH_SIZE))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LR, total_steps=steps)
     net.train()
     for _ in range(steps):
