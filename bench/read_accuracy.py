@@ -34,9 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.toolkit import DEFAULT_MODEL_DIR, web_app
-from handler.answers import PIECE_READER_FILE
 from tests.stack import post
-from train import numbers, pendigits
+from train import numbers, pendigits, piece_reader
 from train.evaluation import in_process, read_of
 
 WRITERS = {"held-out": pendigits.held_out, "trainable": pendigits.trainable, "tuning": pendigits.tuning}
@@ -205,8 +204,7 @@ def main() -> None:
     singles_bodies = [item[1 + list(SENT).index(way)] for way in ways for item in items]
     digits_alone, images = alone(found), [(label, url) for label, url, _ in items]
     if args.in_process:
-        beside = args.in_process.parent / PIECE_READER_FILE  # the model's piece reader, as the archive has it
-        pieces = beside if beside.exists() else None
+        pieces = piece_reader.beside(args.in_process)  # as the archive has it
         answers, read = (numbers.read_all(b, args.in_process, pieces) for b in (bodies, singles_bodies))
         results = [in_process(args.in_process, x)[0] if x else [] for x in (images, digits_alone)]
         predicted, predicted_alone = ([digit for _, digit, _ in r] for r in results)

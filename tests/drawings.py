@@ -90,13 +90,10 @@ def feedback_body(index: int, label: int, predicted: int = 1, version: str = "1.
 def read_in_process(model_dir, bodies: list[bytes], pieces: bool = True) -> list[tuple[int, dict]]:
     """/read's answers as the handler reads them, in-process (train/numbers.py read_all): the model and,
     where it has one (and `pieces`), its piece reader (train/piece_reader.py)."""
-    from handler.answers import PIECE_READER_FILE
-    from train import numbers
+    from train import numbers, piece_reader
 
-    reader = model_dir / PIECE_READER_FILE
-    return numbers.read_all(
-        bodies, str(model_dir / "model.pt"), str(reader) if pieces and reader.exists() else None
-    )
+    model = model_dir / "model.pt"
+    return numbers.read_all(bodies, str(model), piece_reader.beside(model) if pieces else None)
 
 
 def same_reading(got: dict, want: dict) -> None:

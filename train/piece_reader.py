@@ -35,6 +35,7 @@ from train.pen_data import pen_training_set
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 ARCH = "lenet"
+COUNT = 4000  # numbers whose pieces it learns (train.py's PIECES)
 EPOCHS = 3
 BATCH_SIZE = 256
 LR = 4e-3  # peak of AdamW's one-cycle schedule
@@ -75,6 +76,12 @@ def train_piece_reader(
     return {"numbers": count, "images": len(images), "steps": steps, "seconds": seconds, "arch": ARCH}
 
 
+def beside(model_pt: Path) -> Path | None:
+    """The piece reader saved beside this model.pt, as the archive takes it (Makefile); None without one."""
+    path = Path(model_pt).parent / PIECE_READER_FILE
+    return path if path.exists() else None
+
+
 def main():
     """pieces.pt for the model directory named (its metrics.json then says piece_reader); TUNE, SEED,
     PIECES, PEN_COPIES, PEN_DIGITS and CACHE_DIR as train.py reads them."""
@@ -82,7 +89,7 @@ def main():
     if refused := shipped.refusal(str(out_dir)):
         sys.exit(refused)
     tune, seed = os.environ.get("TUNE", "0") == "1", int(os.environ.get("SEED", "0"))
-    count, copies = int(os.environ.get("PIECES", "4000")), int(os.environ.get("PEN_COPIES", "4"))
+    count, copies = int(os.environ.get("PIECES", COUNT)), int(os.environ.get("PEN_COPIES", "4"))
     pen = Path(os.environ.get("PEN_DIGITS", str(pendigits.PATH)))
     cache_dir = Path(os.environ.get("CACHE_DIR", cache.DEFAULT_DIR))
     found = train_piece_reader(out_dir, count, copies, tune, seed, pen, cache_dir)

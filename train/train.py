@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from handler.answers import NOT_A_DIGIT, not_a_digit_rows
 from model import build_model, count_flops
-from train import cache, hershey, pen_download, pendigits, presentations, shipped
+from train import cache, hershey, pen_download, pendigits, piece_reader, presentations, shipped
 from train.augment import augment
 from train.calibration import Temperature, expected_calibration_error, fit_temperature
 from train.feedback_data import feedback_training_set, masked
@@ -42,7 +42,6 @@ from train.mnist_canvas import through_pipeline
 from train.nondigits import nondigit_held_out_sets, nondigit_training_set
 from train.number_pieces import number_piece_set
 from train.pen_data import pen_held_out_set, pen_training_set
-from train.piece_reader import train_piece_reader
 from train.rejection import (
     NotADigitShift,
     RejectionHead,
@@ -107,11 +106,12 @@ HERSHEY_FONTS = knob("HERSHEY_FONTS", str(hershey.DEFAULT_FONT_DIR))  # the stro
 # (docs/reading.md, "Training for it").
 NUMBERS = knob("NUMBERS", 0)
 # /read's piece reader (train/piece_reader.py): a small network trained on the pieces of this many numbers
-# only, after the digit reader, saved beside it as pieces.pt; 0: none. Its 3 epochs over ~153,000 pieces
-# take about a minute here, their first rendering two more (cached after). On writers 17-20 (TUNE=1 model,
-# picture alone) touching numbers read 40.3 -> 54.3% exact, close 91.0 -> 93.3%, apart 92.0 -> 92.3%
-# (docs/reading.md). Trained only where pen digits are (the numbers are built from them).
-PIECES = knob("PIECES", 4000)
+# and on the pen digits drawn alone, after the digit reader, saved beside it as pieces.pt; 0: none. Its 3
+# epochs over ~176,000 images take about a minute here, the pieces' first rendering two more (cached after).
+# On writers 17-20 (TUNE=1 model, picture alone) touching numbers read 40.3 -> 55.7% exact, close 91.0 ->
+# 92.7%, apart 92.0 -> 92.7% (docs/reading.md). Trained only where pen digits are (the numbers are built
+# from them).
+PIECES = knob("PIECES", piece_reader.COUNT)
 # > 0: this many of the training MNIST images also presented upscaled whole (train/presentations.py). Without
 # them that presentation asked the loosest "not a digit" threshold and non-digits paid for it: hearts 83%
 # refused, script capitals 92.6% (TUNE=1); with 10,000, 100% and 97.7%, pen writers 17-20 98.50% against
@@ -417,7 +417,7 @@ def main():
             results[f"nondigit_{family}_rejected"] = rejected
             results[f"nondigit_{family}_count"] = len(images)
     if PIECES > 0 and PEN_COPIES > 0 and Path(PEN_DIGITS).exists():
-        results["piece_reader"] = train_piece_reader(
+        results["piece_reader"] = piece_reader.train_piece_reader(
             Path(OUT_DIR), PIECES, PEN_COPIES, TUNE == 1, SEED, Path(PEN_DIGITS), Path(CACHE_DIR)
         )
     seconds = time.time() - started
