@@ -126,11 +126,12 @@ format: install  ## ruff --fix and ruff format
 
 # Benchmarks print figures (each starts a stack of its own serving $(MODEL_DIR)); how to run each, and the
 # ones removed (their figures, and how to get them from git history): docs/performance.md.
-# All three run whatever the first finds: a missed target exits 1 at the end, not before the phases.
+# All four run whatever the first finds: a missed target exits 1 at the end, not before the phases.
 bench: install $(MODEL_DIR)/model.pt  ## latency, throughput and CPU per prediction against the targets
 	status=0; \
 	$(PY) -m bench.latency --model-dir $(MODEL_DIR) || status=1; \
 	$(PY) -m bench.handler_phases --model-dir $(MODEL_DIR) || status=1; \
+	$(PY) -m bench.strokes_cpu --model-dir $(MODEL_DIR) || status=1; \
 	$(PY) -m bench.worst_body --model-dir $(MODEL_DIR) || status=1; \
 	exit $$status
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests import containers
 from tests.fake_torchserve import fake_app
-from tests.models import SHIPPED, WEAK_TRAINING, train_model
+from tests.models import WEAK_TRAINING, served_model_dir, train_model
 from tests.page import CHROMIUM, CHROMIUM_ARGS, DESKTOP, Visit
 from tests.stack import Stack, archive
 
@@ -27,22 +27,36 @@ NEEDS_A_MODEL = {"weak_model_dir"}  # model_dir is the shipped one: nothing to t
 NEEDS_A_BROWSER = {"browser"}
 
 
+def pytest_itemcollected(item):
+    # Before -m selects: item.fixturenames holds every fixture a test needs, also through other fixtures
+    # (stack -> model_dir).
+    used = set(item.fixturenames)
+    if used & NEEDS_A_STACK:
+        item.add_marker(pytest.mark.stack)
+    if used & NEEDS_A_MODEL:
+        item.add_marker(pytest.mark.train)
+    if used & NEEDS_A_BROWSER:
+        item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    # item.fixturenames holds every fixture a test needs, also through other fixtures (stack -> model_dir).
-    for item in items:
-        used = set(item.fixturenames)
-        if used & NEEDS_A_STACK:
-            item.add_marker(pytest.mark.stack)
-        if used & NEEDS_A_MODEL:
-            item.add_marker(pytest.mark.train)
-        if used & NEEDS_A_BROWSER:
-            item.add_marker(pytest.mark.browser)
+    """Once -m and -k have chosen: the container tests last, their images building meanwhile
+    (tests/containers.py start)."""
+    boxed = [item for item in items if item.get_closest_marker("container")]
+    if boxed:
+        items[:] = [item for item in items if not item.get_closest_marker("container")] + boxed
+        containers.start(served_model_dir())
+
+
+def pytest_sessionfinish():
+    containers.finish()
 
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """What the stack serves: the shipped model (model/default), unless TEST_MODEL_DIR names another."""
-    return Path(os.environ.get("TEST_MODEL_DIR") or SHIPPED).resolve()
+    return served_model_dir()
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +96,8 @@ def weak_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def images(model_dir):
     """The project image of the session's model and the local postgres image (tests/containers.py), built
-    once for every container test of the session; removed at its end."""
-    try:
-        yield containers.build(model_dir)
-    finally:
-        containers.remove()
+    once for every container test of the session; removed at its end (pytest_sessionfinish)."""
+    return containers.build(model_dir)
 
 
 @pytest.fixture

@@ -1,13 +1,20 @@
 """The images the container tests run (tests/test_container.py's pods, tests/test_compose.py's compose
-stack), built once per test session by conftest.py's `images` fixture and removed at its end.
+stack), built once per test session and removed at its end (conftest.py).
+
+The first build takes minutes: the image's layer of torch (the CUDA build, several GB) is unpacked and
+committed, ~4 minutes of a CI run on 2 cores however the wheels arrive. So the build starts in the
+background as soon as container tests are collected (`start`), at the lowest CPU priority, and those
+tests run last (conftest.py): the tests before them hide it, and `images` waits for what is left.
 
 Per test session names (digit-recognizer-test-<pid>...): two sessions on one machine (two checkouts)
-never meet, and an image of yours (`make image`) is never touched. The first build takes minutes (torch),
-later ones hit the layer cache.
+never meet, and an image of yours (`make image`) is never touched. Later builds hit the layer cache.
 """
 
 import os
+import shlex
+import signal
 import subprocess
+import tempfile
 import time
 
 from tests.stack import ROOT
@@ -26,13 +33,51 @@ def run(*command: str, timeout: float = 1800, env: dict | None = None) -> str:
     return result.stdout
 
 
+_building: tuple[subprocess.Popen, object] | None = None  # the build started, and its output file
+
+
+def start(model_dir) -> None:
+    """Starts `make image` of the session's model as VERSIONS[0], then `make postgres-image`, in the
+    background at nice 19 (once a session)."""
+    global _building
+    if _building is not None:
+        return
+    image = ["make", "-s", "image", f"IMAGE={IMAGE}", f"VERSION={VERSIONS[0]}", f"MODEL_DIR={model_dir}"]
+    postgres = ["make", "-s", "postgres-image", f"POSTGRES_IMAGE={POSTGRES_IMAGE}"]
+    script = f"{shlex.join(image)} && {shlex.join(postgres)}"
+    output = tempfile.TemporaryFile()  # a file, not a pipe: nobody reads it until the build ends
+    process = subprocess.Popen(
+        ["nice", "-n", "19", "sh", "-c", script],
+        cwd=ROOT,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: finish() stops make and podman with it
+    )
+    _building = process, output
+
+
 def build(model_dir) -> dict:
-    """`make image` of the session's model as VERSIONS[0] and `make postgres-image`: their references."""
-    started = time.monotonic()
-    run("make", "-s", "image", f"IMAGE={IMAGE}", f"VERSION={VERSIONS[0]}", f"MODEL_DIR={model_dir}")
-    print(f"\nmake image: {time.monotonic() - started:.0f} s")
-    run("make", "-s", "postgres-image", f"POSTGRES_IMAGE={POSTGRES_IMAGE}")
+    """The images' references, once the build (`start`, here if not yet) has finished."""
+    start(model_dir)
+    process, output = _building
+    waited = time.monotonic()
+    process.wait(timeout=1800)
+    output.seek(0)
+    told = output.read().decode(errors="replace")
+    assert process.returncode == 0, f"building the images failed:\n{told[-4000:]}"
+    print(f"\nwaited {time.monotonic() - waited:.0f} s for the images")
     return {"image": f"localhost/{IMAGE}:{VERSIONS[0]}", "postgres": POSTGRES_IMAGE}
+
+
+def finish() -> None:
+    """At the session's end: a build still running is stopped, and what the session built is removed."""
+    if _building is None:
+        return
+    process, _ = _building
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+    remove()
 
 
 def remove() -> None:

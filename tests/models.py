@@ -33,6 +33,11 @@ WEAK_TRAINING = {
 }
 
 
+def served_model_dir() -> Path:
+    """What the stack serves: the shipped model (model/default), unless TEST_MODEL_DIR names another."""
+    return Path(os.environ.get("TEST_MODEL_DIR") or SHIPPED).resolve()
+
+
 def train_model(out: Path, settings: dict, quiet: bool = True) -> Path:
     """`python -m train.train` with these settings into `out` (its output kept only if not quiet)."""
     env = {**os.environ, **settings, "MNIST_DIR": str(MNIST_DIR), "OUT_DIR": str(out)}

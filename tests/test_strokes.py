@@ -147,6 +147,41 @@ def test_a_group_plainly_of_one_digit_is_decided_as_its_units_would(monkeypatch)
     assert sum(decided) >= 0.5 * len(decided) > 10, decided
 
 
+def one_stroke_drawings(width_over_height, count=1) -> list:
+    """Held-out digits drawn in one stroke, placed alone on the page's canvas, whose ink is this wide
+    (a range, of its height)."""
+    low, high = width_over_height
+    found = []
+    for digit in pendigits.held_out(pendigits.load()):
+        if len(digit.strokes) == 1:
+            [drawing] = numbers.place([digit], random.Random(0), (560, 280), "apart")
+            _, _, w, h = numbers.box(drawing)
+            if low <= w / h <= high:
+                found.append(drawing)
+                if len(found) == count:
+                    return found
+    raise AssertionError(f"no {count} held-out digits of one stroke {low}-{high} of their height wide")
+
+
+def test_a_group_of_one_stroke_is_one_digit_unless_wide_enough_for_two():
+    """A digit drawn in one stroke is one candidate, its whole, /predict's image (the picture alone cuts a
+    group wider than 0.9 of its height into parts for the model to turn down); two digits written in one
+    stroke, wider than WIDE_STROKE of their height, are cut as the picture is."""
+    for drawing in one_stroke_drawings((1.0, 1.2), count=5):
+        picture, sent = data_url(numbers.drawn_png([drawing], (560, 280))), body([drawing])
+        assert len(read_candidates(picture).images) > 1
+        candidates = read_candidates(sent)
+        assert len(candidates.images) == 1 and candidates.alone == 0
+        assert np.array_equal(candidates.images[0], digit_image(sent))
+    a, b = one_stroke_drawings((0.5, 0.9), count=2)
+    shift = numbers.box(a)[0] + numbers.box(a)[2] + 10 - numbers.box(b)[0]
+    moved = [[(x + shift, y) for x, y in stroke] for stroke in b.strokes]
+    joined = pendigits.Drawing(-1, [list(a.strokes[0]) + moved[0]], a.brush)  # the pen never lifts
+    _, _, w, h = numbers.box(joined)
+    assert w > strokes.WIDE_STROKE * h
+    assert len(read_candidates(body([joined])).images) > 1
+
+
 @pytest.fixture(scope="module")
 def probabilities_of(model_dir):
     import torch
