@@ -178,7 +178,7 @@ def _check_covered(mask: np.ndarray, paths: list, thickness: int) -> None:
     """The share of the ink left once every stroke's mask is erased from it. The paths are simplified
     first (their points within SIMPLER of the line between the kept ones): the page sends a point every
     work pixel or so, each a round cap of the thick line, and drawing those was most of what checking a
-    /read's strokes cost; a quarter of them draw the same mask to within SIMPLER, well inside MARGIN."""
+    /read's strokes cost; half of them draw the same mask to within SIMPLER, well inside MARGIN."""
     left = mask.view(np.uint8).copy()
     draw(left, [cv2.approxPolyDP(path, SIMPLER, False).reshape(-1, 2) for path in paths], thickness, 0)
     uncovered = cv2.countNonZero(left) / cv2.countNonZero(mask.view(np.uint8))
