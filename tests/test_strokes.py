@@ -186,13 +186,7 @@ def test_a_group_of_one_stroke_is_one_digit_unless_wide_enough_for_two():
 def probabilities_of(model_dir):
     import torch
 
-    net = torch.jit.load(str(model_dir / "model.pt"), map_location="cpu").eval()
-
-    def run(images):
-        with torch.inference_mode():
-            return torch.softmax(net(torch.from_numpy(images).unsqueeze(1)), 1).numpy()
-
-    return run
+    return numbers.softmax_of(torch.jit.load(str(model_dir / "model.pt"), map_location="cpu").eval())
 
 
 def test_touching_numbers_read_with_strokes_far_better_than_as_a_picture(probabilities_of):

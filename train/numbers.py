@@ -154,14 +154,6 @@ def read_all(bodies: list, model, pieces=None) -> list[tuple[int, dict]]:
     # TorchScript is deprecated upstream and torch.jit.load says so; we use it knowingly.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
     torch.set_num_threads(1)  # small batches: more threads only contend (10x slower on the 2 cores here)
-
-    def softmax_of(net):
-        def run(images: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return torch.softmax(net(torch.from_numpy(images).unsqueeze(1)), 1).numpy()
-
-        return run
-
     probabilities_of = softmax_of(torch.jit.load(model, map_location="cpu").eval())
     pieces_of = softmax_of(torch.jit.load(pieces, map_location="cpu").eval()) if pieces is not None else None
 
@@ -174,6 +166,17 @@ def read_all(bodies: list, model, pieces=None) -> list[tuple[int, dict]]:
                 (getattr(e, "status", 400), {"error": str(e), "reason": getattr(e, "reason", None)})
             )
     return answers
+
+
+def softmax_of(net):
+    """(n, 28, 28) images -> a TorchScript network's softmax outputs, as read_number takes them."""
+    import torch
+
+    def run(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return torch.softmax(net(torch.from_numpy(images).unsqueeze(1)), 1).numpy()
+
+    return run
 
 
 def page_strokes(drawings: list, rng: random.Random) -> list:

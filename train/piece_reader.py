@@ -16,7 +16,6 @@ never runs it.
 """
 
 import json
-import os
 import sys
 import time
 import warnings
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 
 from handler.answers import PIECE_READER_FILE
 from model import build_model
-from train import cache, pendigits, shipped
+from train import shipped
 from train.number_pieces import number_piece_set
 from train.pen_data import pen_training_set
 
@@ -84,15 +83,21 @@ def beside(model_pt: Path) -> Path | None:
 
 def main():
     """pieces.pt for the model directory named (its metrics.json then says piece_reader); TUNE, SEED,
-    PIECES, PEN_COPIES, PEN_DIGITS and CACHE_DIR as train.py reads them."""
+    PIECES, PEN_COPIES, PEN_DIGITS and CACHE_DIR are train.py's knobs, read as it reads them."""
+    from train import train as recipe  # its knobs, defaults and CONFIG_FROM; it imports this module
+
     out_dir = Path(sys.argv[1])
     if refused := shipped.refusal(str(out_dir)):
         sys.exit(refused)
-    tune, seed = os.environ.get("TUNE", "0") == "1", int(os.environ.get("SEED", "0"))
-    count, copies = int(os.environ.get("PIECES", COUNT)), int(os.environ.get("PEN_COPIES", "4"))
-    pen = Path(os.environ.get("PEN_DIGITS", str(pendigits.PATH)))
-    cache_dir = Path(os.environ.get("CACHE_DIR", cache.DEFAULT_DIR))
-    found = train_piece_reader(out_dir, count, copies, tune, seed, pen, cache_dir)
+    found = train_piece_reader(
+        out_dir,
+        recipe.PIECES,
+        recipe.PEN_COPIES,
+        recipe.TUNE == 1,
+        recipe.SEED,
+        Path(recipe.PEN_DIGITS),
+        Path(recipe.CACHE_DIR),
+    )
     metrics_file = out_dir / "metrics.json"
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text())
